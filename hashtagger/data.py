@@ -1,0 +1,206 @@
+"""Posts: loading from a folder or a CSV, the paper's data preparation, the hashtag vocabulary, the split.
+
+No torch here: `tag` reads posts with the same code that training does.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .text import CleaningOptions, clean_caption, count_words, extract_hashtags, is_repost, parse_tag_list
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+SPLITS = ("train", "val", "test")
+
+
+class DataError(Exception):
+    """Input that cannot be used at all; the CLI prints it as one line."""
+
+
+@dataclass
+class Post:
+    id: str  # as the user gave it: the path relative to the folder, or the CSV's id / image value
+    image: Path | None  # resolved path; None when the post names no image
+    caption: str | None  # None when the post has no caption
+    hashtags: list[str] = field(default_factory=list)  # lower-cased, without '#'
+    note: str = ""  # a non-fatal problem met while reading, e.g. a caption that is not UTF-8
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    image: str = "image"
+    caption: str = "caption"
+    hashtags: str = "hashtags"
+    id: str | None = None  # None: 'post_id' or 'id' when present, else the image value
+
+
+def read_caption_bytes(raw: bytes) -> tuple[str, str]:
+    """Decode a caption; bad UTF-8 is replaced, not fatal, and reported in the note."""
+    try:
+        return raw.decode("utf-8-sig"), ""
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace"), "caption is not valid UTF-8; undecodable bytes replaced"
+
+
+def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
+    """Posts from a directory (image + same-stem .txt / .tags, recursive) or a CSV."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source} does not exist")
+    if source.is_dir():
+        return _load_directory(source)
+    if source.suffix.lower() == ".csv":
+        return _load_csv(source, columns)
+    raise DataError(f"{source} is neither a directory nor a .csv file")
+
+
+def _load_directory(root: Path) -> list[Post]:
+    images = sorted(
+        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    posts = []
+    for image in images:
+        caption, note = None, ""
+        caption_file = image.with_suffix(".txt")
+        if caption_file.is_file():
+            caption, note = read_caption_bytes(caption_file.read_bytes())
+        tags_file = image.with_suffix(".tags")
+        if tags_file.is_file():
+            hashtags = parse_tag_list(read_caption_bytes(tags_file.read_bytes())[0])
+        else:
+            hashtags = extract_hashtags(caption or "")
+        posts.append(Post(image.relative_to(root).as_posix(), image, caption, hashtags, note))
+    return posts
+
+
+def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
+    text, note = read_caption_bytes(path.read_bytes())
+    if note:
+        print(f"warning: {path} is not valid UTF-8; undecodable bytes replaced", file=sys.stderr)
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    header = reader.fieldnames or []
+    for needed in (columns.image, columns.caption):
+        if needed not in header:
+            raise DataError(f"{path} has no column '{needed}' (columns: {', '.join(header) or 'none'})")
+    id_column = columns.id or next((c for c in ("post_id", "id") if c in header), None)
+    if id_column and id_column not in header:
+        raise DataError(f"{path} has no column '{id_column}' (columns: {', '.join(header)})")
+    posts = []
+    for row in reader:
+        image_value = (row.get(columns.image) or "").strip()
+        caption = row.get(columns.caption)
+        caption = caption if caption and caption.strip() else None
+        tag_value = row.get(columns.hashtags) if columns.hashtags in header else None
+        hashtags = parse_tag_list(tag_value) if tag_value and tag_value.strip() else extract_hashtags(caption or "")
+        post_id = (row.get(id_column) or "").strip() if id_column else image_value
+        image = (path.parent / image_value) if image_value else None
+        posts.append(Post(post_id or image_value, image, caption, hashtags))
+    return posts
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """The paper's data preparation. Paper values in comments where our defaults differ."""
+
+    cleaning: CleaningOptions = CleaningOptions()
+    vocab_size: int = 500
+    stop_tags: tuple[str, ...] = ()  # the paper drops city names ("nyc", "newyork", ...) for its NY data
+    min_tags: int = 1  # paper: 5; tweets carry 1-2 hashtags, 5 would empty the shared dataset
+    min_words: int = 1  # paper: 5; short tweets are common, 5 would drop most of the shared dataset
+    drop_reposts: bool = True
+    drop_duplicate_texts: bool = True
+
+
+@dataclass
+class Example:
+    post: Post
+    text: str  # the cleaned caption, as the tokenizer sees it
+    labels: list[str]  # the post's hashtags that are in the vocabulary
+
+
+@dataclass
+class Prepared:
+    examples: list[Example]
+    vocab: list[str]
+    report: list[tuple[str, int]]  # (rule, posts it dropped); the first row is the number loaded
+
+
+def build_vocab(hashtag_lists: list[list[str]], size: int, stop_tags: tuple[str, ...] = ()) -> list[str]:
+    """The `size` most frequent hashtags, ties broken alphabetically so that the order is reproducible."""
+    stop = {t.lower().lstrip("#") for t in stop_tags}
+    counts = Counter(t for tags in hashtag_lists for t in tags if t not in stop)
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
+
+
+def prepare(posts: list[Post], options: PrepOptions = PrepOptions(), vocab: list[str] | None = None) -> Prepared:
+    """Apply the rules in the paper's order; `vocab` given (a trained model's) skips building one."""
+    report: list[tuple[str, int]] = [("loaded", len(posts))]
+
+    def keep(rule: str, items: list, predicate) -> list:
+        kept = [x for x in items if predicate(x)]
+        report.append((rule, len(items) - len(kept)))
+        return kept
+
+    items = keep("no image named", posts, lambda p: p.image is not None)
+    if options.drop_reposts:
+        items = keep("re-post (RT / MT)", items, lambda p: not is_repost(p.caption or ""))
+    examples = [Example(p, clean_caption(p.caption or "", options.cleaning), p.hashtags) for p in items]
+    if options.drop_duplicate_texts:
+        seen: set[str] = set()
+
+        def first_time(e: Example) -> bool:
+            key = " ".join(e.text.lower().split())
+            if not key:
+                return True  # empty texts are not re-posts of each other
+            new = key not in seen
+            seen.add(key)
+            return new
+
+        examples = keep("duplicate text", examples, first_time)
+    examples = keep(f"fewer than {options.min_words} words", examples, lambda e: count_words(e.text) >= options.min_words)
+    if vocab is None:
+        vocab = build_vocab([e.labels for e in examples], options.vocab_size, options.stop_tags)
+    in_vocab = set(vocab)
+    for e in examples:
+        e.labels = [t for t in e.labels if t in in_vocab]
+    examples = keep(
+        f"fewer than {options.min_tags} hashtags in the vocabulary", examples, lambda e: len(e.labels) >= options.min_tags
+    )
+    if not examples:
+        raise DataError("no posts are left after data preparation: " + ", ".join(f"{r}: {n}" for r, n in report))
+    return Prepared(examples, vocab, report)
+
+
+def split_groups(group_of: list[str], seed: int, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+    """Assign whole groups (one per image) to train/val/test so no image is in two splits.
+
+    Groups are shuffled by `seed` and filled in order until each split holds its share of posts.
+    """
+    sizes = Counter(group_of)
+    groups = sorted(sizes)
+    random.Random(seed).shuffle(groups)
+    total = len(group_of)
+    bounds = (ratios[0] * total, (ratios[0] + ratios[1]) * total)
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    filled = 0
+    for group in groups:
+        # A group goes where the middle of its posts falls, so one big group cannot push the others out.
+        middle = filled + sizes[group] / 2
+        name = "train" if middle <= bounds[0] else "val" if middle <= bounds[1] else "test"
+        split[name].append(group)
+        filled += sizes[group]
+    if len(groups) >= 3:
+        # Few, very unequal groups can leave a split empty; borrow the smallest train group for it.
+        for name in ("val", "test"):
+            if not split[name] and len(split["train"]) > 1:
+                smallest = min(split["train"], key=lambda g: sizes[g])
+                split["train"].remove(smallest)
+                split[name].append(smallest)
+    return {name: sorted(keys) for name, keys in split.items()}

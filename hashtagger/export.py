@@ -1,0 +1,302 @@
+"""Checkpoint -> ONNX bundle (see bundle.py for the layout), parity-checked, optimised, written atomically.
+
+Two graphs rather than one: the region extractor runs once per image while LXMERT runs once per post
+(many posts share an image), a `precomputed`-feature bundle simply has no extractor graph, and the
+text-only / image-only ablations of `evaluate` feed LXMERT blanked features without the extractor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from rich.console import Console
+from torch import nn
+
+from . import metrics
+from .bundle import FORMAT_VERSION, read_bundle, write_manifest
+from .checkpoint import Checkpoint, load_checkpoint
+from .data import DataError
+from .model import HashtagModel
+from .text import encode
+from .train import split_examples
+from .vision import ImageError, load_pixels
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class ParityError(Exception):
+    """ONNX and PyTorch disagree beyond tolerance; nothing was written."""
+
+
+@dataclass
+class ExportOptions:
+    output: str = "exported"
+    opset: int = 17
+    fp16: bool = False  # extra model.fp16.onnx for CUDA
+    int8: bool = False  # extra model.int8.onnx, dynamic quantisation for CPU
+    tolerance: float = 1e-4
+    parity_posts: int = 32
+    data: str | None = None  # where the checkpoint's validation posts are; default: its training data
+    report: dict = field(default_factory=dict)  # filled in: parity, fusions, variants
+
+
+class _Probabilities(nn.Module):
+    def __init__(self, model: HashtagModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos):
+        return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos))
+
+
+def export_model_graph(model: HashtagModel, path: Path, opset: int, example: dict[str, torch.Tensor]) -> None:
+    torch.onnx.export(
+        _Probabilities(model).eval(),
+        tuple(example[k] for k in (*TEXT_INPUTS, "visual_feats", "visual_pos")),
+        str(path),
+        input_names=[*TEXT_INPUTS, "visual_feats", "visual_pos"],
+        output_names=["probs"],
+        dynamic_axes={
+            **{k: {0: "batch", 1: "tokens"} for k in TEXT_INPUTS},
+            "visual_feats": {0: "batch", 1: "objects"},
+            "visual_pos": {0: "batch", 1: "objects"},
+            "probs": {0: "batch"},
+        },
+        opset_version=opset,
+        dynamo=False,
+    )
+
+
+def export_extractor_graph(extractor: nn.Module, path: Path, opset: int, pixels: torch.Tensor) -> None:
+    torch.onnx.export(
+        extractor.eval(),
+        (pixels,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["visual_feats", "visual_pos"],
+        dynamic_axes={"pixel_values": {0: "batch"}, "visual_feats": {0: "batch"}, "visual_pos": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,
+    )
+
+
+def fuse_transformer(path: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """ONNX Runtime's transformers optimizer (BERT fusions: LayerNorm, Gelu, attention, ...), in place.
+
+    Returns the fused-operator counts; LXMERT's self-attention blocks are BERT-shaped, its cross-attention is not.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
+    optimized.save_model_to_file(str(path))
+    return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def offline_optimize(path: Path) -> None:
+    """ONNX Runtime's provider-independent (basic) optimisations saved into the file, so each start skips them."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(path.with_suffix(".opt.onnx"))
+    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    path.with_suffix(".opt.onnx").replace(path)
+
+
+@dataclass
+class ParityInputs:
+    pixels: np.ndarray  # [B, 3, S, S]
+    text: dict[str, np.ndarray]
+    labels: list[set[str]]
+    source: str  # "validation split" or "generated"
+
+
+def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) -> ParityInputs:
+    """Up to `parity_posts` validation posts of the checkpoint (generated ones if its data is gone)."""
+    size = ckpt.extractor_spec.image.size
+    try:
+        chosen = split_examples(ckpt, "val", options.data)[: options.parity_posts]
+        pixels, texts, labels = [], [], []
+        for example, _ in chosen:
+            try:
+                pixels.append(load_pixels(example.post.image, ckpt.extractor_spec.image))
+            except ImageError:
+                continue
+            texts.append(example.text)
+            labels.append(set(example.labels))
+        if len(texts) >= 2:
+            return ParityInputs(np.stack(pixels), encode(ckpt.tokenizer, texts, ckpt.max_length), labels, "validation split")
+    except (DataError, OSError) as e:
+        console.print(f"[yellow]validation posts unavailable ({e}); checking parity on generated inputs")
+    rng = np.random.default_rng(0)
+    words = [t for t in ckpt.vocab] or ["photo"]
+    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(0, 40, options.parity_posts)]
+    pixels = rng.normal(size=(options.parity_posts, 3, size, size)).astype(np.float32)
+    return ParityInputs(pixels, encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts], "generated")
+
+
+def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
+    with torch.inference_mode():
+        feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels))
+        text = {k: torch.from_numpy(v) for k, v in inputs.text.items()}
+        return torch.sigmoid(ckpt.model(*(text[k] for k in TEXT_INPUTS), feats, boxes)).numpy()
+
+
+def onnx_probabilities(extractor: Path, model: Path, inputs: ParityInputs) -> np.ndarray:
+    ext = ort.InferenceSession(str(extractor), providers=["CPUExecutionProvider"])
+    feats, boxes = ext.run(None, {"pixel_values": inputs.pixels})
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    names = {i.name for i in sess.get_inputs()}
+    feeds = {k: v for k, v in dict(inputs.text, visual_feats=feats, visual_pos=boxes).items() if k in names}
+    return sess.run(["probs"], feeds)[0]
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, vocab: list[str], labels: list[set[str]]) -> dict:
+    """Max probability difference, share of posts with the same top-5 (as a set), mean top-5 overlap, F1@2 of each."""
+    ref5, cand5 = metrics.rank(reference, vocab, 5), metrics.rank(candidate, vocab, 5)
+    overlap = [len(set(a) & set(b)) / max(1, len(a)) for a, b in zip(ref5, cand5)]
+    result = {
+        "max_abs_diff": float(np.max(np.abs(reference - candidate))),
+        "same_top5": sum(a == b for a, b in zip(ref5, cand5)) / len(ref5),
+        "top5_overlap": float(np.mean(overlap)),
+    }
+    if any(labels):
+        result["f1@2_reference"] = metrics.topk_metrics(ref5, labels, (2,))[2]["f1"]
+        result["f1@2"] = metrics.topk_metrics(cand5, labels, (2,))[2]["f1"]
+    return result
+
+
+def tune_threshold(probs: np.ndarray, vocab: list[str], labels: list[set[str]]) -> float:
+    """The single probability cut-off that maximises micro-F1 on the given posts (0.5 without labels)."""
+    if not any(labels):
+        return 0.5
+    truth = np.zeros_like(probs, dtype=bool)
+    index = {t: i for i, t in enumerate(vocab)}
+    for row, tags in enumerate(labels):
+        truth[row, [index[t] for t in tags if t in index]] = True
+    best, best_f1 = 0.5, -1.0
+    for t in np.linspace(0.02, 0.9, 45):
+        predicted = probs >= t
+        tp = float((predicted & truth).sum())
+        f1 = 2 * tp / max(1.0, predicted.sum() + truth.sum())
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return round(best, 3)
+
+
+def export(checkpoint: str | Path, options: ExportOptions = ExportOptions(), console: Console | None = None) -> Path:
+    """Write the bundle to options.output; on any failure an existing bundle there is left untouched."""
+    console = console or Console(stderr=True)
+    ckpt = load_checkpoint(Path(checkpoint))
+    if ckpt.extractor is None:
+        raise DataError("exporting a checkpoint trained on precomputed features is not supported yet")
+    output = Path(options.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    work.chmod(0o755)  # mkdtemp's 0700 would make the bundle private to its writer
+    try:
+        _build(ckpt, work, options, console)
+        old = output.with_name(f".{output.name}.old")
+        if output.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            output.rename(old)
+        work.rename(output)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    read_bundle(output)  # what we wrote must open
+    return output
+
+
+def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Console) -> None:
+    inputs = parity_inputs(ckpt, options, console)
+    config = ckpt.model.config
+    with console.status("exporting ONNX graphs"):
+        pixels = torch.from_numpy(inputs.pixels[:2])
+        feats, boxes = ckpt.extractor(pixels)
+        text = {k: torch.from_numpy(v[:2]) for k, v in inputs.text.items()}
+        export_extractor_graph(ckpt.extractor, work / "extractor.onnx", options.opset, pixels)
+        export_model_graph(ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes))
+        fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
+        offline_optimize(work / "extractor.onnx")
+        offline_optimize(work / "model.onnx")
+    reference = torch_probabilities(ckpt, inputs)
+    onnx_probs = onnx_probabilities(work / "extractor.onnx", work / "model.onnx", inputs)
+    parity = compare(reference, onnx_probs, ckpt.vocab, inputs.labels)
+    options.report.update(parity=parity, fusions=fusions, parity_inputs=inputs.source, posts=len(reference))
+    if parity["max_abs_diff"] > options.tolerance or parity["same_top5"] < 1.0:
+        raise ParityError(
+            f"ONNX parity failed on {len(reference)} {inputs.source} posts: max |p_torch - p_onnx| = "
+            f"{parity['max_abs_diff']:.2e} (tolerance {options.tolerance:.0e}), same top-5 on "
+            f"{parity['same_top5']:.1%} of posts; nothing written"
+        )
+    console.print(
+        f"parity on {len(reference)} {inputs.source} posts: max |Δp| {parity['max_abs_diff']:.2e}, "
+        f"same top-5 on {parity['same_top5']:.0%}; fusions: {', '.join(f'{k} {v}' for k, v in fusions.items()) or 'none'}"
+    )
+    graphs = {"extractor": "extractor.onnx", "model": "model.onnx"}
+    variants = {}
+    if options.int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            str(work / "model.onnx"),
+            str(work / "model.int8.onnx"),
+            weight_type=QuantType.QInt8,
+            # the fused contrib ops defeat shape inference; their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        graphs["int8"] = "model.int8.onnx"
+        variants["int8"] = _agreement("int8", work, reference, inputs, ckpt.vocab, console)
+    if options.fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        half = convert_float_to_float16(onnx.load(str(work / "model.onnx")), keep_io_types=True)
+        onnx.save(half, str(work / "model.fp16.onnx"))
+        graphs["fp16"] = "model.fp16.onnx"
+        variants["fp16"] = _agreement("fp16", work, reference, inputs, ckpt.vocab, console)
+    options.report["variants"] = variants
+    spec = ckpt.extractor_spec
+    info = {
+        "format_version": FORMAT_VERSION,
+        "graphs": graphs,
+        "opset": options.opset,
+        "image": {"size": spec.image.size, "mean": list(spec.image.mean), "std": list(spec.image.std), "max_pixels": spec.image.max_pixels},
+        "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim, "regions": 36},
+        "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
+        "threshold": tune_threshold(onnx_probs, ckpt.vocab, inputs.labels),
+        "model": {
+            "base_model": ckpt.meta["model_spec"]["base_model"],
+            "hidden_size": config.hidden_size,
+            "layers": {"language": config.l_layers, "cross": config.x_layers, "object": config.r_layers},
+            "hashtags": len(ckpt.vocab),
+        },
+        "source_checkpoint": str(ckpt.path),
+        "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
+        "export": options.report,
+    }
+    (work / "bundle.json").write_text(json.dumps(info, indent=1))
+    counts = ckpt.meta.get("label_counts", {})
+    (work / "hashtags.json").write_text(json.dumps({"vocab": ckpt.vocab, "train_counts": [counts.get(t, 0) for t in ckpt.vocab]}))
+    ckpt.tokenizer.save(str(work / "tokenizer.json"))
+    write_manifest(work)
+
+
+def _agreement(name: str, work: Path, reference: np.ndarray, inputs: ParityInputs, vocab: list[str], console: Console) -> dict:
+    try:
+        probs = onnx_probabilities(work / "extractor.onnx", work / f"model.{name}.onnx", inputs)
+    except Exception as e:  # e.g. fp16 kernels missing on the CPU provider
+        console.print(f"[yellow]{name}: written, but its agreement cannot be measured on the CPU provider ({e})")
+        return {"measured": False, "reason": str(e).splitlines()[0]}
+    result = compare(reference, probs, vocab, inputs.labels)
+    console.print(
+        f"{name} vs fp32: top-5 overlap {result['top5_overlap']:.1%}, same top-5 on {result['same_top5']:.0%}"
+        + (f", F1@2 {result['f1@2']:.3f} (fp32 {result['f1@2_reference']:.3f})" if "f1@2" in result else "")
+    )
+    return result

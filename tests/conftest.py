@@ -1,0 +1,36 @@
+"""Generated posts whose hashtag depends on the caption (animal) and the image (colour) together."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+COLOURS = {"red": (220, 30, 30), "blue": (30, 40, 220)}
+ANIMALS = ("cat", "dog")
+FILLER = "look at this lovely picture from today in the park with friends".split()
+
+
+def make_posts(root: Path, n: int = 160, seed: int = 0, size: int = 48) -> Path:
+    """n posts, one image each: the label is <colour><animal>; colour only in pixels, animal only in words."""
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        colour = rng.choice(list(COLOURS))
+        animal = rng.choice(ANIMALS)
+        base = np.array(COLOURS[colour], dtype=np.float32)
+        pixels = np.clip(base + nprng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"post{i:04d}.png")
+        words = rng.sample(FILLER, 5) + [animal]
+        rng.shuffle(words)
+        (root / f"post{i:04d}.txt").write_text(" ".join(words) + f" #{colour}{animal}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def posts_dir(tmp_path_factory) -> Path:
+    return make_posts(tmp_path_factory.mktemp("posts"))
