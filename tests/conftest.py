@@ -34,3 +34,26 @@ def make_posts(root: Path, n: int = 160, seed: int = 0, size: int = 48) -> Path:
 @pytest.fixture(scope="session")
 def posts_dir(tmp_path_factory) -> Path:
     return make_posts(tmp_path_factory.mktemp("posts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(posts_dir, tmp_path_factory) -> Path:
+    """A tiny model trained on the generated posts (a few seconds on a CPU)."""
+    from rich.console import Console
+
+    from hashtagger.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = TrainConfig(data=str(posts_dir), output=str(out), run_name="tiny", epochs=12, batch_size=16, lr=1e-3, new_lr=1e-3)
+    return train(cfg, Console(stderr=True, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
+    """The tiny model exported as an ONNX bundle, with its int8 variant."""
+    from rich.console import Console
+
+    from hashtagger.export import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("bundle") / "exported"
+    return export(tiny_run / "best", ExportOptions(output=str(out), int8=True), Console(stderr=True, quiet=True))

@@ -1,0 +1,6 @@
+from hashtagger.bundle import read_bundle
+
+
+def test_tiny_bundle_opens(tiny_bundle):
+    bundle = read_bundle(tiny_bundle)
+    assert len(bundle.vocab) == 4
