@@ -114,5 +114,44 @@ def export(
     err.print(f"bundle written to {path}")
 
 
+@app.command()
+def tag(
+    input: Path = typer.Argument(..., metavar="INPUT", help="Folder of posts (image + same-stem .txt caption, recursive) or a CSV (image, caption)."),
+    model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
+    top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
+    threshold: Optional[str] = typer.Option(None, help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned threshold."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="json, jsonl or csv (default: from --output's extension; json on stdout)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; JSONL is appended record by record."),
+    batch_size: int = typer.Option(32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."),
+    device: str = typer.Option("auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."),
+    resume: bool = typer.Option(False, "--resume", help="Skip posts already in --output and add the rest."),
+    workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
+    variant: str = typer.Option("model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."),
+    image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
+    caption_column: str = typer.Option("caption", help="CSV column with the caption."),
+    id_column: Optional[str] = typer.Option(None, help="CSV column with the post id (default: post_id or id when present, else the image path)."),
+) -> None:
+    """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
+    from .bundle import BundleError
+    from .data import CsvColumns, DataError
+    from .runtime import DeviceError
+    from .tagging import TagOptions, interrupted_message, tag as run_tagging
+    from .writers import OutputError
+
+    options = TagOptions(
+        model=model, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device, workers=workers,
+        variant=variant, columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
+    )
+    try:
+        summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
+    except KeyboardInterrupt:
+        fail(interrupted_message(output, fmt), 130)
+    except (DataError, BundleError, DeviceError, OutputError, ValueError, OSError) as e:
+        fail(str(e))
+    if summary.processed and not summary.tagged:
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common())
+        fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
+
+
 if __name__ == "__main__":
     app()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +32,12 @@ def session(path: Path, device: str = "auto", threads: int | None = None) -> tup
 
     auto: CUDA when ONNX Runtime can really use it, else CPU. cuda / tensorrt: that provider or an error.
     """
+    sess, used, _ = _open(path, device, threads)
+    return sess, used
+
+
+def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSession, str, str]:
+    """session(), plus why the wanted GPU provider did not start ("" when it did, or none was wanted)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # the GPU package's fallback messages are reported by us, once, in words
@@ -37,19 +49,69 @@ def session(path: Path, device: str = "auto", threads: int | None = None) -> tup
     available = ort.get_available_providers()
     if device in ("cuda", "tensorrt") and wanted[0] not in available:
         raise DeviceError(f"--device {device}: this onnxruntime build has no {wanted[0]} (installed: {', '.join(available)})")
+    if device == "auto" and wanted[0] not in available:
+        wanted = PROVIDERS["cpu"]
+        why = f"this onnxruntime build has no {PROVIDERS['cuda'][0]}"
+    else:
+        why = ""
     try:
-        sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
+        # ONNX Runtime prints provider failures itself: to stdout (which may carry our JSON) and through its
+        # C++ logger to stderr. Keep both, and turn them into one reason.
+        with _captured_output() as log:
+            sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
     except Exception as e:  # onnxruntime raises its own exception types; all mean "this graph cannot be loaded"
         if device in ("cuda", "tensorrt"):
             raise DeviceError(f"--device {device}: ONNX Runtime could not start {wanted[0]}: {e}") from None
         raise BundleError(f"{path}: ONNX Runtime cannot load this graph: {e}") from None
     used = sess.get_providers()[0]
+    if used != wanted[0]:
+        why = _reason(log.getvalue())
     if device in ("cuda", "tensorrt") and used != wanted[0]:
-        raise DeviceError(
-            f"--device {device}: ONNX Runtime fell back to {used}; {wanted[0]} is not usable here "
-            "(no GPU, or the CUDA / cuDNN libraries it needs are missing)"
-        )
-    return sess, used
+        raise DeviceError(f"--device {device}: {wanted[0]} is not usable here ({why}); ONNX Runtime would fall back to {used}")
+    return sess, used, why
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Collect what is written to stdout / stderr (Python and C++ alike) inside the block."""
+    log = io.StringIO()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real file descriptors (embedded, pytest capture): Python only
+        with contextlib.redirect_stdout(log):
+            yield log
+        return
+    with tempfile.TemporaryFile("w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(log):
+                yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            log.write(tmp.read().decode("utf-8", "replace"))
+
+
+def _reason(log: str) -> str:
+    """The cause in ONNX Runtime's fallback messages, e.g. 'libcublasLt.so.13: cannot open shared object file'."""
+    log = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    messages = [m.strip() for m in re.findall(r"\[[EW]:onnxruntime[^\]]*\]\s*(.+)", log)]
+    parts = []
+    for m in messages:
+        if "with error: " in m:
+            parts.append(m.split("with error: ", 1)[1].split(": No such file")[0].strip())
+            break
+    requirement = next((re.search(r"Require [^.]*\.\*[^.]*\.\*", m) for m in messages if "Require " in m), None)
+    if requirement:
+        parts.append(requirement.group(0).replace("Require", "onnxruntime-gpu requires"))
+    if not parts and messages:
+        parts.append(messages[0][:300])
+    if sys.platform.startswith("linux") and not any(Path("/dev").glob("nvidia[0-9]*")) and not Path("/dev/dxg").exists():
+        parts.insert(0, "no NVIDIA GPU found")
+    return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 
 
 @dataclass
@@ -59,14 +121,15 @@ class Runner:
     extractor: ort.InferenceSession | None
     model: ort.InferenceSession
     provider: str
+    fallback: str = ""  # --device auto ended on the CPU: why the GPU provider could not be used
 
     @classmethod
     def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> "Runner":
-        model, provider = session(bundle.graph(variant), device, threads)
+        model, provider, fallback = _open(bundle.graph(variant), device, threads)
         extractor = None
         if "extractor" in bundle.info["graphs"]:
             extractor, _ = session(bundle.graph("extractor"), device if provider != "CPUExecutionProvider" else "cpu", threads)
-        return cls(extractor, model, provider)
+        return cls(extractor, model, provider, fallback)
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         feats, boxes = self.extractor.run(None, {"pixel_values": pixels.astype(np.float32, copy=False)})

@@ -1,0 +1,308 @@
+"""`hashtagger tag`: recommend hashtags for a folder or CSV of posts with an exported bundle. No torch.
+
+    posts -> batches of `batch_size` -> images decoded and resized in worker threads, a few batches ahead
+          -> per batch: extractor once per distinct image, captions cleaned and encoded (padded to the
+             longest caption of the batch), LXMERT + head -> top-k (and threshold) -> one record per post
+
+A bad post (unreadable image, no image) gets a record that says why and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from .bundle import Bundle, BundleError, read_bundle
+from .data import CsvColumns, DataError, Post, load_posts
+from .runtime import Runner
+from .text import clean_caption, encode
+from .vision import ImageError, ImageSettings, load_pixels
+from .writers import OutputError, done_ids, open_writer, output_format, remaining
+
+CPU = "CPUExecutionProvider"
+NO_CAPTION = "no caption, tagged from the image alone"
+EMPTY_CAPTION = "no words left in the caption after cleaning, tagged from the image alone"
+
+
+@dataclass
+class TagOptions:
+    model: str | Path = "exported"  # the bundle folder
+    top_k: int = 5
+    threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned threshold
+    batch_size: int = 32
+    device: str = "auto"  # auto | cpu | cuda | tensorrt
+    workers: int = 2  # image-decoding threads
+    variant: str = "model"  # model | int8 | fp16: which LXMERT graph of the bundle
+    max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
+    columns: CsvColumns = field(default_factory=CsvColumns)
+
+
+@dataclass
+class TagSummary:
+    tagged: int = 0  # records with status "ok..."
+    skipped: Counter = field(default_factory=Counter)  # reason (without its details) -> posts
+    notes: Counter = field(default_factory=Counter)  # tagged with a remark ("no caption", "caption is not valid UTF-8") -> posts
+    seconds: float = 0.0
+    posts_per_s: float = 0.0
+    provider: str = ""
+    resumed: int = 0  # posts found already done in the output (--resume)
+    startup_s: float = 0.0  # from the call to the first record
+
+    @property
+    def processed(self) -> int:
+        return self.tagged + sum(self.skipped.values())
+
+    def count(self, record: dict) -> None:
+        status = record["status"]
+        if status == "ok" or status.startswith("ok:"):
+            self.tagged += 1
+            if status != "ok":
+                self.notes[status[3:].split(";")[0].split(",")[0].strip()] += 1
+        else:
+            self.skipped[reason_key(status)] += 1
+
+
+def reason_key(status: str) -> str:
+    """'skipped: image data is corrupt: Truncated File Read' -> 'image data is corrupt' (for counting)."""
+    reason = status.removeprefix("skipped:").strip()
+    return reason.split(":")[0].split(" (")[0].strip()
+
+
+def resolve_threshold(value: float | str | None, bundle: Bundle) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if value.lower() == "auto":
+            return float(bundle.threshold)
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"--threshold must be a number between 0 and 1 or 'auto', not '{value}'") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"--threshold must be between 0 and 1, not {value}")
+    return float(value)
+
+
+def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: TagOptions) -> Iterator[dict]:
+    """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}."""
+    settings = bundle.image if options.max_pixels is None else replace(bundle.image, max_pixels=options.max_pixels)
+    threshold = resolve_threshold(options.threshold, bundle)
+    pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
+    try:
+        for batch, pixels in _decoded(_batches(posts, options.batch_size), pool, settings, ahead=max(2, options.workers)):
+            yield from _tag_batch(batch, pixels, bundle, runner, options.top_k, threshold)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _batches(posts: Iterable[Post], size: int) -> Iterator[list[Post]]:
+    batch: list[Post] = []
+    for post in posts:
+        batch.append(post)
+        if len(batch) == max(1, size):
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _image_key(post: Post) -> Path | None:
+    """The resolved path: posts naming one image in different ways share one decode and one extractor row."""
+    if post.image is None:
+        return None
+    try:
+        return Path(post.image).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in a CSV cell: decoding will say why
+        return Path(post.image).absolute()
+
+
+def _decode(path: Path, settings: ImageSettings) -> np.ndarray | str:
+    """Pixels [3, S, S], or the reason the image cannot be used."""
+    try:
+        return load_pixels(path, settings)
+    except ImageError as e:
+        return str(e)
+    except Exception as e:  # a decoder bug on one odd file must not end the run
+        return f"image cannot be decoded: {type(e).__name__}: {e}"
+
+
+def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, settings: ImageSettings, ahead: int):
+    """(batch, {image key: pixels or reason}) in order, decoding up to `ahead` batches beyond the one being run."""
+    pending: deque[tuple[list[Post], dict[Path, Future]]] = deque()
+
+    def ready(item):
+        batch, futures = item
+        return batch, {key: future.result() for key, future in futures.items()}
+
+    for batch in batches:
+        keys = dict.fromkeys(k for k in map(_image_key, batch) if k is not None)
+        pending.append((batch, {key: pool.submit(_decode, key, settings) for key in keys}))
+        if len(pending) > ahead:
+            yield ready(pending.popleft())
+    while pending:
+        yield ready(pending.popleft())
+
+
+def _text(post: Post, bundle: Bundle) -> tuple[str, str]:
+    """(model text, status) for a post that has a usable image."""
+    notes = [post.note] if post.note else []
+    if not (post.caption or "").strip():
+        return "", "ok: " + "; ".join(notes + [NO_CAPTION])
+    text = clean_caption(post.caption, bundle.cleaning)
+    if not text:
+        notes.append(EMPTY_CAPTION)
+    return text, ("ok: " + "; ".join(notes)) if notes else "ok"
+
+
+def _tag_batch(batch: list[Post], pixels: dict, bundle: Bundle, runner: Runner, top_k: int, threshold: float | None) -> list[dict]:
+    records = [{"id": post.id, "status": "", "hashtags": []} for post in batch]
+    keys = [_image_key(post) for post in batch]
+    good = []
+    for i, key in enumerate(keys):
+        if key is None:
+            records[i]["status"] = "skipped: no image named"
+        elif isinstance(pixels[key], str):
+            records[i]["status"] = "skipped: " + pixels[key]
+        else:
+            good.append(i)
+    if not good:
+        return records
+    texts = [_text(batch[i], bundle) for i in good]
+    distinct = list(dict.fromkeys(keys[i] for i in good))  # the extractor runs once per image, not per post
+    row = {key: j for j, key in enumerate(distinct)}
+    try:
+        feats, boxes = runner.features(np.stack([pixels[key] for key in distinct]))
+        index = [row[keys[i]] for i in good]
+        text = encode(bundle.tokenizer, [t for t, _ in texts], bundle.max_length)
+        probs = runner.probabilities(text, feats[index], boxes[index])
+    except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        for i in good:
+            records[i]["status"] = f"skipped: inference failed: {reason}"
+        return records
+    for (i, (_, status)), scores in zip(zip(good, texts), probs):
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        records[i]["status"] = status
+        records[i]["hashtags"] = [
+            {"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)}
+            for j in order
+            if threshold is None or scores[j] >= threshold
+        ]
+    return records
+
+
+class _PostsPerSecond(ProgressColumn):
+    """Average posts/s since the start: records arrive a batch at a time, so instant rates jump."""
+
+    def render(self, task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("- posts/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:,.1f} posts/s", style="progress.data.speed")
+
+
+def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
+    """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
+    bundle = read_bundle(options.model)
+    if "extractor" not in bundle.info.get("graphs", {}):
+        raise BundleError(f"{bundle.path}: the bundle has no extractor graph; tag needs one")
+    return bundle, Runner.load(bundle, options.device, options.variant)
+
+
+def tag(
+    input: str | Path,
+    output: Path | None,
+    fmt: str | None = None,
+    options: TagOptions | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+) -> TagSummary:
+    """Tag every post of `input` into `output` (None: stdout). Raises DataError, BundleError, DeviceError,
+    OutputError or ValueError for a run that cannot start; bad posts are reported in their records."""
+    start = time.perf_counter()
+    options = options or TagOptions()
+    console = console or Console(stderr=True)
+    output = Path(output) if output is not None else None
+    fmt = output_format(output, fmt)
+    if resume and output is None:
+        raise OutputError("--resume needs --output (the file to continue)")
+    posts = load_posts(input, options.columns)
+    if not posts:
+        raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
+    bundle, runner = open_runner(options)
+    resolve_threshold(options.threshold, bundle)  # a bad value fails before anything is written
+    console.print(f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]", highlight=False, soft_wrap=True)
+    if options.device == "auto" and runner.provider == CPU:
+        console.print(f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})", highlight=False, soft_wrap=True)
+    summary = TagSummary(provider=runner.provider)
+    todo = posts
+    if resume and output.exists():
+        positions = remaining([p.id for p in posts], done_ids(output, fmt))
+        todo = [posts[i] for i in positions]
+        summary.resumed = len(posts) - len(todo)
+        console.print(f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go", highlight=False, soft_wrap=True)
+    writer = open_writer(output, fmt, resume)
+    progress = Progress(
+        TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), _PostsPerSecond(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+    run_start = time.perf_counter()
+    try:
+        with progress:
+            task = progress.add_task("tag", total=len(todo))
+            for record in tag_posts(todo, bundle, runner, options):
+                if summary.processed == 0:
+                    summary.startup_s = time.perf_counter() - start
+                writer.write(record)
+                summary.count(record)
+                progress.advance(task)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    summary.seconds = time.perf_counter() - run_start
+    summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    console.print(summary_table(summary, output))
+    return summary
+
+
+def interrupted_message(output: Path | None, fmt: str | None) -> str:
+    """What an interrupted run left behind, for the one-line message."""
+    try:
+        fmt = output_format(output, fmt)
+    except OutputError:
+        return "interrupted"
+    if output is None:
+        return "interrupted: the output on stdout is incomplete"
+    if fmt == "jsonl":
+        return f"interrupted: the records written so far are in {output}; rerun with --resume to add the rest"
+    return f"interrupted: {output} was not written (JSON / CSV are written when complete; .jsonl keeps partial results)"
+
+
+def summary_table(summary: TagSummary, output: Path | None = None) -> Table:
+    table = Table(title="hashtagger tag", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("tagged", str(summary.tagged))
+    for note, n in summary.notes.most_common():
+        table.add_row(f"  of which {note}", str(n))
+    table.add_row("skipped", str(sum(summary.skipped.values())))
+    for reason, n in summary.skipped.most_common():
+        table.add_row(f"  {reason}", str(n))
+    if summary.resumed:
+        table.add_row("already in the output", str(summary.resumed))
+    table.add_row("posts/s", f"{summary.posts_per_s:,.1f}")
+    table.add_row("start-up to first batch", f"{summary.startup_s:.2f} s")
+    table.add_row("provider", summary.provider)
+    table.add_row("output", str(output) if output else "stdout")
+    return table

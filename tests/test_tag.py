@@ -1,0 +1,329 @@
+"""`hashtagger tag`: the CLI end to end (in a subprocess, without torch), providers, formats, batching,
+exit status, and nothing lost (atomic JSON / CSV, JSONL killed midway and resumed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+import helpers_images as imgs
+import hashtagger.tagging as tagging
+from hashtagger.bundle import read_bundle
+from hashtagger.cli import app
+from hashtagger.data import load_posts
+from hashtagger.runtime import DeviceError, Runner
+from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts
+from hashtagger.writers import done_ids, open_writer, read_records, remaining
+
+ENV = dict(os.environ, COLUMNS="300")  # rich wraps at 80 columns when stderr is not a terminal
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, ["tag", *map(str, args)], env={"COLUMNS": "300"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def quiet() -> Console:
+    return Console(file=io.StringIO(), width=200)
+
+
+@pytest.fixture(scope="module")
+def posts(posts_dir, tmp_path_factory) -> Path:
+    """24 of the training posts, half of them in a subfolder (the folder is searched recursively)."""
+    root = tmp_path_factory.mktemp("tagposts")
+    for i, image in enumerate(sorted(posts_dir.glob("*.png"))[:24]):
+        target = root / ("nested" if i % 2 else "") / image.name
+        target.parent.mkdir(exist_ok=True)
+        shutil.copy(image, target)
+        shutil.copy(image.with_suffix(".txt"), target.with_suffix(".txt"))
+    return root
+
+
+def cuda_usable(bundle: Path) -> bool:
+    try:
+        open_runner(TagOptions(model=bundle, device="cuda"))
+        return True
+    except DeviceError:
+        return False
+
+
+def test_cli_end_to_end_without_torch(posts, tiny_bundle):
+    """The real CLI in a fresh interpreter: JSON on stdout, progress and summary on stderr, torch never imported."""
+    args = ["tag", str(posts), "--model", str(tiny_bundle), "--batch-size", "5"]
+    code = textwrap.dedent(f"""
+        import sys
+        from typer.main import get_command
+        from hashtagger.cli import app
+        try:
+            get_command(app).main(args={args!r}, prog_name="hashtagger", standalone_mode=False)
+        finally:
+            print("torch imported" if "torch" in sys.modules else "torch not imported", file=sys.stderr)
+    """)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "torch not imported" in proc.stderr
+    assert time.perf_counter() - start < 30  # start-up is quick: no torch, no hub, two small sessions
+    records = json.loads(proc.stdout)
+    expected_ids = sorted((p.relative_to(posts).as_posix() for p in posts.rglob("*.png")))
+    assert [r["id"] for r in records] == expected_ids
+    vocab = set(json.loads((tiny_bundle / "hashtags.json").read_text())["vocab"])
+    for r in records:
+        assert r["status"] == "ok"
+        assert 1 <= len(r["hashtags"]) <= 5 and {t["tag"] for t in r["hashtags"]} <= vocab
+        scores = [t["score"] for t in r["hashtags"]]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    provider = Runner.load(read_bundle(tiny_bundle), "auto").provider
+    assert f"on {provider}" in proc.stderr  # the provider that ran, from the session
+    assert "posts/s" in proc.stderr and "tagged" in proc.stderr and "start-up to first batch" in proc.stderr
+    if provider == "CPUExecutionProvider":
+        assert "warning: --device auto fell back to the CPU" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_device_cuda_without_cuda_fails_with_the_reason(posts, tiny_bundle, tmp_path):
+    if cuda_usable(tiny_bundle):
+        pytest.skip("CUDA is usable on this machine")
+    code, stdout, stderr = cli(posts, "--model", tiny_bundle, "--device", "cuda", "-o", tmp_path / "out.json")
+    assert code != 0
+    assert "error: --device cuda: CUDAExecutionProvider is not usable here (" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "out.json").exists()
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "--device", "tpu")
+    assert code != 0 and "unknown device 'tpu'" in stderr
+
+
+def test_device_cpu_and_auto(posts, tiny_bundle):
+    log = io.StringIO()
+    summary = tag(posts, Path(os.devnull), "jsonl", TagOptions(model=tiny_bundle, device="cpu"), console=Console(file=log, width=300))
+    assert summary.provider == "CPUExecutionProvider" and summary.tagged == 24 and summary.posts_per_s > 0
+    assert "warning" not in log.getvalue()  # asked for the CPU: nothing to warn about
+    log = io.StringIO()
+    summary = tag(posts, Path(os.devnull), "jsonl", TagOptions(model=tiny_bundle, device="auto"), console=Console(file=log, width=300))
+    if summary.provider == "CPUExecutionProvider":
+        assert "warning: --device auto fell back to the CPU: no usable GPU provider (" in log.getvalue()
+    else:
+        assert summary.provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def test_formats_follow_the_extension_unless_told(posts, tiny_bundle, tmp_path):
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "--device", "cpu", "--top-k", "2", "-o", tmp_path / "out.csv")
+    assert code == 0, stderr
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["id", "status", "hashtags", "scores"] and len(rows) == 25
+    for _, status, tags, scores in rows[1:]:
+        assert status == "ok" and len(tags.split()) == len(scores.split()) == 2
+        assert all(t.startswith("#") for t in tags.split()) and all(0 <= float(s) <= 1 for s in scores.split())
+
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "--device", "cpu", "--format", "jsonl", "-o", tmp_path / "out.txt")
+    assert code == 0, stderr
+    lines = (tmp_path / "out.txt").read_text().splitlines()
+    assert len(lines) == 24 and json.loads(lines[0])["status"] == "ok"
+
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "-o", tmp_path / "out.txt")
+    assert code != 0 and "pass --format" in stderr
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "--format", "xml")
+    assert code != 0 and "unknown format 'xml'" in stderr
+
+
+def test_threshold_keeps_top_k_above_it(posts, tiny_bundle):
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    post_list = load_posts(posts)
+    free = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3)))
+    cut = 0.3
+    kept = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold=cut)))
+    for a, b in zip(free, kept):
+        assert b["hashtags"] == [t for t in a["hashtags"] if t["score"] >= cut]
+    auto = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold="auto")))
+    assert all(t["score"] >= bundle.threshold for r in auto for t in r["hashtags"])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        list(tag_posts(post_list, bundle, runner, TagOptions(threshold=1.5)))
+
+
+def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, tmp_path):
+    """Captions of different lengths padded per batch, one post per batch or many: the same scores."""
+    post_list = load_posts(posts)
+    for i, post in enumerate(post_list):
+        post.caption = " ".join(["look at my lovely cat"] * (i % 6 + 1))
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    one = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=1, top_k=4)))
+    many = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=7, top_k=4, workers=3)))
+    assert [r["id"] for r in one] == [r["id"] for r in many] == [p.id for p in post_list]
+    for a, b in zip(one, many):
+        sa = {t["tag"]: t["score"] for t in a["hashtags"]}
+        sb = {t["tag"]: t["score"] for t in b["hashtags"]}
+        assert sa.keys() == sb.keys()
+        assert np.allclose([sa[k] for k in sa], [sb[k] for k in sa], atol=2e-4)
+
+
+def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path):
+    imgs.good(tmp_path / "a.png")
+    imgs.good(tmp_path / "b.png", imgs.BLUE)
+    rows = [("a.png", "my cat"), ("b.png", "dog"), ("a.png", "another cat"), ("./a.png", "my cat"), ("b.png", "")]
+    with open(tmp_path / "posts.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption"), *rows])
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    seen = []
+    features = runner.features
+
+    def spy(pixels):
+        seen.append(len(pixels))
+        return features(pixels)
+
+    runner.features = spy
+    records = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=5)))
+    assert seen == [2]  # five posts, two images (./a.png is a.png)
+    assert [r["id"] for r in records] == [r[0] for r in rows]
+    assert records[0]["hashtags"] == records[3]["hashtags"]  # same image, same caption: same tags
+    assert all(r["status"].startswith("ok") for r in records)
+
+
+def test_exit_status_and_one_line_errors(posts, tiny_bundle, tmp_path):
+    bad = tmp_path / "bad"
+    imgs.zero_byte(bad / "a.jpg")
+    imgs.not_an_image(bad / "b.png")
+    code, _, stderr = cli(bad, "--model", tiny_bundle, "-o", tmp_path / "bad.json")
+    assert code != 0 and "none of the 2 posts could be tagged: image file is empty (1), not an image (1)" in stderr
+    assert [r["status"] for r in json.loads((tmp_path / "bad.json").read_text())] == [
+        "skipped: image file is empty", "skipped: not an image (unrecognised format)"
+    ]  # the records that say why are still written
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    info = json.loads((broken / "bundle.json").read_text())
+    (broken / "bundle.json").write_text(json.dumps(dict(info, format_version=99)))
+    code, _, stderr = cli(posts, "--model", broken)
+    assert code != 0 and "format version 99 is not supported" in stderr and "Traceback" not in stderr
+
+    (broken / "bundle.json").write_text(json.dumps(info))
+    (broken / "model.onnx").write_bytes(b"garbage")
+    code, _, stderr = cli(posts, "--model", broken)
+    assert code != 0 and "SHA-256 does not match" in stderr
+
+    for args, message in [
+        ((tmp_path / "nowhere",), "does not exist"),
+        ((posts, "--model", tmp_path / "nomodel"), "does not exist"),
+        ((tmp_path / "bad", "--model", tiny_bundle, "--resume"), "--resume needs --output"),
+        ((posts, "--model", tiny_bundle, "--threshold", "high"), "--threshold must be a number"),
+    ]:
+        code, stdout, stderr = cli(*args)
+        assert code != 0 and message in stderr and "Traceback" not in stderr, (args, stderr)
+        assert stdout == ""
+    (tmp_path / "none").mkdir()
+    code, _, stderr = cli(tmp_path / "none", "--model", tiny_bundle)
+    assert code != 0 and "no posts in" in stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_json_and_csv_are_replaced_only_when_complete(posts, tiny_bundle, tmp_path, monkeypatch, fmt):
+    out = tmp_path / f"out.{fmt}"
+    out.write_text("previous complete output\n")
+    real = tagging.tag_posts
+
+    def failing(*args, **kwargs):
+        for i, record in enumerate(real(*args, **kwargs)):
+            if i == 10:
+                raise KeyboardInterrupt
+            yield record
+
+    monkeypatch.setattr(tagging, "tag_posts", failing)
+    with pytest.raises(KeyboardInterrupt):
+        tag(posts, out, None, TagOptions(model=tiny_bundle, device="cpu", batch_size=4), console=quiet())
+    assert out.read_text() == "previous complete output\n"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+    monkeypatch.setattr(tagging, "tag_posts", real)
+    tag(posts, out, None, TagOptions(model=tiny_bundle, device="cpu"), console=quiet())
+    assert len(read_records(out, fmt)) == 24 and [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "jsonl"])
+def test_resume_adds_the_rest_once(posts, tiny_bundle, tmp_path, fmt):
+    out = tmp_path / f"out.{fmt}"
+    options = TagOptions(model=tiny_bundle, device="cpu", batch_size=4)
+    tag(posts, out, None, options, console=quiet())
+    full = read_records(out, fmt)
+    # keep the first 9 records, as a run stopped there would have
+    writer = open_writer(out, fmt)
+    for record in full[:9]:
+        writer.write(record)
+    writer.close()
+    log = io.StringIO()
+    summary = tag(posts, out, None, options, resume=True, console=Console(file=log, width=300))
+    assert summary.resumed == 9 and summary.processed == 15
+    assert "9 posts already done, 15 to go" in log.getvalue()
+    again = read_records(out, fmt)
+    assert [r["id"] for r in again] == [r["id"] for r in full]
+    assert [r["status"] for r in again] == [r["status"] for r in full]
+    # resuming a complete output tags nothing and exits 0
+    code, _, stderr = cli(posts, "--model", tiny_bundle, "-o", out, "--resume")
+    assert code == 0, stderr
+    assert len(read_records(out, fmt)) == 24
+
+
+def test_resume_counts_repeated_ids():
+    """Ids repeat when CSV rows share an image: an id done n times skips its first n posts."""
+    ids = ["a.png", "b.png", "a.png", "a.png", "c.png", "b.png"]
+    assert remaining(ids, Counter()) == [0, 1, 2, 3, 4, 5]
+    assert remaining(ids, Counter({"a.png": 2, "b.png": 1})) == [3, 4, 5]
+    assert remaining(ids, Counter(ids)) == []
+
+
+def test_resume_drops_a_line_cut_short(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "status": "ok", "hashtags": []}\n{"id": "b", "status": "ok", "hashtags": []}\n{"id": "c", "sta')
+    assert done_ids(out, "jsonl") == Counter({"a": 1, "b": 1})
+    writer = open_writer(out, "jsonl", resume=True)
+    writer.write({"id": "c", "status": "ok", "hashtags": []})
+    writer.close()
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "c"]
+
+
+def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
+    """Kill -9 a real run midway: JSONL keeps what was written, --resume adds the rest, each post exactly once."""
+    imgs.big_jpeg(tmp_path / "big.jpg")  # slow to decode: the run lasts long enough to be killed midway
+    rows = [(f"small{i}.png", f"my cat number {i}") for i in range(8)] + [("big.jpg", f"big dog {i}") for i in range(16)]
+    for i in range(8):
+        imgs.good(tmp_path / f"small{i}.png", seed=i)
+    with open(tmp_path / "posts.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption"), *rows])
+    out = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "hashtagger.cli", "tag", str(tmp_path / "posts.csv"), "--model", str(tiny_bundle),
+               "--batch-size", "1", "--workers", "1", "--device", "cpu", "-o", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 10:
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()
+    written = out.read_bytes().count(b"\n")
+    assert 10 <= written < len(rows)
+
+    resumed = subprocess.run(command[:-2] + ["--workers", "2", "-o", str(out), "--resume"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{written} posts already done" in resumed.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [image for image, _ in rows]  # every post exactly once, in input order
+    assert all(r["status"] == "ok" for r in records)
