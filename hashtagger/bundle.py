@@ -7,6 +7,7 @@
         model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]
         tokenizer.json   tokenizers format
         hashtags.json    the vocabulary (index order) and each hashtag's training count
+        split.json       image digests of the training run's train / val / test posts (for `evaluate`)
         model.int8.onnx / model.fp16.onnx   optional variants
 """
 

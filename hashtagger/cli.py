@@ -14,7 +14,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -98,6 +98,7 @@ def export(
     output: Path = typer.Option(Path("exported"), help="Bundle folder to write (replaced atomically)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (for CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic quantisation, for CPU)."),
+    compact: bool = typer.Option(False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."),
     opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
     data: Optional[Path] = typer.Option(None, help="Where the checkpoint's training data now lives (for the parity posts)."),
 ) -> None:
@@ -108,7 +109,13 @@ def export(
     if opset < 17:
         fail("--opset must be 17 or higher")
     try:
-        path = run_export(checkpoint, ExportOptions(output=str(output), opset=opset, fp16=fp16, int8=int8, data=str(data) if data else None), err)
+        path = run_export(
+            checkpoint,
+            ExportOptions(
+                output=str(output), opset=opset, fp16=fp16, int8=int8, compact=compact, data=str(data) if data else None
+            ),
+            err,
+        )
     except (DataError, ParityError, OSError) as e:
         fail(str(e))
     err.print(f"bundle written to {path}")
@@ -151,6 +158,47 @@ def tag(
     if summary.processed and not summary.tagged:
         reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common())
         fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
+
+
+@app.command()
+def evaluate(
+    data: Optional[Path] = typer.Argument(None, help="Posts (folder or CSV). --split test: the training data (default: the path the model records); --split all: any posts with hashtags."),
+    model: Optional[Path] = typer.Option(None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."),
+    split: str = typer.Option("test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."),
+    k: str = typer.Option("1..5", "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5)."),
+    report: Optional[Path] = typer.Option(None, help="Write the metrics as JSON to this file."),
+    plot: Optional[Path] = typer.Option(None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (tensorrt too with --model)."),
+    batch_size: int = typer.Option(64, help="Posts per forward pass."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."),
+    image_column: Optional[str] = typer.Option(None, help="CSV column with the image path (default: training's for --split test, else 'image')."),
+    caption_column: Optional[str] = typer.Option(None, help="CSV column with the caption (default: as for --image-column, else 'caption')."),
+    hashtags_column: Optional[str] = typer.Option(None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."),
+) -> None:
+    """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
+    from rich.console import Console as StdoutConsole
+
+    from .bundle import BundleError
+    from .data import CsvColumns, DataError
+    from .evaluate import evaluate as run_evaluation, parse_ks, plot as write_plot, report_table, write_report
+    from .runtime import DeviceError
+
+    columns = None
+    if image_column or caption_column or hashtags_column:
+        columns = CsvColumns(image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags")
+    try:
+        result = run_evaluation(
+            data, model=model, checkpoint=checkpoint, split=split, ks=parse_ks(k), device=device, console=err,
+            batch_size=batch_size, cache_dir=cache_dir, columns=columns,
+        )
+        StdoutConsole().print(report_table(result))
+        if report:
+            err.print(f"report written to {write_report(result, report)}")
+        if plot:
+            err.print(f"plot written to {write_plot(result, plot)}")
+    except (DataError, BundleError, DeviceError, ValueError, OSError) as e:
+        fail(str(e))
 
 
 if __name__ == "__main__":

@@ -196,11 +196,11 @@ def split_groups(group_of: list[str], seed: int, ratios: tuple[float, float, flo
         name = "train" if middle <= bounds[0] else "val" if middle <= bounds[1] else "test"
         split[name].append(group)
         filled += sizes[group]
-    if len(groups) >= 3:
-        # Few, very unequal groups can leave a split empty; borrow the smallest train group for it.
-        for name in ("val", "test"):
-            if not split[name] and len(split["train"]) > 1:
-                smallest = min(split["train"], key=lambda g: sizes[g])
-                split["train"].remove(smallest)
-                split[name].append(smallest)
+    # Few, very unequal groups can leave a split empty: give it the smallest group of the split with most groups.
+    for name in SPLITS:
+        donor = max(SPLITS, key=lambda n: len(split[n]))
+        if not split[name] and len(split[donor]) > 1:
+            smallest = min(split[donor], key=lambda g: sizes[g])
+            split[donor].remove(smallest)
+            split[name].append(smallest)
     return {name: sorted(keys) for name, keys in split.items()}

@@ -22,7 +22,7 @@ from torch import nn
 
 from . import metrics
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
-from .checkpoint import Checkpoint, load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, prep_to_json
 from .data import DataError
 from .model import HashtagModel
 from .text import encode
@@ -42,8 +42,9 @@ class ExportOptions:
     opset: int = 17
     fp16: bool = False  # extra model.fp16.onnx for CUDA
     int8: bool = False  # extra model.int8.onnx, dynamic quantisation for CPU
+    compact: bool = False  # store fp32 weights as fp16 (half the size); computation stays fp32
     tolerance: float = 1e-4
-    parity_posts: int = 32
+    parity_posts: int = 64
     data: str | None = None  # where the checkpoint's validation posts are; default: its training data
     report: dict = field(default_factory=dict)  # filled in: parity, fusions, variants
 
@@ -98,6 +99,39 @@ def fuse_transformer(path: Path, num_heads: int, hidden_size: int) -> dict[str, 
     optimized = optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=0)
     optimized.save_model_to_file(str(path))
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def round_weights_to_fp16(module: nn.Module) -> None:
+    """Make the PyTorch weights exactly what a compact bundle stores, so parity is measured on the same model."""
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point() and tensor.numel() >= COMPACT_MIN_ELEMENTS:
+                tensor.copy_(tensor.half().float())
+
+
+COMPACT_MIN_ELEMENTS = 1024  # small tensors (biases, norms) stay fp32: they cost nothing and matter most
+
+
+def store_weights_fp16(path: Path) -> None:
+    """Keep large fp32 initializers as fp16 followed by a Cast to fp32.
+
+    ONNX Runtime folds the Casts when the session starts, so the graph computes in fp32 as before
+    while the file is half the size (this is how the default model fits in the repository).
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < COMPACT_MIN_ELEMENTS:
+            continue
+        half = onnx.numpy_helper.to_array(init).astype(np.float16)
+        name = init.name
+        init.CopyFrom(onnx.numpy_helper.from_array(half, f"{name}.fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
 
 
 def offline_optimize(path: Path) -> None:
@@ -226,7 +260,36 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
         offline_optimize(work / "extractor.onnx")
         offline_optimize(work / "model.onnx")
-    reference = torch_probabilities(ckpt, inputs)
+    full_precision = torch_probabilities(ckpt, inputs)
+    graphs = {"extractor": "extractor.onnx", "model": "model.onnx"}
+    # Variants come from the fp32 graph and are compared with the checkpoint as trained.
+    variants = {}
+    if options.int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            str(work / "model.onnx"),
+            str(work / "model.int8.onnx"),
+            weight_type=QuantType.QInt8,
+            # the fused contrib ops defeat shape inference; their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+        graphs["int8"] = "model.int8.onnx"
+        variants["int8"] = _agreement("int8", work, full_precision, inputs, ckpt.vocab, console)
+    if options.fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        half = convert_float_to_float16(onnx.load(str(work / "model.onnx")), keep_io_types=True)
+        onnx.save(half, str(work / "model.fp16.onnx"))
+        graphs["fp16"] = "model.fp16.onnx"
+        variants["fp16"] = _agreement("fp16", work, full_precision, inputs, ckpt.vocab, console)
+    reference = full_precision
+    if options.compact:
+        round_weights_to_fp16(ckpt.model)
+        round_weights_to_fp16(ckpt.extractor)
+        for graph in ("extractor.onnx", "model.onnx"):
+            store_weights_fp16(work / graph)
+        reference = torch_probabilities(ckpt, inputs)
     onnx_probs = onnx_probabilities(work / "extractor.onnx", work / "model.onnx", inputs)
     parity = compare(reference, onnx_probs, ckpt.vocab, inputs.labels)
     options.report.update(parity=parity, fusions=fusions, parity_inputs=inputs.source, posts=len(reference))
@@ -240,33 +303,19 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         f"parity on {len(reference)} {inputs.source} posts: max |Δp| {parity['max_abs_diff']:.2e}, "
         f"same top-5 on {parity['same_top5']:.0%}; fusions: {', '.join(f'{k} {v}' for k, v in fusions.items()) or 'none'}"
     )
-    graphs = {"extractor": "extractor.onnx", "model": "model.onnx"}
-    variants = {}
-    if options.int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(
-            str(work / "model.onnx"),
-            str(work / "model.int8.onnx"),
-            weight_type=QuantType.QInt8,
-            # the fused contrib ops defeat shape inference; their outputs are float
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    if options.compact:
+        variants["compact"] = compare(full_precision, onnx_probs, ckpt.vocab, inputs.labels)
+        console.print(
+            f"compact (fp16-stored weights) vs the checkpoint: top-5 overlap {variants['compact']['top5_overlap']:.1%}, "
+            f"max |Δp| {variants['compact']['max_abs_diff']:.1e}"
         )
-        graphs["int8"] = "model.int8.onnx"
-        variants["int8"] = _agreement("int8", work, reference, inputs, ckpt.vocab, console)
-    if options.fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        half = convert_float_to_float16(onnx.load(str(work / "model.onnx")), keep_io_types=True)
-        onnx.save(half, str(work / "model.fp16.onnx"))
-        graphs["fp16"] = "model.fp16.onnx"
-        variants["fp16"] = _agreement("fp16", work, reference, inputs, ckpt.vocab, console)
     options.report["variants"] = variants
     spec = ckpt.extractor_spec
     info = {
         "format_version": FORMAT_VERSION,
         "graphs": graphs,
         "opset": options.opset,
+        "weights_stored_as": "fp16" if options.compact else "fp32",
         "image": {"size": spec.image.size, "mean": list(spec.image.mean), "std": list(spec.image.std), "max_pixels": spec.image.max_pixels},
         "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim, "regions": 36},
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
@@ -278,12 +327,15 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
             "hashtags": len(ckpt.vocab),
         },
         "source_checkpoint": str(ckpt.path),
+        # With split.json, what `evaluate --model` needs to find the training data's test posts.
+        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": prep_to_json(ckpt.prep)},
         "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
         "export": options.report,
     }
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
     counts = ckpt.meta.get("label_counts", {})
     (work / "hashtags.json").write_text(json.dumps({"vocab": ckpt.vocab, "train_counts": [counts.get(t, 0) for t in ckpt.vocab]}))
+    (work / "split.json").write_text(json.dumps(ckpt.split))  # image digests of train / val / test, as in the checkpoint
     ckpt.tokenizer.save(str(work / "tokenizer.json"))
     write_manifest(work)
 

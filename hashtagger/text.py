@@ -110,13 +110,29 @@ def encode(tokenizer: Tokenizer, texts: list[str], max_length: int = 128) -> dic
 
 
 def train_wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
-    """A BERT-uncased-style WordPiece tokenizer learned from the training texts (when no pretrained one is given)."""
-    from tokenizers import BertWordPieceTokenizer
-    from tokenizers.processors import BertProcessing
+    """A BERT-uncased-style WordPiece tokenizer whose vocabulary comes from the training texts.
 
-    wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
-    wordpiece.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=1, show_progress=False)
-    tokenizer = Tokenizer.from_str(wordpiece.to_str())
-    # The post-processor is only set when the special tokens exist, i.e. after training.
-    tokenizer.post_processor = BertProcessing(("[SEP]", tokenizer.token_to_id("[SEP]")), ("[CLS]", tokenizer.token_to_id("[CLS]")))
+    Used when no pretrained tokenizer is given. The vocabulary is every character (alone and as a
+    '##' continuation) plus the most frequent whole words, ties broken alphabetically: unlike the
+    tokenizers trainer, whose ties fall differently from run to run, the same texts always give the
+    same ids, so a seeded run is reproducible.
+    """
+    from collections import Counter
+
+    from tokenizers import models, normalizers, pre_tokenizers, processors
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = Counter(
+        w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    chars = sorted({c for w in words for c in w})
+    vocab = specials + chars + [f"##{c}" for c in chars]
+    frequent = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
+    vocab += frequent[: max(0, vocab_size - len(vocab))]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.post_processor = processors.BertProcessing(("[SEP]", vocab.index("[SEP]")), ("[CLS]", vocab.index("[CLS]")))
     return tokenizer

@@ -215,13 +215,7 @@ def prepare_samples(
     """Load, prepare, hash and encode images. Returns usable examples, their image digests, and the vocabulary."""
     posts = load_posts(cfg.data, cfg.columns)
     prepared = prepare(posts, prep, vocab)
-    digests: dict[Path, str | None] = {}
-    for e in prepared.examples:
-        if e.post.image not in digests:
-            try:
-                digests[e.post.image] = file_digest(e.post.image)
-            except ImageError:
-                digests[e.post.image] = None
+    digests = image_digests(prepared.examples)
     unique = {d: p for p, d in digests.items() if d is not None}
     with _progress(console) as progress:
         task = progress.add_task("region features", total=len(unique), loss="-", rate="-")
@@ -355,12 +349,12 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         "args": _config_to_json(cfg),
         "history": [],
     }
-    epoch, skip, step, best_f1 = 0, 0, 0, -1.0
+    epoch, skip, step, best_f1, best_loss = 0, 0, 0, -1.0, math.inf
     if resume_state is not None:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         epoch, skip, step = int(resume_state["epoch"]), int(resume_state["batch"]), int(resume_state["step"])
-        best_f1 = float(resume_state["best_f1"])
+        best_f1, best_loss = float(resume_state["best_f1"]), float(resume_state["best_loss"])
         meta["history"] = last.meta.get("history", [])
         torch.set_rng_state(resume_state["rng"])
 
@@ -375,6 +369,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
             "batch": torch.tensor(at_batch),
             "step": torch.tensor(step),
             "best_f1": torch.tensor(best_f1),
+            "best_loss": torch.tensor(best_loss),
             "rng": torch.get_rng_state(),
         }
 
@@ -421,14 +416,15 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 "posts_per_s": rate,
             }
             meta["history"].append(record)
-            improved = val[2]["f1"] > best_f1
+            # F1@2 saturates once every true hashtag is in the top 2; the loss breaks ties.
+            improved = (val[2]["f1"], -val_loss) > (best_f1, -best_loss)
             progress.console.print(
                 f"epoch {epoch + 1}: val F1@2 {val[2]['f1']:.3f} (prior {prior_val[2]['f1']:.3f}), val loss {val_loss:.4f}, "
                 f"top-2 same as prior on {like_prior:.0%} of posts{' [green]best' if improved else ''}"
             )
             epoch += 1
             if improved:
-                best_f1 = val[2]["f1"]
+                best_f1, best_loss = val[2]["f1"], val_loss
                 meta["val_metrics"] = val
                 save("best")
             save("last", state(epoch, 0))
@@ -501,7 +497,10 @@ def _config_from_json(d: dict) -> TrainConfig:
 
 def split_examples(ckpt, which: str, data: str | None = None, columns: CsvColumns | None = None) -> list[tuple[Example, str]]:
     """The checkpoint's `which` split (train / val / test) of `data` (default: the data it was trained on),
-    prepared exactly as in training, with each post's image digest."""
+    prepared exactly as in training, with each post's image digest.
+
+    `ckpt`: a Checkpoint, or anything with its `path`, `meta["args"]`, `prep`, `vocab` and `split`
+    (evaluate passes an exported bundle's)."""
     args = ckpt.meta.get("args", {})
     data = data or args.get("data")
     columns = columns or CsvColumns(**args.get("columns", {}))
@@ -509,14 +508,17 @@ def split_examples(ckpt, which: str, data: str | None = None, columns: CsvColumn
         raise DataError(f"{ckpt.path} does not record its training data; pass the data path")
     prepared = prepare(load_posts(data, columns), ckpt.prep, ckpt.vocab)
     wanted = set(ckpt.split[which])
+    digests = image_digests(prepared.examples)
+    return [(e, digests[e.post.image]) for e in prepared.examples if digests[e.post.image] in wanted]
+
+
+def image_digests(examples: list[Example]) -> dict[Path, str | None]:
+    """Each distinct image's content digest, hashed once; None where the file cannot be read."""
     digests: dict[Path, str | None] = {}
-    out = []
-    for e in prepared.examples:
+    for e in examples:
         if e.post.image not in digests:
             try:
                 digests[e.post.image] = file_digest(e.post.image)
             except ImageError:
                 digests[e.post.image] = None
-        if digests[e.post.image] in wanted:
-            out.append((e, digests[e.post.image]))
-    return out
+    return digests

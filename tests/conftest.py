@@ -14,7 +14,7 @@ ANIMALS = ("cat", "dog")
 FILLER = "look at this lovely picture from today in the park with friends".split()
 
 
-def make_posts(root: Path, n: int = 160, seed: int = 0, size: int = 48) -> Path:
+def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48) -> Path:
     """n posts, one image each: the label is <colour><animal>; colour only in pixels, animal only in words."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -31,6 +31,18 @@ def make_posts(root: Path, n: int = 160, seed: int = 0, size: int = 48) -> Path:
     return root
 
 
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mediaeval2016"
+
+
+@pytest.fixture(scope="session")
+def shared_posts_csv() -> Path:
+    """The real tweets beside the repository (../shared); CI has them."""
+    path = SHARED_DATA / "posts.csv"
+    if not path.is_file():
+        pytest.skip(f"real data not found at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def posts_dir(tmp_path_factory) -> Path:
     return make_posts(tmp_path_factory.mktemp("posts"))
@@ -44,7 +56,7 @@ def tiny_run(posts_dir, tmp_path_factory) -> Path:
     from hashtagger.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(data=str(posts_dir), output=str(out), run_name="tiny", epochs=12, batch_size=16, lr=1e-3, new_lr=1e-3)
+    cfg = TrainConfig(data=str(posts_dir), output=str(out), run_name="tiny", epochs=20, batch_size=16, lr=3e-3, new_lr=3e-3)
     return train(cfg, Console(stderr=True, quiet=True))
 
 

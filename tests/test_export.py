@@ -1,0 +1,114 @@
+"""Export: parity with PyTorch on dynamic shapes, the manifest's checks, and atomic replacement."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from rich.console import Console
+
+from hashtagger.bundle import BundleError, read_bundle, sha256
+from hashtagger.checkpoint import load_checkpoint
+from hashtagger.export import ExportOptions, ParityError, export
+from hashtagger.text import encode
+
+QUIET = Console(stderr=True, quiet=True)
+
+
+def test_bundle_holds_everything_tag_needs(tiny_bundle):
+    bundle = read_bundle(tiny_bundle)
+    info = bundle.info
+    assert info["format_version"] == 1 and info["opset"] >= 17
+    assert set(info["graphs"]) == {"extractor", "model", "int8"}
+    assert info["image"]["size"] == 96 and len(info["image"]["mean"]) == 3
+    assert info["text"]["max_length"] == 128 and info["text"]["cleaning"]["drop_urls"] is True
+    assert 0 < info["threshold"] < 1
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert {"model.onnx", "extractor.onnx", "tokenizer.json", "hashtags.json", "bundle.json"} <= set(manifest)
+    assert all(sha256(tiny_bundle / name) == digest for name, digest in manifest.items())
+    parity = info["export"]["parity"]
+    assert parity["max_abs_diff"] <= 1e-4 and parity["same_top5"] == 1.0
+    assert info["export"]["parity_inputs"] == "validation split"
+    assert info["export"]["variants"]["int8"]["top5_overlap"] > 0.5
+
+
+def test_onnx_matches_torch_on_new_batch_and_sequence_sizes(tiny_run, tiny_bundle):
+    """Dynamic axes: batch sizes and caption lengths the export never saw, padded rows included."""
+    ckpt = load_checkpoint(tiny_run / "best")
+    extractor = ort.InferenceSession(str(tiny_bundle / "extractor.onnx"), providers=["CPUExecutionProvider"])
+    model = ort.InferenceSession(str(tiny_bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(5)
+    for batch, words in ((1, 3), (7, 60), (3, 200)):
+        texts = [" ".join(["red cat in the park"] * int(rng.integers(1, words))) for _ in range(batch)]
+        text = encode(ckpt.tokenizer, texts, ckpt.max_length)
+        pixels = rng.normal(size=(batch, 3, 96, 96)).astype(np.float32)
+        feats, boxes = extractor.run(None, {"pixel_values": pixels})
+        probs = model.run(["probs"], dict(text, visual_feats=feats, visual_pos=boxes))[0]
+        with torch.inference_mode():
+            f, b = ckpt.extractor(torch.from_numpy(pixels))
+            t = {k: torch.from_numpy(v) for k, v in text.items()}
+            expected = torch.sigmoid(ckpt.model(t["input_ids"], t["attention_mask"], t["token_type_ids"], f, b)).numpy()
+        assert probs.shape == (batch, 4)
+        assert np.max(np.abs(probs - expected)) <= 1e-4
+        assert (np.argsort(-probs, axis=1) == np.argsort(-expected, axis=1)).all()
+
+
+@pytest.fixture()
+def bundle_copy(tiny_bundle, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+def test_missing_file_is_named(bundle_copy):
+    (bundle_copy / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match="tokenizer.json.*missing"):
+        read_bundle(bundle_copy)
+
+
+def test_changed_file_is_named(bundle_copy):
+    with open(bundle_copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="model.onnx.*SHA-256"):
+        read_bundle(bundle_copy)
+
+
+def test_unknown_format_version_is_refused(bundle_copy):
+    info = json.loads((bundle_copy / "bundle.json").read_text())
+    info["format_version"] = 99
+    (bundle_copy / "bundle.json").write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="bundle.json.*version 99"):
+        read_bundle(bundle_copy, verify=False)
+
+
+def test_failed_export_leaves_the_existing_bundle_untouched(tiny_run, bundle_copy):
+    before = {p.name: sha256(p) for p in bundle_copy.iterdir() if p.is_file()}
+    with pytest.raises(ParityError, match="max \\|p_torch - p_onnx\\|"):
+        export(tiny_run / "best", ExportOptions(output=str(bundle_copy), tolerance=-1.0), QUIET)
+    assert {p.name: sha256(p) for p in bundle_copy.iterdir() if p.is_file()} == before
+    assert not [p for p in bundle_copy.parent.iterdir() if p.name.startswith(".bundle")]  # no temporary left
+
+
+def test_export_falls_back_to_generated_inputs_when_the_data_is_gone(tiny_run, tmp_path):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    info_path = run / "best" / "hashtagger.json"
+    info = json.loads(info_path.read_text())
+    info["args"]["data"] = str(tmp_path / "moved-away")
+    info_path.write_text(json.dumps(info))
+    options = ExportOptions(output=str(tmp_path / "out"))
+    export(run / "best", options, QUIET)
+    assert options.report["parity_inputs"] == "generated"
+    assert read_bundle(tmp_path / "out").info["export"]["parity"]["max_abs_diff"] <= 1e-4
+
+
+def test_compact_bundle_halves_the_size_and_keeps_parity(tiny_run, tiny_bundle, tmp_path):
+    options = ExportOptions(output=str(tmp_path / "compact"), compact=True)
+    export(tiny_run / "best", options, QUIET)
+    bundle = read_bundle(tmp_path / "compact")
+    assert bundle.info["weights_stored_as"] == "fp16"
+    assert options.report["parity"]["max_abs_diff"] <= 1e-4
+    assert options.report["variants"]["compact"]["top5_overlap"] == 1.0
+    assert (tmp_path / "compact" / "model.onnx").stat().st_size < 0.7 * (tiny_bundle / "model.onnx").stat().st_size
