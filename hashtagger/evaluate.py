@@ -1,0 +1,387 @@
+"""`hashtagger evaluate`: the paper's top-k metrics for a model, beside its text-only and image-only
+ablations and the frequency prior, on the model's test split or on every post of a separate dataset.
+
+The metrics (metrics.py), summed over all evaluated posts (micro), for k = 1..5:
+    precision@k = correct recommended hashtags / recommended hashtags
+    recall@k    = correct recommended hashtags / true hashtags
+    F1@k        = harmonic mean of precision@k and recall@k
+    accuracy@k  = share of posts with at least one correct hashtag among the k recommended
+
+Which posts, and what is true:
+- split "test": the posts of DATA (the training data) whose image is in the model's stored test split,
+  prepared as training prepared them; the true hashtags are the post's hashtags in the vocabulary (the
+  paper's protocol). A checkpoint stores its split in split.json; `export` copies it into the bundle.
+- split "all": every post of DATA, its caption cleaned with the model's options; the true hashtags are
+  all of the post's hashtags, in the vocabulary or not. A post none of whose hashtags is in the
+  vocabulary cannot be hit: it counts as a miss, and their number is reported.
+Posts with no hashtag and posts whose image cannot be read are skipped and counted.
+
+Systems: the model; text-only (visual features zeroed) and image-only (empty caption), blanked by
+train.make_batch for both backends; the frequency prior (the k most frequent training hashtags).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from tokenizers import Tokenizer
+
+from . import metrics
+from .bundle import read_bundle, sha256
+from .checkpoint import load_checkpoint, prep_from_json
+from .data import CsvColumns, DataError, Example, PrepOptions, load_posts, prepare
+from .features import ExtractorSpec, FeatureCache, extract_all, fingerprint
+from .runtime import Runner
+from .train import (
+    MODEL_INPUTS,
+    FeatureStore,
+    Sample,
+    _hash_dir,
+    image_digests,
+    make_batch,
+    metrics_table,
+    predict,
+    resolve_device,
+    split_examples,
+)
+
+SPLITS = ("test", "all")
+# System name -> the stream train.make_batch blanks (None: the full model). The prior is added apart.
+ABLATIONS = {"model": None, "text-only": "image", "image-only": "text"}
+PRIOR = "frequency prior"
+DEFINITIONS = {
+    "precision": "correct recommended hashtags / recommended hashtags, summed over all posts",
+    "recall": "correct recommended hashtags / true hashtags, summed over all posts",
+    "f1": "harmonic mean of precision and recall",
+    "accuracy": "share of posts with at least one correct hashtag among the k recommended",
+}
+
+
+@dataclass
+class Report:
+    data: str
+    split: str  # test | all
+    model: str  # the bundle or checkpoint folder
+    backend: str  # onnx | pytorch
+    device: str  # the ONNX Runtime provider or the torch device
+    ks: list[int]
+    posts: int  # posts evaluated
+    oov_posts: int  # of those, posts whose true hashtags are all outside the vocabulary (misses)
+    true_hashtags: int  # recall's denominator
+    vocab_size: int
+    skipped: dict[str, int]  # reason -> posts not evaluated
+    systems: dict[str, dict[int, dict[str, float]]]  # system -> k -> metric -> value
+    missing_test_images: int = 0  # split test: images of the stored test split not found in DATA
+    definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    """'1..5' / '1-5' (a range), '2', '1,2,5' -> sorted cut-offs."""
+    ks: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(\d+)\s*(?:\.\.|-)\s*(\d+)|(\d+)", part)
+        if not m:
+            raise DataError(f"--k {text!r}: use a number, a range such as 1..5, or a list such as 1,2,5")
+        lo, hi = (int(m[1]), int(m[2])) if m[3] is None else (int(m[3]), int(m[3]))
+        ks.update(range(lo, hi + 1))
+    if not ks or min(ks) < 1:
+        raise DataError(f"--k {text!r}: cut-offs must be 1 or more")
+    return tuple(sorted(ks))
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class _Model:
+    """What evaluate needs of a model, whichever backend runs it. Also what train.split_examples reads
+    (path, meta["args"], prep, vocab, split)."""
+
+    path: Path
+    backend: str
+    device: str
+    vocab: list[str]
+    tokenizer: Tokenizer
+    max_length: int
+    prep: PrepOptions
+    split: dict[str, list[str]] | None
+    meta: dict
+    train_counts: dict[str, int]
+    extractor: torch.nn.Module | None
+    extractor_spec: ExtractorSpec
+    extract_device: str
+    cache_id: str  # FeatureCache folder: valid only for this extractor and image preprocessing
+    cache_root: Path | None  # an existing cache to reuse (the training run's), else None
+    probabilities: Callable[[list[Sample], FeatureStore, str | None], np.ndarray]
+
+
+def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
+    ckpt = load_checkpoint(path)
+    device = resolve_device(device)
+    model = ckpt.model.to(device)
+    spec = ckpt.extractor_spec
+    args = ckpt.meta.get("args", {})
+    if ckpt.extractor is not None:
+        cache_id = fingerprint(ckpt.extractor, spec)
+    else:
+        cache_id = "precomputed-" + _hash_dir(spec.features_dir)
+    training_cache = Path(args.get("cache_dir") or Path(args["output"]) / "feature-cache") if "output" in args else None
+
+    def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
+        return predict(model, samples, ckpt.tokenizer, store, ckpt.max_length, device, batch_size, blank)[0]
+
+    return _Model(
+        path=ckpt.path, backend="pytorch", device=device, vocab=ckpt.vocab, tokenizer=ckpt.tokenizer,
+        max_length=ckpt.max_length, prep=ckpt.prep, split=ckpt.split, meta=ckpt.meta,
+        train_counts=ckpt.meta.get("label_counts", {}), extractor=ckpt.extractor, extractor_spec=spec,
+        extract_device=device, cache_id=cache_id,
+        cache_root=training_cache if training_cache and training_cache.is_dir() else None,
+        probabilities=probabilities,
+    )
+
+
+class _OnnxExtractor(torch.nn.Module):
+    """The bundle's extractor graph behind the module interface features.extract_all drives."""
+
+    def __init__(self, runner: Runner):
+        super().__init__()
+        self.runner = runner
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, boxes = self.runner.features(pixels.numpy())
+        return torch.from_numpy(feats), torch.from_numpy(boxes)
+
+
+def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
+    bundle = read_bundle(path)
+    if "extractor" not in bundle.info["graphs"]:
+        raise DataError(f"{path}: the bundle has no extractor graph; evaluate needs one")
+    runner = Runner.load(bundle, device)
+    training = bundle.info.get("training", {})
+    prep = prep_from_json(training["prep"]) if "prep" in training else PrepOptions(cleaning=bundle.cleaning)
+    split_file = bundle.path / "split.json"
+    hashtags = json.loads((bundle.path / "hashtags.json").read_text())
+    image = bundle.info["image"]
+    identity = sha256(bundle.graph("extractor")) + json.dumps(image, sort_keys=True)
+    vocab, text_inputs = bundle.vocab, MODEL_INPUTS[:3]
+
+    def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
+        out = []
+        for i in range(0, len(samples), batch_size):
+            batch = make_batch(samples[i : i + batch_size], bundle.tokenizer, store, len(vocab), bundle.max_length, blank)
+            text = {k: batch[k].numpy() for k in text_inputs}
+            out.append(runner.probabilities(text, batch["visual_feats"].numpy(), batch["visual_pos"].numpy()))
+        return np.concatenate(out) if out else np.zeros((0, len(vocab)), np.float32)
+
+    return _Model(
+        path=bundle.path, backend="onnx", device=runner.provider, vocab=vocab, tokenizer=bundle.tokenizer,
+        max_length=bundle.max_length, prep=prep,
+        split=json.loads(split_file.read_text()) if split_file.is_file() else None,
+        meta={"args": {k: v for k, v in training.items() if k != "prep" and v is not None}},
+        train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)))),
+        extractor=_OnnxExtractor(runner), extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
+        extract_device="cpu", cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16], cache_root=None,
+        probabilities=probabilities,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- posts
+
+
+@dataclass
+class _Posts:
+    rows: list[tuple[Example, str | None, set[str]]]  # post, image digest (None: unreadable), true hashtags
+    skipped: dict[str, int]
+    missing_test_images: int = 0
+
+
+def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvColumns | None) -> _Posts:
+    missing = 0
+    if split == "test":
+        if m.split is None:
+            raise DataError(
+                f"{m.path} has no split.json (a bundle exported before `evaluate` existed): re-export it, "
+                "evaluate its checkpoint with --checkpoint, or use --split all"
+            )
+        chosen = split_examples(m, "test", str(data) if data else None, columns)
+        if not chosen:
+            raise DataError(
+                f"none of the model's {len(m.split['test'])} test images are in {data or m.meta['args'].get('data')}; "
+                "--split test needs the training data (use --split all for a separate dataset)"
+            )
+        missing = len(set(m.split["test"]) - {d for _, d in chosen})
+        # Training's labels: the post's hashtags in the vocabulary. Only with --min-tags 0 can a post have
+        # none there; then its own hashtags are the truth, and it is a miss.
+        rows = [(e, d, set(e.labels or e.post.hashtags)) for e, d in chosen]
+        skipped = {"no image named": 0}
+    else:
+        if data is None:
+            raise DataError("--split all needs DATA, the posts to evaluate on")
+        # Every post: the model's text cleaning, none of training's selection rules.
+        keep_all = PrepOptions(cleaning=m.prep.cleaning, min_tags=0, min_words=0, drop_reposts=False, drop_duplicate_texts=False)
+        prepared = prepare(load_posts(data, columns or CsvColumns()), keep_all, m.vocab)
+        digests = image_digests([e for e in prepared.examples if e.post.hashtags])
+        rows = [(e, digests.get(e.post.image), set(e.post.hashtags)) for e in prepared.examples]
+        skipped = {"no image named": dict(prepared.report).get("no image named", 0)}
+    tagged = [r for r in rows if r[2]]
+    skipped["no hashtags"] = len(rows) - len(tagged)
+    return _Posts(tagged, skipped, missing)
+
+
+# ----------------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    data: str | Path | None,
+    model: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    split: str = "test",
+    ks: tuple[int, ...] = metrics.KS,
+    device: str = "auto",
+    console: Console | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    columns: CsvColumns | None = None,
+) -> Report:
+    """Score the model (a bundle via ONNX Runtime, or a checkpoint via PyTorch; default: exported/),
+    its text-only / image-only ablations and the frequency prior on the same posts.
+
+    data: the posts (folder or CSV); for split "test" None means the training data the model records.
+    cache_dir: region-feature cache (default: a checkpoint's training cache if present, else a temporary one).
+    columns: CSV column names (default: training's for split "test", the standard ones for "all").
+    """
+    console = console or Console(stderr=True)
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}' (test or all)")
+    ks = tuple(sorted(set(ks)))
+    if not ks or ks[0] < 1:
+        raise DataError("cut-offs k must be 1 or more")
+    if model is not None and checkpoint is not None:
+        raise DataError("give --model (an exported bundle) or --checkpoint, not both")
+    if checkpoint is not None:
+        m = _open_checkpoint(Path(checkpoint), device, batch_size)
+    else:
+        m = _open_bundle(Path(model or "exported"), device, batch_size)
+    posts = _select_posts(m, data, split, columns)
+    vocab = m.vocab
+    index = {t: i for i, t in enumerate(vocab)}
+
+    with ExitStack() as stack:
+        root = cache_dir or m.cache_root or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
+        cache = FeatureCache(Path(root), m.cache_id)
+        images = {d: e.post.image for e, d, _ in posts.rows if d is not None}
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
+            task = progress.add_task("region features", total=len(images))
+            errors = extract_all(
+                images, m.extractor, m.extractor_spec, cache, device=m.extract_device,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        usable = [(e, d, truth) for e, d, truth in posts.rows if d is not None and d not in errors]
+        posts.skipped["unreadable image"] = len(posts.rows) - len(usable)
+        if not usable:
+            raise DataError(f"no post can be evaluated (skipped: {_skipped_text(posts.skipped)})")
+        truths = [truth for _, _, truth in usable]
+        samples = [Sample(e.text, [index[t] for t in truth if t in index], d) for e, d, truth in usable]
+        store = FeatureStore(cache)
+        ranked = {}
+        for name, blank in ABLATIONS.items():
+            with console.status(f"{name}: scoring {len(samples)} posts"):
+                ranked[name] = metrics.rank(m.probabilities(samples, store, blank), vocab, ks[-1])
+
+    prior = metrics.frequency_prior([list(Counter(m.train_counts).elements())], vocab)[: ks[-1]]
+    ranked[PRIOR] = [prior] * len(samples)
+    in_vocab = set(vocab)
+    return Report(
+        data=str(data if data is not None else m.meta.get("args", {}).get("data")),
+        split=split,
+        model=str(m.path),
+        backend=m.backend,
+        device=m.device,
+        ks=list(ks),
+        posts=len(samples),
+        oov_posts=sum(1 for t in truths if not t & in_vocab),
+        true_hashtags=sum(len(t) for t in truths),
+        vocab_size=len(vocab),
+        skipped=posts.skipped,
+        systems={name: metrics.topk_metrics(r, truths, ks) for name, r in ranked.items()},
+        missing_test_images=posts.missing_test_images,
+    )
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in skipped.items() if n) or "none"
+
+
+def report_table(report: Report) -> Table:
+    """The metrics of every system at every k, with the post counts underneath."""
+    table = metrics_table(
+        f"{report.split} split of {report.data}: {report.posts} posts ({report.backend}, {report.device})", report.systems
+    )
+    notes = [
+        f"{report.oov_posts} posts with every true hashtag outside the {report.vocab_size}-hashtag vocabulary (counted as misses)",
+        f"skipped: {_skipped_text(report.skipped)}",
+    ]
+    if report.missing_test_images:
+        notes.append(f"{report.missing_test_images} test-split images not found in the data")
+    table.caption = "\n".join(notes)
+    return table
+
+
+def _atomic_write(path: str | Path, data: bytes) -> Path:
+    """Write beside the target, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_report(report: Report, path: str | Path) -> Path:
+    return _atomic_write(path, json.dumps(asdict(report), indent=1).encode())
+
+
+def plot(report: Report, path: str | Path) -> Path:
+    """PNG in the style of the paper's Figure 3: a panel per metric, k on the x axis, a line per system."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4 * len(metrics.METRICS), 3.6), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend, without touching pyplot's global state
+    axes = fig.subplots(1, len(metrics.METRICS))
+    markers = "osD^v<>"
+    for ax, metric in zip(axes, metrics.METRICS):
+        for n, (name, by_k) in enumerate(report.systems.items()):
+            ks = sorted(by_k)
+            ax.plot(ks, [by_k[k][metric] for k in ks], marker=markers[n % len(markers)], label=name)
+        ax.set_title("F1" if metric == "f1" else metric.capitalize())
+        ax.set_xlabel("k")
+        ax.set_xticks(report.ks)
+        ax.set_ylim(0, min(1.0, max(0.05, ax.get_ylim()[1] * 1.05)))
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best", fontsize="small")
+    fig.suptitle(f"{report.split} split of {Path(report.data).name}: {report.posts} posts ({report.backend})")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return _atomic_write(path, buffer.getvalue())
