@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from tokenizers import Tokenizer
 from transformers import LxmertConfig, ResNetConfig, ResNetModel
 
 from .data import DataError, PrepOptions
+from .files import atomic_folder
 from .features import ExtractorSpec, GridExtractor
 from .model import HashtagModel, ModelSpec
 from .text import CleaningOptions
@@ -72,35 +71,26 @@ def save_checkpoint(
     training_state: dict | None = None,
 ) -> None:
     """Write to a temporary folder beside `path`, then swap it in: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    tmp.chmod(0o755)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, tmp / "model.safetensors")
-    info = {
-        "format": FORMAT,
-        "model_spec": asdict(model_spec),
-        "lxmert_config": model.config.to_dict(),
-        "extractor_spec": extractor_spec.to_json(),
-        "vocab": vocab,
-        "prep": prep_to_json(prep),
-        **meta,
-    }
-    if extractor is not None:
-        save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
-        info["backbone_config"] = extractor.backbone.config.to_dict()
-    (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
-    (tmp / "split.json").write_text(json.dumps(split))
-    tokenizer.save(str(tmp / "tokenizer.json"))
-    if training_state is not None:
-        torch.save(training_state, tmp / "training_state.pt")
-    old = path.with_name(f".{path.name}.old")
-    if path.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(Path(path)) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / "model.safetensors")
+        info = {
+            "format": FORMAT,
+            "model_spec": asdict(model_spec),
+            "lxmert_config": model.config.to_dict(),
+            "extractor_spec": extractor_spec.to_json(),
+            "vocab": vocab,
+            "prep": prep_to_json(prep),
+            **meta,
+        }
+        if extractor is not None:
+            save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
+            info["backbone_config"] = extractor.backbone.config.to_dict()
+        (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
+        (tmp / "split.json").write_text(json.dumps(split))
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        if training_state is not None:
+            torch.save(training_state, tmp / "training_state.pt")
 
 
 def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:

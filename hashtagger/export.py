@@ -8,8 +8,6 @@ text-only / image-only ablations of `evaluate` feed LXMERT blanked features with
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from . import metrics
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint, prep_to_json
 from .data import DataError
+from .files import atomic_folder
 from .model import HashtagModel
 from .text import encode
 from .train import split_examples
@@ -231,19 +230,8 @@ def export(checkpoint: str | Path, options: ExportOptions = ExportOptions(), con
     if ckpt.extractor is None:
         raise DataError("exporting a checkpoint trained on precomputed features is not supported yet")
     output = Path(options.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-    work.chmod(0o755)  # mkdtemp's 0700 would make the bundle private to its writer
-    try:
+    with atomic_folder(output) as work:
         _build(ckpt, work, options, console)
-        old = output.with_name(f".{output.name}.old")
-        if output.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            output.rename(old)
-        work.rename(output)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     read_bundle(output)  # what we wrote must open
     return output
 

@@ -1,0 +1,29 @@
+"""Writing folders so that a crash or a failure never leaves a half-written one in place. No torch."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def atomic_folder(dest: Path) -> Iterator[Path]:
+    """Yield an empty folder beside `dest`; when the block succeeds it replaces `dest`, when it fails
+    it is deleted and `dest` is left as it was."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    work.chmod(0o755)  # mkdtemp's 0700 would make the result private to its writer
+    try:
+        yield work
+        old = dest.with_name(f".{dest.name}.old")
+        if dest.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+        work.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
