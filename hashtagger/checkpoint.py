@@ -21,8 +21,8 @@ from tokenizers import Tokenizer
 from transformers import LxmertConfig, ResNetConfig, ResNetModel
 
 from .data import DataError, PrepOptions
-from .files import atomic_folder
 from .features import ExtractorSpec, GridExtractor
+from .files import atomic_folder
 from .model import HashtagModel, ModelSpec
 from .text import CleaningOptions
 

@@ -57,7 +57,8 @@ def train(
     from .checkpoint import latest_run
     from .data import CsvColumns, DataError, PrepOptions
     from .text import CleaningOptions
-    from .train import Interrupted, TrainConfig, train as run_training
+    from .train import Interrupted, TrainConfig
+    from .train import train as run_training
 
     prep = PrepOptions(
         cleaning=CleaningOptions(
@@ -104,7 +105,8 @@ def export(
 ) -> None:
     """Write a trained checkpoint as a self-contained ONNX bundle."""
     from .data import DataError
-    from .export import ExportOptions, ParityError, export as run_export
+    from .export import ExportOptions, ParityError
+    from .export import export as run_export
 
     if opset < 17:
         fail("--opset must be 17 or higher")
@@ -142,7 +144,8 @@ def tag(
     from .bundle import BundleError
     from .data import CsvColumns, DataError
     from .runtime import DeviceError
-    from .tagging import TagOptions, interrupted_message, tag as run_tagging
+    from .tagging import TagOptions, interrupted_message
+    from .tagging import tag as run_tagging
     from .writers import OutputError
 
     options = TagOptions(
@@ -181,7 +184,9 @@ def evaluate(
 
     from .bundle import BundleError
     from .data import CsvColumns, DataError
-    from .evaluate import evaluate as run_evaluation, parse_ks, plot as write_plot, report_table, write_report
+    from .evaluate import evaluate as run_evaluation
+    from .evaluate import parse_ks, report_table, write_report
+    from .evaluate import plot as write_plot
     from .runtime import DeviceError
 
     columns = None

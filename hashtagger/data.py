@@ -12,7 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .text import CleaningOptions, clean_caption, count_words, extract_hashtags, is_repost, parse_tag_list
+from .text import (
+    CleaningOptions,
+    clean_caption,
+    count_words,
+    extract_hashtags,
+    is_repost,
+    parse_tag_list,
+)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 SPLITS = ("train", "val", "test")

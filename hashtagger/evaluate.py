@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import tempfile
 from collections import Counter
@@ -37,7 +36,13 @@ from typing import Callable
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from tokenizers import Tokenizer
 
@@ -46,6 +51,7 @@ from .bundle import read_bundle, sha256
 from .checkpoint import load_checkpoint, prep_from_json
 from .data import CsvColumns, DataError, Example, PrepOptions, load_posts, prepare
 from .features import ExtractorSpec, FeatureCache, extract_all, fingerprint
+from .files import atomic_write
 from .runtime import Runner
 from .train import (
     MODEL_INPUTS,
@@ -342,24 +348,8 @@ def report_table(report: Report) -> Table:
     return table
 
 
-def _atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write beside the target, then rename: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report(report: Report, path: str | Path) -> Path:
-    return _atomic_write(path, json.dumps(asdict(report), indent=1).encode())
+    return atomic_write(path, json.dumps(asdict(report), indent=1).encode())
 
 
 def plot(report: Report, path: str | Path) -> Path:
@@ -384,4 +374,4 @@ def plot(report: Report, path: str | Path) -> Path:
     fig.suptitle(f"{report.split} split of {Path(report.data).name}: {report.posts} posts ({report.backend})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    return _atomic_write(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue())

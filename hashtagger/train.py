@@ -14,16 +14,43 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from tokenizers import Tokenizer
 from transformers import get_linear_schedule_with_warmup
 
 from . import metrics
-from .checkpoint import load_checkpoint, load_training_state, prep_from_json, prep_to_json, save_checkpoint
-from .data import CsvColumns, DataError, Example, PrepOptions, load_posts, prepare, split_groups
-from .features import ExtractorSpec, FeatureCache, build_grid_extractor, extract_all, fingerprint
-from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, is_preset
+from .checkpoint import (
+    load_checkpoint,
+    load_training_state,
+    prep_from_json,
+    prep_to_json,
+    save_checkpoint,
+)
+from .data import (
+    CsvColumns,
+    DataError,
+    Example,
+    PrepOptions,
+    load_posts,
+    prepare,
+    split_groups,
+)
+from .features import (
+    ExtractorSpec,
+    FeatureCache,
+    build_grid_extractor,
+    extract_all,
+    fingerprint,
+)
+from .files import atomic_write
+from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias
 from .text import encode, train_wordpiece
 from .vision import ImageError, ImageSettings, file_digest
 
@@ -438,9 +465,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         info_path = run_dir / "best" / "hashtagger.json"
         info = json.loads(info_path.read_text())
         info["test_metrics"], info["prior_test_metrics"] = test, prior_test
-        tmp = info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=1))
-        tmp.replace(info_path)
+        atomic_write(info_path, json.dumps(info, indent=1).encode())
     console.print(f"best checkpoint: {run_dir / 'best'}")
     return run_dir
 

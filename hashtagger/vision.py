@@ -14,6 +14,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
+# load_image enforces its own limit before decoding; Pillow's warning (a process-wide filter would not
+# be thread-safe to toggle per call) would only repeat it.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageError(Exception):
@@ -50,18 +53,15 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     if path.stat().st_size == 0:
         raise ImageError("image file is empty")
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice its limit; make every excess an error.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                if im.width * im.height > max_pixels:
-                    raise ImageError(f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})")
-                im.seek(0)
-                im.load()
-                return _to_rgb(ImageOps.exif_transpose(im))
+        with Image.open(path) as im:
+            if im.width * im.height > max_pixels:
+                raise ImageError(f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})")
+            im.seek(0)
+            im.load()
+            return _to_rgb(ImageOps.exif_transpose(im))
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageError(f"image too large (decompression bomb): {e}") from None
     except UnidentifiedImageError:
         raise ImageError("not an image (unrecognised format)") from None
