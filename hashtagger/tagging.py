@@ -10,7 +10,7 @@ A bad post (unreadable image, no image) gets a record that says why and the run 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +49,7 @@ class TagOptions:
     batch_size: int = 32
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     workers: int = 2  # image-decoding threads
+    threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
     variant: str = "model"  # model | int8 | fp16: which LXMERT graph of the bundle
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
     columns: CsvColumns = field(default_factory=CsvColumns)
@@ -105,9 +106,10 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     settings = bundle.image if options.max_pixels is None else replace(bundle.image, max_pixels=options.max_pixels)
     threshold = resolve_threshold(options.threshold, bundle)
     pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
+    memory = RegionMemory()
     try:
         for batch, pixels in _decoded(_batches(posts, options.batch_size), pool, settings, ahead=max(2, options.workers)):
-            yield from _tag_batch(batch, pixels, bundle, runner, options.top_k, threshold)
+            yield from _tag_batch(batch, pixels, bundle, runner, options.top_k, threshold, memory)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -171,7 +173,32 @@ def _text(post: Post, bundle: Bundle) -> tuple[str, str]:
     return text, ("ok: " + "; ".join(notes)) if notes else "ok"
 
 
-def _tag_batch(batch: list[Post], pixels: dict, bundle: Bundle, runner: Runner, top_k: int, threshold: float | None) -> list[dict]:
+class RegionMemory:
+    """Region features of the images seen last, so an image shared by many posts (re-posts, a news photo)
+    goes through the extractor once per run, not once per batch. Bounded by bytes, least recently used out."""
+
+    def __init__(self, budget_bytes: int = 256 << 20):
+        self.budget = budget_bytes
+        self.used = 0
+        self.rows: OrderedDict[Path, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    def get(self, key: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        if key in self.rows:
+            self.rows.move_to_end(key)
+            return self.rows[key]
+        return None
+
+    def put(self, key: Path, feats: np.ndarray, boxes: np.ndarray) -> None:
+        self.rows[key] = (feats, boxes)
+        self.used += feats.nbytes + boxes.nbytes
+        while self.used > self.budget and len(self.rows) > 1:
+            _, (f, b) = self.rows.popitem(last=False)
+            self.used -= f.nbytes + b.nbytes
+
+
+def _tag_batch(
+    batch: list[Post], pixels: dict, bundle: Bundle, runner: Runner, top_k: int, threshold: float | None, memory: RegionMemory
+) -> list[dict]:
     records = [{"id": post.id, "status": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
     good = []
@@ -185,13 +212,18 @@ def _tag_batch(batch: list[Post], pixels: dict, bundle: Bundle, runner: Runner, 
     if not good:
         return records
     texts = [_text(batch[i], bundle) for i in good]
-    distinct = list(dict.fromkeys(keys[i] for i in good))  # the extractor runs once per image, not per post
-    row = {key: j for j, key in enumerate(distinct)}
     try:
-        feats, boxes = runner.features(np.stack([pixels[key] for key in distinct]))
-        index = [row[keys[i]] for i in good]
+        # The extractor runs once per image, not per post: only for images not already in memory.
+        found = {key: memory.get(key) for key in dict.fromkeys(keys[i] for i in good)}
+        new = [key for key, regions in found.items() if regions is None]
+        if new:
+            feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
+            for key, f, b in zip(new, feats, boxes):
+                found[key] = (f, b)
+                memory.put(key, f, b)
+        regions = [found[keys[i]] for i in good]
         text = encode(bundle.tokenizer, [t for t, _ in texts], bundle.max_length)
-        probs = runner.probabilities(text, feats[index], boxes[index])
+        probs = runner.probabilities(text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
         reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         for i in good:
@@ -223,7 +255,7 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     bundle = read_bundle(options.model)
     if "extractor" not in bundle.info.get("graphs", {}):
         raise BundleError(f"{bundle.path}: the bundle has no extractor graph; tag needs one")
-    return bundle, Runner.load(bundle, options.device, options.variant)
+    return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
 
 
 def tag(

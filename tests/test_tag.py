@@ -192,6 +192,13 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path):
     assert records[0]["hashtags"] == records[3]["hashtags"]  # same image, same caption: same tags
     assert all(r["status"].startswith("ok") for r in records)
 
+    seen.clear()  # across batches too: an image shared by posts in different batches is encoded once
+    one_by_one = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=1)))
+    assert seen == [1, 1]
+    for a, b in zip(one_by_one, records):
+        assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
+        assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
+
 
 def test_exit_status_and_one_line_errors(posts, tiny_bundle, tmp_path):
     bad = tmp_path / "bad"
