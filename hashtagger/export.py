@@ -43,7 +43,7 @@ class ExportOptions:
     int8: bool = False  # extra model.int8.onnx, dynamic quantisation for CPU
     compact: bool = False  # store fp32 weights as fp16 (half the size); computation stays fp32
     tolerance: float = 1e-4
-    parity_posts: int = 64
+    parity_posts: int = 512  # validation posts for parity, variant agreement and the threshold (all, up to this)
     data: str | None = None  # where the checkpoint's validation posts are; default: its training data
     report: dict = field(default_factory=dict)  # filled in: parity, fusions, variants
 
