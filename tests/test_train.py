@@ -153,3 +153,22 @@ def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, files, args, messa
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_precomputed_features_train_without_an_extractor(tmp_path):
+    """Detector features from .npz files (e.g. the paper's BUTD boxes) instead of the grid extractor."""
+    import numpy as np
+
+    data = make_posts(tmp_path / "posts", n=40, seed=3)
+    features = tmp_path / "npz"
+    features.mkdir()
+    rng = np.random.default_rng(0)
+    for image in data.glob("*.png"):
+        boxes = np.sort(rng.uniform(0, 1, (36, 4)).astype(np.float32), axis=1)
+        np.savez(features / f"{image.stem}.npz", features=rng.normal(size=(36, 24)).astype(np.float32), boxes=boxes)
+    (features / "post0000.npz").unlink()  # a post without features is skipped like an unreadable image
+    run = train(small_config(data, tmp_path / "out", epochs=1, extractor="precomputed", features_dir=str(features)), QUIET)
+    ckpt = load_checkpoint(run / "best")
+    assert ckpt.extractor is None and ckpt.extractor_spec.kind == "precomputed"
+    assert ckpt.model.config.visual_feat_dim == 24
+    assert sum(len(v) for v in ckpt.split.values()) == 39
