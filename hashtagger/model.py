@@ -159,7 +159,3 @@ def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
     p = label_frequency.clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():
         model.head.bias.copy_(torch.log(p / (1 - p)))
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

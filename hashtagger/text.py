@@ -86,10 +86,6 @@ def count_words(text: str) -> int:
     return len(text.split())
 
 
-def load_tokenizer(path: str) -> Tokenizer:
-    return Tokenizer.from_file(path)
-
-
 def encode(tokenizer: Tokenizer, texts: list[str], max_length: int = 128) -> dict[str, np.ndarray]:
     """Token ids, attention mask and token types, padded to the longest text in the batch (<= max_length)."""
     tokenizer.enable_truncation(max_length)
