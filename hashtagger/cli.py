@@ -136,6 +136,7 @@ def tag(
     resume: bool = typer.Option(False, "--resume", help="Skip posts already in --output and add the rest."),
     workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
+    features_dir: Optional[Path] = typer.Option(None, help="<image stem>.npz region features, for a model trained on precomputed features."),
     variant: str = typer.Option("model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
@@ -150,7 +151,7 @@ def tag(
     from .writers import OutputError
 
     options = TagOptions(
-        model=model, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device, workers=workers, threads=threads,
+        model=model, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device, workers=workers, threads=threads, features_dir=features_dir,
         variant=variant, columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
     )
     try:

@@ -26,6 +26,7 @@ from .files import atomic_folder
 from .model import HashtagModel
 from .text import encode
 from .train import split_examples
+from .precomputed import precomputed_path, read_precomputed
 from .vision import ImageError, load_pixels
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -144,46 +145,68 @@ def offline_optimize(path: Path) -> None:
 
 @dataclass
 class ParityInputs:
-    pixels: np.ndarray  # [B, 3, S, S]
     text: dict[str, np.ndarray]
     labels: list[set[str]]
     source: str  # "validation split" or "generated"
+    pixels: np.ndarray | None = None  # [B, 3, S, S], for a grid extractor
+    regions: tuple[np.ndarray, np.ndarray] | None = None  # ([B, N, D], [B, N, 4]), for precomputed features
 
 
 def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) -> ParityInputs:
     """Up to `parity_posts` validation posts of the checkpoint (generated ones if its data is gone)."""
-    size = ckpt.extractor_spec.image.size
+    spec = ckpt.extractor_spec
+    precomputed = ckpt.extractor is None
+
+    def load(image: Path):
+        if precomputed:
+            return read_precomputed(precomputed_path(spec.features_dir, image))
+        return load_pixels(image, spec.image)
+
     try:
         chosen = split_examples(ckpt, "val", options.data)[: options.parity_posts]
-        pixels, texts, labels = [], [], []
+        images, texts, labels = [], [], []
         for example, _ in chosen:
             try:
-                pixels.append(load_pixels(example.post.image, ckpt.extractor_spec.image))
+                images.append(load(example.post.image))
             except ImageError:
                 continue
             texts.append(example.text)
             labels.append(set(example.labels))
         if len(texts) >= 2:
-            return ParityInputs(np.stack(pixels), encode(ckpt.tokenizer, texts, ckpt.max_length), labels, "validation split")
-    except (DataError, OSError) as e:
+            text = encode(ckpt.tokenizer, texts, ckpt.max_length)
+            if precomputed:
+                regions = (np.stack([f for f, _ in images]), np.stack([b for _, b in images]))
+                return ParityInputs(text, labels, "validation split", regions=regions)
+            return ParityInputs(text, labels, "validation split", pixels=np.stack(images))
+    except (DataError, OSError, ValueError) as e:  # ValueError: precomputed files with unequal box counts
         console.print(f"[yellow]validation posts unavailable ({e}); checking parity on generated inputs")
     rng = np.random.default_rng(0)
-    words = [t for t in ckpt.vocab] or ["photo"]
-    texts = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(0, 40, options.parity_posts)]
-    pixels = rng.normal(size=(options.parity_posts, 3, size, size)).astype(np.float32)
-    return ParityInputs(pixels, encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts], "generated")
+    n = options.parity_posts
+    words = list(ckpt.vocab) or ["photo"]
+    texts = [" ".join(rng.choice(words, size=int(k))) for k in rng.integers(0, 40, n)]
+    text, labels = encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts]
+    if precomputed:
+        boxes = np.sort(rng.uniform(0, 1, (n, 36, 4)), axis=2).astype(np.float32)
+        return ParityInputs(text, labels, "generated", regions=(rng.normal(size=(n, 36, spec.feature_dim)).astype(np.float32), boxes))
+    return ParityInputs(text, labels, "generated", pixels=rng.normal(size=(n, 3, spec.image.size, spec.image.size)).astype(np.float32))
 
 
 def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
     with torch.inference_mode():
-        feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels))
+        if inputs.regions is not None:
+            feats, boxes = (torch.from_numpy(x) for x in inputs.regions)
+        else:
+            feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels))
         text = {k: torch.from_numpy(v) for k, v in inputs.text.items()}
         return torch.sigmoid(ckpt.model(*(text[k] for k in TEXT_INPUTS), feats, boxes)).numpy()
 
 
-def onnx_probabilities(extractor: Path, model: Path, inputs: ParityInputs) -> np.ndarray:
-    ext = ort.InferenceSession(str(extractor), providers=["CPUExecutionProvider"])
-    feats, boxes = ext.run(None, {"pixel_values": inputs.pixels})
+def onnx_probabilities(extractor: Path | None, model: Path, inputs: ParityInputs) -> np.ndarray:
+    if extractor is None:
+        feats, boxes = inputs.regions
+    else:
+        ext = ort.InferenceSession(str(extractor), providers=["CPUExecutionProvider"])
+        feats, boxes = ext.run(None, {"pixel_values": inputs.pixels})
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     feeds = {k: v for k, v in dict(inputs.text, visual_feats=feats, visual_pos=boxes).items() if k in names}
@@ -227,8 +250,6 @@ def export(checkpoint: str | Path, options: ExportOptions = ExportOptions(), con
     """Write the bundle to options.output; on any failure an existing bundle there is left untouched."""
     console = console or Console(stderr=True)
     ckpt = load_checkpoint(Path(checkpoint))
-    if ckpt.extractor is None:
-        raise DataError("exporting a checkpoint trained on precomputed features is not supported yet")
     output = Path(options.output)
     with atomic_folder(output) as work:
         _build(ckpt, work, options, console)
@@ -239,17 +260,22 @@ def export(checkpoint: str | Path, options: ExportOptions = ExportOptions(), con
 def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Console) -> None:
     inputs = parity_inputs(ckpt, options, console)
     config = ckpt.model.config
+    # A model trained on precomputed features has no extractor: its bundle takes region features as input.
+    extractor = work / "extractor.onnx" if ckpt.extractor is not None else None
     with console.status("exporting ONNX graphs"):
-        pixels = torch.from_numpy(inputs.pixels[:2])
-        feats, boxes = ckpt.extractor(pixels)
         text = {k: torch.from_numpy(v[:2]) for k, v in inputs.text.items()}
-        export_extractor_graph(ckpt.extractor, work / "extractor.onnx", options.opset, pixels)
+        if extractor is not None:
+            pixels = torch.from_numpy(inputs.pixels[:2])
+            feats, boxes = ckpt.extractor(pixels)
+            export_extractor_graph(ckpt.extractor, extractor, options.opset, pixels)
+            offline_optimize(extractor)
+        else:
+            feats, boxes = (torch.from_numpy(x[:2]) for x in inputs.regions)
         export_model_graph(ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes))
         fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
-        offline_optimize(work / "extractor.onnx")
         offline_optimize(work / "model.onnx")
     full_precision = torch_probabilities(ckpt, inputs)
-    graphs = {"extractor": "extractor.onnx", "model": "model.onnx"}
+    graphs = {"model": "model.onnx"} | ({"extractor": extractor.name} if extractor is not None else {})
     # Variants come from the fp32 graph and are compared with the checkpoint as trained.
     variants = {}
     if options.int8:
@@ -263,22 +289,23 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         graphs["int8"] = "model.int8.onnx"
-        variants["int8"] = _agreement("int8", work, full_precision, inputs, ckpt.vocab, console)
+        variants["int8"] = _agreement("int8", extractor, work, full_precision, inputs, ckpt.vocab, console)
     if options.fp16:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         half = convert_float_to_float16(onnx.load(str(work / "model.onnx")), keep_io_types=True)
         onnx.save(half, str(work / "model.fp16.onnx"))
         graphs["fp16"] = "model.fp16.onnx"
-        variants["fp16"] = _agreement("fp16", work, full_precision, inputs, ckpt.vocab, console)
+        variants["fp16"] = _agreement("fp16", extractor, work, full_precision, inputs, ckpt.vocab, console)
     reference = full_precision
     if options.compact:
-        round_weights_to_fp16(ckpt.model)
-        round_weights_to_fp16(ckpt.extractor)
-        for graph in ("extractor.onnx", "model.onnx"):
-            store_weights_fp16(work / graph)
+        for module in (ckpt.model, ckpt.extractor):
+            if module is not None:
+                round_weights_to_fp16(module)
+        for graph in [work / "model.onnx"] + ([extractor] if extractor is not None else []):
+            store_weights_fp16(graph)
         reference = torch_probabilities(ckpt, inputs)
-    onnx_probs = onnx_probabilities(work / "extractor.onnx", work / "model.onnx", inputs)
+    onnx_probs = onnx_probabilities(extractor, work / "model.onnx", inputs)
     parity = compare(reference, onnx_probs, ckpt.vocab, inputs.labels)
     options.report.update(parity=parity, fusions=fusions, parity_inputs=inputs.source, posts=len(reference))
     if parity["max_abs_diff"] > options.tolerance or parity["same_top5"] < 1.0:
@@ -305,7 +332,8 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         "opset": options.opset,
         "weights_stored_as": "fp16" if options.compact else "fp32",
         "image": {"size": spec.image.size, "mean": list(spec.image.mean), "std": list(spec.image.std), "max_pixels": spec.image.max_pixels},
-        "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim, "regions": 36},
+        "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim}
+        | ({"regions": 36} if extractor is not None else {}),
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
         "threshold": tune_threshold(onnx_probs, ckpt.vocab, inputs.labels),
         "model": {
@@ -328,9 +356,11 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
     write_manifest(work)
 
 
-def _agreement(name: str, work: Path, reference: np.ndarray, inputs: ParityInputs, vocab: list[str], console: Console) -> dict:
+def _agreement(
+    name: str, extractor: Path | None, work: Path, reference: np.ndarray, inputs: ParityInputs, vocab: list[str], console: Console
+) -> dict:
     try:
-        probs = onnx_probabilities(work / "extractor.onnx", work / f"model.{name}.onnx", inputs)
+        probs = onnx_probabilities(extractor, work / f"model.{name}.onnx", inputs)
     except Exception as e:  # e.g. fp16 kernels missing on the CPU provider
         console.print(f"[yellow]{name}: written, but its agreement cannot be measured on the CPU provider ({e})")
         return {"measured": False, "reason": str(e).splitlines()[0]}

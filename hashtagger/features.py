@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
+from .precomputed import precomputed_path, read_precomputed
 from .vision import ImageError, ImageSettings, grid_boxes, load_pixels
 
 GRID = 6  # 6 x 6 = 36 regions, as many as the paper's detector boxes
@@ -114,26 +115,6 @@ class FeatureCache:
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, features=features.astype(np.float32), boxes=boxes.astype(np.float32))
         tmp.replace(path)  # a killed run never leaves a half-written entry
-
-
-def read_precomputed(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A detector's features for one image: .npz with `features` [N, D] and `boxes` [N, 4] (normalised)."""
-    try:
-        with np.load(path) as z:
-            features, boxes = np.asarray(z["features"], np.float32), np.asarray(z["boxes"], np.float32)
-    except FileNotFoundError:
-        raise ImageError(f"no precomputed features ({path.name})") from None
-    except (KeyError, ValueError, OSError) as e:
-        raise ImageError(f"precomputed features unreadable ({path.name}): {e}") from None
-    if features.ndim != 2 or boxes.shape != (features.shape[0], 4):
-        raise ImageError(f"precomputed features in {path.name} have shapes {features.shape} and {boxes.shape}")
-    if boxes.max(initial=0) > 1.5:
-        raise ImageError(f"boxes in {path.name} are not normalised to [0, 1]")
-    return features, boxes
-
-
-def precomputed_path(features_dir: str | Path, image: Path) -> Path:
-    return Path(features_dir) / f"{image.stem}.npz"
 
 
 def extract_all(

@@ -13,8 +13,9 @@ import time
 from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from rich.console import Console
@@ -31,6 +32,7 @@ from rich.text import Text
 
 from .bundle import Bundle, BundleError, read_bundle
 from .data import CsvColumns, DataError, Post, load_posts
+from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
 from .text import clean_caption, encode
 from .vision import ImageError, ImageSettings, load_pixels
@@ -52,6 +54,7 @@ class TagOptions:
     threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
     variant: str = "model"  # model | int8 | fp16: which LXMERT graph of the bundle
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
+    features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
     columns: CsvColumns = field(default_factory=CsvColumns)
 
 
@@ -107,8 +110,12 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     threshold = resolve_threshold(options.threshold, bundle)
     pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
     memory = RegionMemory()
+    if options.features_dir is not None:
+        load = partial(_read_regions, features_dir=Path(options.features_dir))
+    else:
+        load = partial(_decode, settings=settings)
     try:
-        for batch, pixels in _decoded(_batches(posts, options.batch_size), pool, settings, ahead=max(2, options.workers)):
+        for batch, pixels in _decoded(_batches(posts, options.batch_size), pool, load, ahead=max(2, options.workers)):
             yield from _tag_batch(batch, pixels, bundle, runner, options.top_k, threshold, memory)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -145,8 +152,17 @@ def _decode(path: Path, settings: ImageSettings) -> np.ndarray | str:
         return f"image cannot be decoded: {type(e).__name__}: {e}"
 
 
-def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, settings: ImageSettings, ahead: int):
-    """(batch, {image key: pixels or reason}) in order, decoding up to `ahead` batches beyond the one being run."""
+def _read_regions(path: Path, features_dir: Path) -> tuple[np.ndarray, np.ndarray] | str:
+    """An image's precomputed (features, boxes), or the reason they cannot be used."""
+    try:
+        return read_precomputed(precomputed_path(features_dir, path))
+    except ImageError as e:
+        return str(e)
+
+
+def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Callable, ahead: int):
+    """(batch, {image key: pixels, precomputed regions, or reason}) in order, loading up to `ahead` batches
+    beyond the one being run."""
     pending: deque[tuple[list[Post], dict[Path, Future]]] = deque()
 
     def ready(item):
@@ -155,7 +171,7 @@ def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, settings: 
 
     for batch in batches:
         keys = dict.fromkeys(k for k in map(_image_key, batch) if k is not None)
-        pending.append((batch, {key: pool.submit(_decode, key, settings) for key in keys}))
+        pending.append((batch, {key: pool.submit(load, key) for key in keys}))
         if len(pending) > ahead:
             yield ready(pending.popleft())
     while pending:
@@ -215,6 +231,9 @@ def _tag_batch(
     try:
         # The extractor runs once per image, not per post: only for images not already in memory.
         found = {key: memory.get(key) for key in dict.fromkeys(keys[i] for i in good)}
+        for key in found:
+            if found[key] is None and isinstance(pixels[key], tuple):  # precomputed: the regions themselves
+                found[key] = pixels[key]
         new = [key for key, regions in found.items() if regions is None]
         if new:
             feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
@@ -253,8 +272,11 @@ class _PostsPerSecond(ProgressColumn):
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
     bundle = read_bundle(options.model)
-    if "extractor" not in bundle.info.get("graphs", {}):
-        raise BundleError(f"{bundle.path}: the bundle has no extractor graph; tag needs one")
+    has_extractor = "extractor" in bundle.info.get("graphs", {})
+    if not has_extractor and options.features_dir is None:
+        raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
+    if has_extractor and options.features_dir is not None:
+        raise BundleError(f"{bundle.path}: the model computes its own region features; --features-dir is for precomputed-feature models")
     return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
 
 

@@ -31,6 +31,16 @@ def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48) -> Path:
     return root
 
 
+def make_region_features(posts: Path, out: Path, dim: int = 24, seed: int = 0) -> Path:
+    """A detector's output stand-in: <image stem>.npz with 36 random features and normalised boxes per image."""
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    for image in sorted(posts.glob("*.png")):
+        boxes = np.sort(rng.uniform(0, 1, (36, 4)), axis=1).astype(np.float32)
+        np.savez(out / f"{image.stem}.npz", features=rng.normal(size=(36, dim)).astype(np.float32), boxes=boxes)
+    return out
+
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mediaeval2016"
 
 

@@ -112,3 +112,34 @@ def test_compact_bundle_halves_the_size_and_keeps_parity(tiny_run, tiny_bundle, 
     assert options.report["parity"]["max_abs_diff"] <= 1e-4
     assert options.report["variants"]["compact"]["top5_overlap"] == 1.0
     assert (tmp_path / "compact" / "model.onnx").stat().st_size < 0.7 * (tiny_bundle / "model.onnx").stat().st_size
+
+
+def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
+    """A model trained on detector features: the bundle has no extractor; tag reads the .npz files."""
+    from conftest import make_posts, make_region_features
+    from hashtagger.bundle import BundleError
+    from hashtagger.data import load_posts
+    from hashtagger.tagging import TagOptions, open_runner, tag_posts
+    from hashtagger.train import TrainConfig, train
+
+    data = make_posts(tmp_path / "posts", n=40, seed=4)
+    features = make_region_features(data, tmp_path / "npz", seed=1)
+    (features / "post0001.npz").unlink()
+    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), run_name="p", epochs=1, batch_size=8,
+                      extractor="precomputed", features_dir=str(features))
+    run = train(cfg, QUIET)
+    options = ExportOptions(output=str(tmp_path / "bundle"), compact=True)
+    export(run / "best", options, QUIET)
+    bundle = read_bundle(tmp_path / "bundle")
+    assert "extractor" not in bundle.info["graphs"] and bundle.info["extractor"]["kind"] == "precomputed"
+    assert options.report["parity"]["max_abs_diff"] <= 1e-4 and options.report["parity_inputs"] == "validation split"
+
+    with pytest.raises(BundleError, match="--features-dir"):
+        open_runner(TagOptions(model=tmp_path / "bundle", device="cpu"))
+    tag_options = TagOptions(model=tmp_path / "bundle", device="cpu", features_dir=features)
+    bundle, runner = open_runner(tag_options)
+    records = list(tag_posts(load_posts(data), bundle, runner, tag_options))
+    assert len(records) == 40
+    by_id = {r["id"]: r for r in records}
+    assert by_id["post0001.png"]["status"] == "skipped: no precomputed features (post0001.npz)"
+    assert sum(r["status"] == "ok" for r in records) == 39 and all(len(r["hashtags"]) == 4 for r in records if r["status"] == "ok")

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import make_posts
+from conftest import make_posts, make_region_features
 from hashtagger import train as train_module
 from hashtagger.checkpoint import load_checkpoint, load_training_state
 from hashtagger.cli import app
@@ -157,15 +157,8 @@ def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, files, args, messa
 
 def test_precomputed_features_train_without_an_extractor(tmp_path):
     """Detector features from .npz files (e.g. the paper's BUTD boxes) instead of the grid extractor."""
-    import numpy as np
-
     data = make_posts(tmp_path / "posts", n=40, seed=3)
-    features = tmp_path / "npz"
-    features.mkdir()
-    rng = np.random.default_rng(0)
-    for image in data.glob("*.png"):
-        boxes = np.sort(rng.uniform(0, 1, (36, 4)).astype(np.float32), axis=1)
-        np.savez(features / f"{image.stem}.npz", features=rng.normal(size=(36, 24)).astype(np.float32), boxes=boxes)
+    features = make_region_features(data, tmp_path / "npz")
     (features / "post0000.npz").unlink()  # a post without features is skipped like an unreadable image
     run = train(small_config(data, tmp_path / "out", epochs=1, extractor="precomputed", features_dir=str(features)), QUIET)
     ckpt = load_checkpoint(run / "best")
