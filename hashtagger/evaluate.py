@@ -50,14 +50,13 @@ from . import metrics
 from .bundle import read_bundle, sha256
 from .checkpoint import load_checkpoint, prep_from_json
 from .data import CsvColumns, DataError, Example, PrepOptions, load_posts, prepare
-from .features import ExtractorSpec, FeatureCache, extract_all, fingerprint
+from .features import ExtractorSpec, FeatureCache, cache_key, extract_all
 from .files import atomic_write
 from .runtime import Runner
 from .train import (
     MODEL_INPUTS,
     FeatureStore,
     Sample,
-    _hash_dir,
     image_digests,
     make_batch,
     metrics_table,
@@ -142,10 +141,7 @@ def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
     model = ckpt.model.to(device)
     spec = ckpt.extractor_spec
     args = ckpt.meta.get("args", {})
-    if ckpt.extractor is not None:
-        cache_id = fingerprint(ckpt.extractor, spec)
-    else:
-        cache_id = "precomputed-" + _hash_dir(spec.features_dir)
+    cache_id = cache_key(ckpt.extractor, spec)
     training_cache = Path(args.get("cache_dir") or Path(args["output"]) / "feature-cache") if "output" in args else None
 
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:

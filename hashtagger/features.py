@@ -92,6 +92,13 @@ def fingerprint(module: nn.Module, spec: ExtractorSpec) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_key(extractor: nn.Module | None, spec: ExtractorSpec) -> str:
+    """The feature cache's folder for this extractor: its fingerprint, or the precomputed folder's identity."""
+    if extractor is not None:
+        return fingerprint(extractor, spec)
+    return "precomputed-" + hashlib.sha256(str(Path(spec.features_dir or "").resolve()).encode()).hexdigest()[:12]
+
+
 class FeatureCache:
     """One .npz (features, boxes) per image content hash, under a folder per extractor identity."""
 

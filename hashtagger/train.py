@@ -46,8 +46,8 @@ from .features import (
     ExtractorSpec,
     FeatureCache,
     build_grid_extractor,
+    cache_key,
     extract_all,
-    fingerprint,
 )
 from .files import atomic_write
 from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias
@@ -302,8 +302,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     extractor = build_grid_extractor(extractor_spec, cfg.seed) if cfg.extractor == "grid" else None
     if resume_state is not None and extractor is not None:
         extractor.load_state_dict(last.extractor.state_dict())
-    extractor_id = fingerprint(extractor, extractor_spec) if extractor is not None else "precomputed-" + _hash_dir(cfg.features_dir)
-    cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), extractor_id)
+    cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, extractor_spec))
 
     examples, digests, vocab = prepare_samples(
         cfg, console, cfg.prep, last.vocab if resume_state else None, extractor_spec, extractor, cache, device
@@ -499,12 +498,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _hash_dir(path: str | None) -> str:
-    import hashlib
-
-    return hashlib.sha256(str(Path(path or "").resolve()).encode()).hexdigest()[:12]
 
 
 def _config_to_json(cfg: TrainConfig) -> dict:
