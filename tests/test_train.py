@@ -165,3 +165,20 @@ def test_precomputed_features_train_without_an_extractor(tmp_path):
     assert ckpt.extractor is None and ckpt.extractor_spec.kind == "precomputed"
     assert ckpt.model.config.visual_feat_dim == 24
     assert sum(len(v) for v in ckpt.split.values()) == 39
+
+
+def test_default_model_without_the_hub_says_what_to_do(tmp_path):
+    """The default is the paper's unc-nlp/lxmert-base-uncased; offline that is one clear line, not a traceback."""
+    import subprocess
+    import sys
+
+    data = make_posts(tmp_path / "posts", n=12, seed=5)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="300")  # offline: fail at once instead of waiting on the network
+    result = subprocess.run(
+        [sys.executable, "-m", "hashtagger.cli", "train", str(data), "--output", str(tmp_path / "runs"), "--epochs", "1"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 1
+    assert "cannot load 'microsoft/resnet-50'" in result.stderr or "cannot load 'unc-nlp/lxmert-base-uncased'" in result.stderr
+    assert "--base-model mini --text-init minilm" in result.stderr
+    assert "Traceback" not in result.stderr
