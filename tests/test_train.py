@@ -63,7 +63,7 @@ def test_split_never_shares_an_image(tiny_run):
 
 
 def small_config(data: Path, out: Path, **kw) -> TrainConfig:
-    settings = dict(run_name="r", epochs=2, batch_size=8, lr=1e-3, new_lr=1e-3) | kw
+    settings = dict(base_model="tiny", run_name="r", epochs=2, batch_size=8, lr=1e-3, new_lr=1e-3) | kw
     return TrainConfig(data=str(data), output=str(out), **settings)
 
 
