@@ -148,8 +148,9 @@ class ParityInputs:
     text: dict[str, np.ndarray]
     labels: list[set[str]]
     source: str  # "validation split" or "generated"
-    pixels: np.ndarray | None = None  # [B, 3, S, S], for a grid extractor
-    regions: tuple[np.ndarray, np.ndarray] | None = None  # ([B, N, D], [B, N, 4]), for precomputed features
+    index: np.ndarray  # each post's row in `pixels` / `regions`: posts that share an image share a row
+    pixels: np.ndarray | None = None  # [images, 3, S, S], for a grid extractor
+    regions: tuple[np.ndarray, np.ndarray] | None = None  # ([images, N, D], [images, N, 4]), precomputed features
 
 
 def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) -> ParityInputs:
@@ -164,31 +165,37 @@ def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) ->
 
     try:
         chosen = split_examples(ckpt, "val", options.data)[: options.parity_posts]
-        images, texts, labels = [], [], []
-        for example, _ in chosen:
-            try:
-                images.append(load(example.post.image))
-            except ImageError:
-                continue
+        rows: dict[str, int] = {}  # image digest -> row: each image is decoded once
+        images, index, texts, labels = [], [], [], []
+        for example, digest in chosen:
+            if digest not in rows:
+                try:
+                    images.append(load(example.post.image))
+                except ImageError:
+                    continue
+                rows[digest] = len(images) - 1
+            index.append(rows[digest])
             texts.append(example.text)
             labels.append(set(example.labels))
         if len(texts) >= 2:
-            text = encode(ckpt.tokenizer, texts, ckpt.max_length)
+            text, index = encode(ckpt.tokenizer, texts, ckpt.max_length), np.asarray(index)
             if precomputed:
                 regions = (np.stack([f for f, _ in images]), np.stack([b for _, b in images]))
-                return ParityInputs(text, labels, "validation split", regions=regions)
-            return ParityInputs(text, labels, "validation split", pixels=np.stack(images))
+                return ParityInputs(text, labels, "validation split", index, regions=regions)
+            return ParityInputs(text, labels, "validation split", index, pixels=np.stack(images))
     except (DataError, OSError, ValueError) as e:  # ValueError: precomputed files with unequal box counts
         console.print(f"[yellow]validation posts unavailable ({e}); checking parity on generated inputs")
     rng = np.random.default_rng(0)
     n = options.parity_posts
     words = list(ckpt.vocab) or ["photo"]
     texts = [" ".join(rng.choice(words, size=int(k))) for k in rng.integers(0, 40, n)]
-    text, labels = encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts]
+    text, labels, index = encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts], np.arange(n)
     if precomputed:
         boxes = np.sort(rng.uniform(0, 1, (n, 36, 4)), axis=2).astype(np.float32)
-        return ParityInputs(text, labels, "generated", regions=(rng.normal(size=(n, 36, spec.feature_dim)).astype(np.float32), boxes))
-    return ParityInputs(text, labels, "generated", pixels=rng.normal(size=(n, 3, spec.image.size, spec.image.size)).astype(np.float32))
+        regions = (rng.normal(size=(n, 36, spec.feature_dim)).astype(np.float32), boxes)
+        return ParityInputs(text, labels, "generated", index, regions=regions)
+    pixels = rng.normal(size=(n, 3, spec.image.size, spec.image.size)).astype(np.float32)
+    return ParityInputs(text, labels, "generated", index, pixels=pixels)
 
 
 def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
@@ -197,8 +204,9 @@ def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
             feats, boxes = (torch.from_numpy(x) for x in inputs.regions)
         else:
             feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels))
+        index = torch.from_numpy(inputs.index)
         text = {k: torch.from_numpy(v) for k, v in inputs.text.items()}
-        return torch.sigmoid(ckpt.model(*(text[k] for k in TEXT_INPUTS), feats, boxes)).numpy()
+        return torch.sigmoid(ckpt.model(*(text[k] for k in TEXT_INPUTS), feats[index], boxes[index])).numpy()
 
 
 def onnx_probabilities(extractor: Path | None, model: Path, inputs: ParityInputs) -> np.ndarray:
@@ -209,7 +217,8 @@ def onnx_probabilities(extractor: Path | None, model: Path, inputs: ParityInputs
         feats, boxes = ext.run(None, {"pixel_values": inputs.pixels})
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
-    feeds = {k: v for k, v in dict(inputs.text, visual_feats=feats, visual_pos=boxes).items() if k in names}
+    regions = {"visual_feats": feats[inputs.index], "visual_pos": boxes[inputs.index]}
+    feeds = {k: v for k, v in dict(inputs.text, **regions).items() if k in names}
     return sess.run(["probs"], feeds)[0]
 
 
@@ -265,12 +274,12 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
     with console.status("exporting ONNX graphs"):
         text = {k: torch.from_numpy(v[:2]) for k, v in inputs.text.items()}
         if extractor is not None:
-            pixels = torch.from_numpy(inputs.pixels[:2])
+            pixels = torch.from_numpy(inputs.pixels[inputs.index[:2]])
             feats, boxes = ckpt.extractor(pixels)
             export_extractor_graph(ckpt.extractor, extractor, options.opset, pixels)
             offline_optimize(extractor)
         else:
-            feats, boxes = (torch.from_numpy(x[:2]) for x in inputs.regions)
+            feats, boxes = (torch.from_numpy(x[inputs.index[:2]]) for x in inputs.regions)
         export_model_graph(ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes))
         fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
         offline_optimize(work / "model.onnx")
