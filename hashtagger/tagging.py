@@ -115,8 +115,9 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     else:
         load = partial(_decode, settings=settings)
     try:
-        for batch, pixels in _decoded(_batches(posts, options.batch_size), pool, load, ahead=max(2, options.workers)):
-            yield from _tag_batch(batch, pixels, bundle, runner, options.top_k, threshold, memory)
+        batches = _decoded(_batches(posts, options.batch_size), pool, load, max(2, options.workers), memory)
+        for batch, pixels in batches:
+            yield from _tag_batch(batch, pixels, load, bundle, runner, options.top_k, threshold, memory)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -160,18 +161,28 @@ def _read_regions(path: Path, features_dir: Path) -> tuple[np.ndarray, np.ndarra
         return str(e)
 
 
-def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Callable, ahead: int):
+def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Callable, ahead: int, memory: RegionMemory):
     """(batch, {image key: pixels, precomputed regions, or reason}) in order, loading up to `ahead` batches
-    beyond the one being run."""
+    beyond the one being run. An image is loaded once: not again for a later batch while that load is
+    pending, and not at all while its region features are remembered (such keys are left out)."""
     pending: deque[tuple[list[Post], dict[Path, Future]]] = deque()
+    loading: dict[Path, Future] = {}  # loads of the pending batches, by image
 
     def ready(item):
         batch, futures = item
+        for key, future in futures.items():
+            if loading.get(key) is future:
+                del loading[key]
         return batch, {key: future.result() for key, future in futures.items()}
 
     for batch in batches:
-        keys = dict.fromkeys(k for k in map(_image_key, batch) if k is not None)
-        pending.append((batch, {key: pool.submit(load, key) for key in keys}))
+        futures = {}
+        for key in dict.fromkeys(k for k in map(_image_key, batch) if k is not None):
+            if key in loading:
+                futures[key] = loading[key]
+            elif memory.get(key) is None:
+                futures[key] = loading[key] = pool.submit(load, key)
+        pending.append((batch, futures))
         if len(pending) > ahead:
             yield ready(pending.popleft())
     while pending:
@@ -213,15 +224,26 @@ class RegionMemory:
 
 
 def _tag_batch(
-    batch: list[Post], pixels: dict, bundle: Bundle, runner: Runner, top_k: int, threshold: float | None, memory: RegionMemory
+    batch: list[Post],
+    pixels: dict,
+    load: Callable,
+    bundle: Bundle,
+    runner: Runner,
+    top_k: int,
+    threshold: float | None,
+    memory: RegionMemory,
 ) -> list[dict]:
+    """Records for one batch; `pixels` holds what was loaded for its images not remembered in `memory`."""
     records = [{"id": post.id, "status": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
+    for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
+        if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
+            pixels[key] = load(key)
     good = []
     for i, key in enumerate(keys):
         if key is None:
             records[i]["status"] = "skipped: no image named"
-        elif isinstance(pixels[key], str):
+        elif isinstance(pixels.get(key), str):
             records[i]["status"] = "skipped: " + pixels[key]
         else:
             good.append(i)
@@ -232,7 +254,7 @@ def _tag_batch(
         # The extractor runs once per image, not per post: only for images not already in memory.
         found = {key: memory.get(key) for key in dict.fromkeys(keys[i] for i in good)}
         for key in found:
-            if found[key] is None and isinstance(pixels[key], tuple):  # precomputed: the regions themselves
+            if found[key] is None and isinstance(pixels.get(key), tuple):  # precomputed: the regions themselves
                 found[key] = pixels[key]
         new = [key for key, regions in found.items() if regions is None]
         if new:

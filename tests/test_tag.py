@@ -171,7 +171,7 @@ def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, t
         assert np.allclose([sa[k] for k in sa], [sb[k] for k in sa], atol=2e-4)
 
 
-def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path):
+def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypatch):
     imgs.good(tmp_path / "a.png")
     imgs.good(tmp_path / "b.png", imgs.BLUE)
     rows = [("a.png", "my cat"), ("b.png", "dog"), ("a.png", "another cat"), ("./a.png", "my cat"), ("b.png", "")]
@@ -192,9 +192,18 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path):
     assert records[0]["hashtags"] == records[3]["hashtags"]  # same image, same caption: same tags
     assert all(r["status"].startswith("ok") for r in records)
 
-    seen.clear()  # across batches too: an image shared by posts in different batches is encoded once
+    seen.clear()  # across batches too: an image shared by posts in different batches is decoded and encoded once
+    decoded = []
+    real_decode = tagging._decode
+
+    def counting_decode(path, settings):
+        decoded.append(path.name)
+        return real_decode(path, settings)
+
+    monkeypatch.setattr(tagging, "_decode", counting_decode)
     one_by_one = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=1)))
     assert seen == [1, 1]
+    assert sorted(decoded) == ["a.png", "b.png"]
     for a, b in zip(one_by_one, records):
         assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
         assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
@@ -334,3 +343,20 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in records] == [image for image, _ in rows]  # every post exactly once, in input order
     assert all(r["status"] == "ok" for r in records)
+
+
+def test_an_image_forgotten_before_its_batch_is_loaded_again(tiny_bundle, tmp_path, monkeypatch):
+    """The load of a remembered image is skipped; if the memory drops it before use, it is loaded then."""
+    for name, colour in (("a.png", imgs.RED), ("b.png", imgs.BLUE), ("c.png", imgs.RED)):
+        imgs.good(tmp_path / name, colour)
+    rows = [("a.png", "cat"), ("b.png", "dog"), ("c.png", "cat"), ("a.png", "cat")]
+    with open(tmp_path / "posts.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("image", "caption"), *rows])
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    options = TagOptions(batch_size=1, workers=1)
+    expected = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, options))
+    real_memory = tagging.RegionMemory
+    monkeypatch.setattr(tagging, "RegionMemory", lambda: real_memory(budget_bytes=1))  # keeps one image only
+    forgetful = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, options))
+    assert [r["status"] for r in forgetful] == ["ok"] * 4
+    assert [[h["tag"] for h in r["hashtags"]] for r in forgetful] == [[h["tag"] for h in r["hashtags"]] for r in expected]
