@@ -108,7 +108,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     extractor_spec = ExtractorSpec.from_json(info["extractor_spec"])
     extractor = None
     if "backbone_config" in info:
-        extractor = GridExtractor(ResNetModel(ResNetConfig.from_dict(info["backbone_config"])))
+        extractor = GridExtractor(ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size)
         extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
         extractor.eval().requires_grad_(False)
     meta = {k: v for k, v in info.items() if k not in ("format", "lxmert_config", "extractor_spec", "vocab", "prep")}

@@ -31,7 +31,7 @@ def train(
     backbone: Optional[str] = typer.Option(None, help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50)."),
     extractor: str = typer.Option("grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."),
     features_dir: Optional[Path] = typer.Option(None, help="Folder of <image stem>.npz files for --extractor precomputed."),
-    image_size: Optional[int] = typer.Option(None, help="Square image side fed to the extractor (default: the preset's)."),
+    image_size: Optional[int] = typer.Option(None, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
     batch_size: int = typer.Option(18, help="Posts per step (paper: 18)."),
     lr: float = typer.Option(5e-5, help="Learning rate of pretrained parts."),

@@ -24,9 +24,17 @@ GRID = 6  # 6 x 6 = 36 regions, as many as the paper's detector boxes
 class GridExtractor(nn.Module):
     """pixels [B, 3, S, S] -> (features [B, 36, C], boxes [B, 36, 4])."""
 
-    def __init__(self, backbone: ResNetModel):
+    def __init__(self, backbone: ResNetModel, image_size: int):
         super().__init__()
         self.backbone = backbone
+        training = backbone.training
+        with torch.inference_mode():  # in eval mode: a probe in train mode would move BatchNorm's statistics
+            height, width = backbone.eval()(torch.zeros(1, 3, image_size, image_size)).last_hidden_state.shape[-2:]
+        backbone.train(training)
+        # Adaptive average pooling written as one matrix product: it exports to ONNX for any map size
+        # (torch's adaptive pooling exports only when 6 divides the map), so the backbone's own resolution
+        # (224 for ImageNet ResNets: a 7x7 map) can be used.
+        self.register_buffer("pool", torch.from_numpy(grid_pooling(height, width, GRID)), persistent=False)
         self.register_buffer("boxes", torch.from_numpy(grid_boxes(GRID, GRID)), persistent=False)
 
     @property
@@ -35,10 +43,23 @@ class GridExtractor(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fmap = self.backbone(pixel_values).last_hidden_state
-        pooled = nn.functional.adaptive_avg_pool2d(fmap, (GRID, GRID))
-        features = pooled.flatten(2).transpose(1, 2)
+        features = torch.matmul(self.pool, fmap.flatten(2).transpose(1, 2))
         boxes = self.boxes.unsqueeze(0).expand(pixel_values.shape[0], -1, -1)
         return features, boxes
+
+
+def grid_pooling(height: int, width: int, grid: int = GRID) -> np.ndarray:
+    """[grid*grid, height*width] weights that average each cell's window of the map, row-major: the same
+    windows as torch's adaptive_avg_pool2d (neighbouring cells overlap when grid does not divide the map)."""
+    def windows(n: int) -> list[range]:
+        return [range((i * n) // grid, -((-(i + 1) * n) // grid)) for i in range(grid)]
+
+    pool = np.zeros((grid * grid, height * width), dtype=np.float32)
+    for r, rows in enumerate(windows(height)):
+        for c, cols in enumerate(windows(width)):
+            cells = [y * width + x for y in rows for x in cols]
+            pool[r * grid + c, cells] = 1.0 / len(cells)
+    return pool
 
 
 @dataclass
@@ -68,17 +89,9 @@ def build_grid_extractor(spec: ExtractorSpec, seed: int = 0) -> GridExtractor:
         backbone = ResNetModel(ResNetConfig(**PRESETS[spec.backbone].backbone))
     else:
         backbone = ResNetModel.from_pretrained(spec.backbone)
-    extractor = GridExtractor(backbone).eval()
+    extractor = GridExtractor(backbone, spec.image.size).eval()
     for p in extractor.parameters():
         p.requires_grad_(False)
-    with torch.inference_mode():
-        fmap = backbone(torch.zeros(1, 3, spec.image.size, spec.image.size)).last_hidden_state
-    if fmap.shape[-1] % GRID or fmap.shape[-2] % GRID:
-        # ONNX can only export the 6x6 pooling when it divides the map evenly.
-        raise ValueError(
-            f"image size {spec.image.size} gives a {fmap.shape[-2]}x{fmap.shape[-1]} feature map; "
-            f"choose a size whose map is a multiple of {GRID} (e.g. {GRID * 32 * 2} for a stride-32 backbone)"
-        )
     spec.feature_dim = extractor.feature_dim
     return extractor
 

@@ -36,13 +36,14 @@ PRESETS: dict[str, Preset] = {
         backbone=dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[1, 1, 1, 1], layer_type="basic"),
         image_size=192,
     ),
-    # The paper's LXMERT-base shape over a ResNet-50 backbone.
+    # The paper's LXMERT-base shape over a ResNet-50 backbone, at the resolution ImageNet ResNets are trained
+    # and served at (microsoft/resnet-50's processor: 224): a 7x7 map pooled to the 6x6 grid.
     "base": Preset(
         lxmert=dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, l_layers=9, x_layers=5, r_layers=5),
         backbone=dict(
             embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3], layer_type="bottleneck"
         ),
-        image_size=384,
+        image_size=224,
     ),
 }
 

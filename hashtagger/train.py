@@ -309,7 +309,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     extractor_spec = ExtractorSpec(
         kind=cfg.extractor,
         backbone=cfg.backbone or (cfg.base_model if preset else "microsoft/resnet-50"),
-        image=ImageSettings(size=cfg.image_size or (preset.image_size if preset else 384)),
+        image=ImageSettings(size=cfg.image_size or (preset.image_size if preset else ImageSettings.size)),
         features_dir=cfg.features_dir,
     )
     if cfg.extractor == "precomputed" and not cfg.features_dir:

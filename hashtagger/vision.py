@@ -25,7 +25,7 @@ class ImageError(Exception):
 
 @dataclass(frozen=True)
 class ImageSettings:
-    size: int = 384  # square input side; a multiple of the backbone's stride keeps the 6x6 pooling exact
+    size: int = 224  # square input side: ImageNet ResNets' own resolution
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     max_pixels: int = DEFAULT_MAX_PIXELS

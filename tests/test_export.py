@@ -11,10 +11,12 @@ import onnxruntime as ort
 import pytest
 import torch
 from rich.console import Console
+from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.bundle import BundleError, read_bundle, sha256
 from hashtagger.checkpoint import load_checkpoint
-from hashtagger.export import ExportOptions, ParityError, export
+from hashtagger.export import ExportOptions, ParityError, export, export_extractor_graph
+from hashtagger.features import GridExtractor
 from hashtagger.text import encode
 
 QUIET = Console(stderr=True, quiet=True)
@@ -90,6 +92,25 @@ def test_failed_export_leaves_the_existing_bundle_untouched(tiny_run, bundle_cop
         export(tiny_run / "best", ExportOptions(output=str(bundle_copy), tolerance=-1.0), QUIET)
     assert {p.name: sha256(p) for p in bundle_copy.iterdir() if p.is_file()} == before
     assert not [p for p in bundle_copy.parent.iterdir() if p.name.startswith(".bundle")]  # no temporary left
+
+
+@pytest.mark.parametrize("image_size", [56, 96, 40])
+def test_grid_pooling_is_adaptive_pooling_and_exports_when_6_does_not_divide_the_map(image_size, tmp_path):
+    """56 px gives a 7x7 map (cells overlap), 96 px 12x12, 40 px 5x5 (cells repeat map positions)."""
+    torch.manual_seed(0)
+    backbone = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic"))
+    extractor = GridExtractor(backbone, image_size).eval()
+    pixels = torch.randn(3, 3, image_size, image_size)
+    with torch.inference_mode():
+        fmap = backbone(pixels).last_hidden_state
+        expected = torch.nn.functional.adaptive_avg_pool2d(fmap, (6, 6)).flatten(2).transpose(1, 2).numpy()
+        feats, boxes = extractor(pixels)
+    assert feats.shape == (3, 36, 32) and boxes.shape == (3, 36, 4)
+    assert np.allclose(feats.numpy(), expected, atol=1e-6)
+    export_extractor_graph(extractor, tmp_path / "extractor.onnx", 17, pixels[:1])
+    session = ort.InferenceSession(str(tmp_path / "extractor.onnx"), providers=["CPUExecutionProvider"])
+    onnx_feats, onnx_boxes = session.run(None, {"pixel_values": pixels.numpy()})
+    assert np.allclose(onnx_feats, expected, atol=1e-5) and np.array_equal(onnx_boxes, boxes.numpy())
 
 
 def test_export_falls_back_to_generated_inputs_when_the_data_is_gone(tiny_run, tmp_path):
