@@ -1,8 +1,11 @@
 """`hashtagger tag`: recommend hashtags for a folder or CSV of posts with an exported bundle. No torch.
 
-    posts -> batches of `batch_size` -> images decoded and resized in worker threads, a few batches ahead
+    posts -> windows of `length_window` batches, sorted by caption length and cut into batches of `batch_size`
+          (a batch is padded to its longest caption: grouping similar lengths cuts LXMERT's work)
+          -> images decoded and resized in worker threads, a few batches ahead
           -> per batch: extractor once per distinct image, captions cleaned and encoded (padded to the
-             longest caption of the batch), LXMERT + head -> top-k (and threshold) -> one record per post
+             longest caption of the batch), LXMERT + head -> top-k (and threshold) -> one record per post,
+             written in input order
 
 A bad post (unreadable image, no image) gets a record that says why and the run goes on.
 """
@@ -49,6 +52,7 @@ class TagOptions:
     top_k: int = 5
     threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned threshold
     batch_size: int = 32
+    length_window: int = 4  # batches' worth of posts grouped by caption length before batching; 1: input order
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     workers: int = 2  # image-decoding threads
     threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
@@ -114,23 +118,54 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
         load = partial(_read_regions, features_dir=Path(options.features_dir))
     else:
         load = partial(_decode, settings=settings)
+    positions: deque[list[int]] = deque()  # each batch's input positions, in the order _decoded yields batches
+
+    def batches() -> Iterator[list[Post]]:
+        length = partial(_caption_length, bundle=bundle)
+        for where, batch in _grouped_batches(posts, options.batch_size, options.length_window, length):
+            positions.append(where)
+            yield batch
+
+    done: dict[int, dict] = {}
+    next_out = 0
     try:
-        batches = _decoded(_batches(posts, options.batch_size), pool, load, max(2, options.workers), memory)
-        for batch, pixels in batches:
-            yield from _tag_batch(batch, pixels, load, bundle, runner, options.top_k, threshold, memory)
+        for batch, pixels in _decoded(batches(), pool, load, max(2, options.workers), memory):
+            records = _tag_batch(batch, pixels, load, bundle, runner, options.top_k, threshold, memory)
+            done.update(zip(positions.popleft(), records))
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _batches(posts: Iterable[Post], size: int) -> Iterator[list[Post]]:
-    batch: list[Post] = []
-    for post in posts:
-        batch.append(post)
-        if len(batch) == max(1, size):
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+def _grouped_batches(
+    posts: Iterable[Post], size: int, window: int, length: Callable[[Post], int]
+) -> Iterator[tuple[list[int], list[Post]]]:
+    """(input positions, posts) of each batch. Each `window` batches' worth of posts is sorted by caption
+    length first, so that a batch holds captions of similar length; a window's records all come out once
+    its last batch is done."""
+    size, span = max(1, size), max(1, size) * max(1, window)
+    chunk: list[tuple[int, Post]] = []
+    for item in enumerate(posts):
+        chunk.append(item)
+        if len(chunk) == span:
+            yield from _cut(chunk, size, length if window > 1 else None)
+            chunk = []
+    yield from _cut(chunk, size, length if window > 1 else None)
+
+
+def _cut(chunk: list[tuple[int, Post]], size: int, length: Callable[[Post], int] | None):
+    if length is not None:
+        chunk = sorted(chunk, key=lambda item: length(item[1]))
+    for start in range(0, len(chunk), size):
+        part = chunk[start:start + size]
+        yield [i for i, _ in part], [post for _, post in part]
+
+
+def _caption_length(post: Post, bundle: Bundle) -> int:
+    """Characters of the cleaned caption, what the tokenizer will see: a close proxy for its token count."""
+    return len(clean_caption(post.caption or "", bundle.cleaning))
 
 
 def _image_key(post: Post) -> Path | None:

@@ -171,6 +171,29 @@ def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, t
         assert np.allclose([sa[k] for k in sa], [sb[k] for k in sa], atol=2e-4)
 
 
+def test_posts_grouped_by_caption_length_pad_less_and_come_out_in_input_order(posts, tiny_bundle):
+    post_list = load_posts(posts)
+    for i, post in enumerate(post_list):  # short and long captions alternate: input-order batches pad a lot
+        post.caption = " ".join(["look at my lovely cat"] * (12 if i % 2 else 1))
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    probabilities = runner.probabilities
+    padded: list[int] = []
+
+    def spy(text, feats, boxes):
+        padded.append(text["input_ids"].size)
+        return probabilities(text, feats, boxes)
+
+    runner.probabilities = spy
+    plain = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=4, length_window=1, top_k=4)))
+    plain_tokens, padded[:] = sum(padded), []
+    grouped = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=4, length_window=6, top_k=4)))
+    assert [r["id"] for r in plain] == [r["id"] for r in grouped] == [p.id for p in post_list]
+    assert len(padded) == 6 and sum(padded) < 0.6 * plain_tokens  # 3 short batches, 3 long
+    for a, b in zip(plain, grouped):
+        assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
+        assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
+
+
 def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypatch):
     imgs.good(tmp_path / "a.png")
     imgs.good(tmp_path / "b.png", imgs.BLUE)
