@@ -5,7 +5,7 @@
     python benchmarks/tag_throughput.py --size tiny --posts 16 --rounds 1 --skip-train   # smoke run
 
 What is measured, in one process, on the same N generated posts (640x480 JPEGs with varied content,
-captions of 20-30 words ending in a block of hashtags):
+captions as long as the MediaEval 2016 tweets (--captions long: 20-30 words), ending in a block of hashtags):
 
   a     `hashtagger tag`'s pipeline, end to end: tagging.tag() on the posts folder with the fp32 bundle on
         ONNX Runtime's CPU provider (threaded decode + resize, batching, region extractor, caption cleaning
@@ -48,6 +48,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 from unittest import mock
@@ -119,8 +120,19 @@ def make_image(rng: np.random.Generator, width: int = 640, height: int = 480) ->
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
-def make_posts(root: Path, n: int, seed: int = 0) -> Path:
-    """n posts: postNNNN.jpg (640x480, quality 90) + postNNNN.txt (20-30 words, an inline hashtag, 3-6 trailing)."""
+def caption_words(rng: random.Random, captions: str) -> int:
+    """Words a caption keeps after cleaning. tweets: as in the MediaEval 2016 tweets (6% none; else median 8,
+    90th percentile 16, at most 24: a log-normal fit); long: 20-30, e.g. Instagram-style captions."""
+    if captions == "long":
+        return rng.randint(20, 30)
+    if rng.random() < 0.06:
+        return 0
+    return min(24, max(1, round(rng.lognormvariate(2.04, 0.69))))
+
+
+def make_posts(root: Path, n: int, seed: int = 0, captions: str = "tweets") -> Path:
+    """n posts: postNNNN.jpg (640x480, quality 90) + postNNNN.txt (caption_words() words with an inline
+    hashtag, then 3-6 trailing hashtags)."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     tags = hashtag_pool()
@@ -128,23 +140,24 @@ def make_posts(root: Path, n: int, seed: int = 0) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         make_image(nprng).save(root / f"post{i:04d}.jpg", quality=90)
-        words = [rng.choice(WORDS) for _ in range(rng.randint(20, 30))]
-        words[rng.randrange(len(words))] = "#" + rng.choice(tags)
+        words = [rng.choice(WORDS) for _ in range(caption_words(rng, captions))]
+        if words:
+            words.insert(rng.randrange(len(words) + 1), "#" + rng.choice(tags))
         trailing = " ".join("#" + t for t in dict.fromkeys(rng.choices(tags, weights, k=rng.randint(3, 6))))
-        (root / f"post{i:04d}.txt").write_text(" ".join(words).capitalize() + ". " + trailing)
+        (root / f"post{i:04d}.txt").write_text((" ".join(words).capitalize() + ". " if words else "") + trailing)
     return root
 
 
 # ----------------------------------------------------------------------------------------------- model
 
 
-def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0) -> Path:
+def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0, image_size: int | None = None) -> Path:
     """A hashtagger checkpoint at preset `size` with random weights (no training): extractor, LXMERT + head
     over the 500-hashtag pool, a WordPiece tokenizer learned from the captions, the preset's embedding size."""
     preset = PRESETS[size]
     posts = load_posts(posts_dir)
     prep = PrepOptions()
-    extractor_spec = ExtractorSpec(kind="grid", backbone=size, image=ImageSettings(size=preset.image_size))
+    extractor_spec = ExtractorSpec(kind="grid", backbone=size, image=ImageSettings(size=image_size or preset.image_size))
     extractor = build_grid_extractor(extractor_spec, seed)
     texts = [clean_caption(p.caption or "", prep.cleaning) for p in posts]
     tokenizer = train_wordpiece(texts, preset.tokenizer_vocab)
@@ -190,38 +203,6 @@ def centre_head(model, extractor, tokenizer, texts: list[str], images: list[Path
     # Logits ~ N(-3, 1): most hashtags unlikely, the top ones around p = 0.2, as in a trained multi-label head.
     model.head.bias.copy_(-model.head.weight @ centre - 3.0)
     return 1.0 / spread
-
-
-# ----------------------------------------------------------------------------------------------- threads
-
-
-def transformer_like_ms(threads: int) -> float:
-    """ms for a batch-1 transformer-sized op sequence with `threads` torch threads (best of 3)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        w, norm = torch.randn(768, 768) / 28, torch.nn.LayerNorm(768)
-
-        def layers():
-            x = torch.randn(48, 768)
-            for _ in range(60):
-                x = norm(torch.nn.functional.gelu(x @ w))
-
-        with torch.inference_mode():
-            return min(_timeit(layers) for _ in range(3)) * 1000
-    finally:
-        torch.set_num_threads(saved)
-
-
-def choose_torch_threads(requested: int | None) -> tuple[int, dict]:
-    """torch's thread count for the naive loop (and the other PyTorch work here): `requested`, or the faster of 1
-    and torch's default on a probe. On a busy machine OpenMP barriers make several threads many times slower."""
-    default = torch.get_num_threads()
-    if requested:
-        return requested, {"requested": requested, "default": default}
-    candidates = sorted({1, default})
-    times = {n: min(transformer_like_ms(n) for _ in range(2)) for n in candidates}
-    return min(times, key=times.get), {"default": default, "probe_ms": times}
 
 
 # ----------------------------------------------------------------------------------------------- memory
@@ -363,7 +344,7 @@ class System:
     run: Callable[[Path, Path], Run] | None  # (posts folder, output) -> Run; None: skipped
     skipped: str = ""  # why it was not run
     fp32: bool = True  # must agree with (b) on >= 99% of posts
-    flops_key: str = "tag"  # which FLOP count applies: "tag" (dynamic padding) or "naive" (128 tokens)
+    flops_key: str = "tag"  # which FLOP count applies: "tag" (length-grouped batches), "tag_input_order" or "naive" (128 tokens)
     peak_key: str = "cpu_fp32"  # which GEMM peak it is compared with
     runs: list[Run] = field(default_factory=list)
 
@@ -435,6 +416,10 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
     skip_cpu = "" if cpu_rows else "--device cuda: CPU provider rows not run"
     systems = [
         System("a", "tag pipeline, ONNX Runtime CPU, fp32", tag_with(device="cpu") if cpu_rows else None, skip_cpu),
+        System(
+            "a-order", "a with batches in input order (no grouping by caption length)",
+            tag_with(device="cpu", length_window=1) if cpu_rows else None, skip_cpu, flops_key="tag_input_order",
+        ),
         System("b", "naive loop, PyTorch eager CPU, 1 post, 128 tokens", naive_cpu.run, flops_key="naive"),
         System(
             "c", "tag pipeline, ONNX Runtime CPU, int8 LXMERT",
@@ -524,18 +509,28 @@ def agreement(reference: Path, candidate: Path) -> dict:
 # ----------------------------------------------------------------------------------------------- FLOPs
 
 
-def batch_widths(posts_dir: Path, tokenizer, cleaning, batch_size: int, max_length: int) -> tuple[list[int], list[int]]:
-    """Each post's own token count, and the padded width of each batch as `tag` forms them."""
+def tag_batches(posts: list, batch_size: int, bundle, length_window: int = TagOptions.length_window) -> list[list[int]]:
+    """The input positions of each batch, as `tag` forms them (grouped by caption length within windows)."""
+    length = partial(tagging._caption_length, bundle=bundle)
+    return [where for where, _ in tagging._grouped_batches(posts, batch_size, length_window, length)]
+
+
+def batch_widths(posts_dir: Path, bundle, batch_size: int) -> tuple[list[int], dict[str, list[tuple[int, int]]]]:
+    """Each post's own token count, and (padded width, posts) of each batch: as `tag` forms batches ("tag"), and
+    in input order without length grouping ("tag_input_order")."""
     posts = load_posts(posts_dir)
-    texts = [clean_caption(p.caption or "", cleaning) for p in posts]
-    lengths = [int(encode(tokenizer, [t], max_length)["attention_mask"].sum()) for t in texts]
-    widths = [max(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size)]
+    texts = [clean_caption(p.caption or "", bundle.cleaning) for p in posts]
+    lengths = [int(encode(bundle.tokenizer, [t], bundle.max_length)["attention_mask"].sum()) for t in texts]
+    widths = {
+        key: [(max(lengths[i] for i in where), len(where)) for where in tag_batches(posts, batch_size, bundle, window)]
+        for key, window in (("tag", TagOptions.length_window), ("tag_input_order", 1))
+    }
     return lengths, widths
 
 
-def count_flops(ckpt_path: Path, widths: list[int], batch_size: int, n_posts: int) -> dict:
+def count_flops(ckpt_path: Path, widths: dict[str, list[tuple[int, int]]]) -> dict:
     """FLOPs per post (matmuls and convolutions, via FlopCounterMode): extractor, LXMERT at the padded widths
-    `tag` runs (each batch's longest caption) and at the naive loop's fixed 128 tokens."""
+    the tag rows run (each batch's longest caption) and at the naive loop's fixed 128 tokens."""
     from torch.utils.flop_counter import FlopCounterMode
 
     ckpt = load_checkpoint(ckpt_path)
@@ -552,19 +547,14 @@ def count_flops(ckpt_path: Path, widths: list[int], batch_size: int, n_posts: in
         ids = torch.ones(1, tokens, dtype=torch.long)
         return flops(lambda: ckpt.model(ids, torch.ones_like(ids), torch.zeros_like(ids), torch.zeros(1, 36, dim), torch.zeros(1, 36, 4)))
 
-    by_width = {w: lxmert(w) for w in sorted(set(widths))}
-    # Every post of a batch runs at that batch's width; the last batch may be short.
-    sizes = [min(batch_size, n_posts - i * batch_size) for i in range(len(widths))]
-    tag_lxmert = sum(by_width[w] * n for w, n in zip(widths, sizes)) / n_posts
-    naive_lxmert = lxmert(NAIVE_LENGTH)
-    return {
-        "extractor": extractor,
-        "lxmert_tag": tag_lxmert,
-        "lxmert_naive": naive_lxmert,
-        "tag": extractor + tag_lxmert,
-        "naive": extractor + naive_lxmert,
-        "mean_batch_width": sum(w * n for w, n in zip(widths, sizes)) / n_posts,
-    }
+    by_width = {w: lxmert(w) for w in sorted({w for batches in widths.values() for w, _ in batches} | {NAIVE_LENGTH})}
+    result = {"extractor": extractor, "lxmert_naive": by_width[NAIVE_LENGTH], "naive": extractor + by_width[NAIVE_LENGTH]}
+    for key, batches in widths.items():  # every post of a batch runs at that batch's width
+        posts = sum(n for _, n in batches)
+        result[f"lxmert_{key}"] = sum(by_width[w] * n for w, n in batches) / posts
+        result[key] = extractor + result[f"lxmert_{key}"]
+        result[f"mean_width_{key}"] = sum(w * n for w, n in batches) / posts
+    return result
 
 
 def gemm_peak(n: int = 2048, reps: int = 5) -> dict:
@@ -606,7 +596,8 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
     {stage: {"ort": ms}}; the ONNX stages also with one intra-op thread ("ort_1"), to show what threading gives."""
     bundle = read_bundle(bundle_dir)
     posts = load_posts(posts_dir)
-    batches = [slice(i, i + batch_size) for i in range(0, len(posts), batch_size)]
+    batches = [slice(i, i + batch_size) for i in range(0, len(posts), batch_size)]  # images: order does not matter
+    groups = tag_batches(posts, batch_size, bundle)  # captions: as tag groups them
     ms: dict[str, dict[str, float]] = {}
 
     def per_post(started: float) -> float:
@@ -616,14 +607,16 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
     pixels = np.stack([load_pixels(p.image, bundle.image) for p in posts])
     ms["decode + resize (1 thread)"] = {"ort": per_post(t)}
     t = time.perf_counter()
-    texts = [encode(bundle.tokenizer, [clean_caption(p.caption or "", bundle.cleaning) for p in posts[b]], bundle.max_length) for b in batches]
+    texts = [encode(bundle.tokenizer, [clean_caption(posts[i].caption or "", bundle.cleaning) for i in g], bundle.max_length) for g in groups]
     ms["clean + tokenise"] = {"ort": per_post(t)}
     for threads, column in ((None, "ort"), (1, "ort_1")):
         runner = Runner.load(bundle, "cpu", "model", threads=threads)
         runner.features(pixels[:batch_size])  # the first run allocates
         t = time.perf_counter()
-        feats, boxes = zip(*(runner.features(pixels[b]) for b in batches))
+        regions = [runner.features(pixels[b]) for b in batches]
         ms.setdefault("extractor", {})[column] = per_post(t)
+        all_feats, all_boxes = (np.concatenate(r) for r in zip(*regions))
+        feats, boxes = [all_feats[g] for g in groups], [all_boxes[g] for g in groups]
         for variant in variants:
             if variant != "model":
                 runner = Runner.load(bundle, "cpu", variant, threads=threads)
@@ -635,7 +628,9 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         writer = open_writer(Path(tmp) / "out.jsonl", "jsonl")
-        for post, scores in zip(posts, np.concatenate(probs)):
+        in_order = np.empty_like(np.concatenate(probs))
+        in_order[np.concatenate(groups)] = np.concatenate(probs)
+        for post, scores in zip(posts, in_order):
             order = np.argsort(-scores, kind="stable")[:TOP_K]
             writer.write({"id": post.id, "status": "ok", "hashtags": [{"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)} for j in order]})
         writer.close()
@@ -724,8 +719,8 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     console.print("   ".join(ratios) or "no ratio: (a) or (b) did not run")
     startups = [f"{s.key} {statistics.median(r.startup_s for r in s.runs):.1f} s" for s in systems if s.runs and s.key != "b" and not s.key.startswith("b-")]
     if startups:
-        console.print("tag start-up before its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions), median, "
-                      "not in posts/s: " + ", ".join(startups))
+        console.print("tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run the "
+                      "first batch, or with length grouping the first window of batches), median: " + ", ".join(startups))
     if "c" in agreements:
         console.print(
             f"c (int8) vs b: same top-5 set on {agreements['c']['same_top5_set']:.1%}. Not indicative with random weights: a random "
@@ -749,7 +744,8 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     ftable.add_column("part")
     ftable.add_column("GFLOP", justify="right")
     ftable.add_row("extractor (1 image)", f"{flops['extractor'] / 1e9:.2f}")
-    ftable.add_row(f"LXMERT + head, tag: batch-padded, mean width {flops['mean_batch_width']:.1f} tokens", f"{flops['lxmert_tag'] / 1e9:.2f}")
+    ftable.add_row(f"LXMERT + head, tag: batches grouped by length, mean width {flops['mean_width_tag']:.1f} tokens", f"{flops['lxmert_tag'] / 1e9:.2f}")
+    ftable.add_row(f"LXMERT + head, tag in input order: mean width {flops['mean_width_tag_input_order']:.1f} tokens", f"{flops['lxmert_tag_input_order'] / 1e9:.2f}")
     ftable.add_row(f"LXMERT + head, naive: {NAIVE_LENGTH} tokens", f"{flops['lxmert_naive'] / 1e9:.2f}")
     ftable.add_row("[bold]per post, tag / naive", f"[bold]{flops['tag'] / 1e9:.2f} / {flops['naive'] / 1e9:.2f}")
     console.print(ftable)
@@ -797,8 +793,7 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         console.print("wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, test, checkpoints) / training posts; loop: the epoch's own rate")
     load = os.getloadavg()
     console.print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default {machine['torch_threads']['default']}"
-        f"{', probe ms ' + str({k: round(v, 1) for k, v in machine['torch_threads']['probe_ms'].items()}) if 'probe_ms' in machine['torch_threads'] else ''}); "
+        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default {machine['torch_threads']['default']}); "
         f"ONNX Runtime {ort.__version__}, intra-op threads: its default (one per core); "
         f"load average at start {machine['load_start'][0]:.2f} {machine['load_start'][1]:.2f} {machine['load_start'][2]:.2f}, "
         f"at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
@@ -816,6 +811,9 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(PRESETS), default="base", help="model preset (random weights)")
+    p.add_argument("--captions", choices=("tweets", "long"), default="tweets",
+                   help="caption lengths: tweets (as in MediaEval 2016: median 8 words) or long (20-30 words)")
+    p.add_argument("--image-size", type=int, default=None, help="extractor input side (default: the preset's)")
     p.add_argument("--posts", type=int, default=None, help="posts to tag (default: 64 for base, 128 otherwise)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved measured rounds; the median is reported")
     p.add_argument("--batch-size", type=int, default=32, help="tag's --batch-size")
@@ -823,7 +821,7 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
                    help="cpu: CPU rows only; cuda: CUDA rows (+ the naive loop); auto: every row this machine can run")
     p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch threads for the naive loop and training (default: the faster of 1 and torch's default on a probe)")
+                   help="torch threads for the naive loop and training (default: torch's, one per core)")
     p.add_argument("--skip-train", action="store_true", help="do not measure training throughput")
     p.add_argument("--train-size", choices=sorted(PRESETS), default=None, help="preset for the training measurement (default: mini, tiny for --size tiny)")
     p.add_argument("--train-batch-size", type=int, default=18, help="training batch size (the paper's 18)")
@@ -847,23 +845,23 @@ def main(argv=None) -> dict:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="hashtagger-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        threads, probe = choose_torch_threads(args.torch_threads)
-        torch.set_num_threads(threads)
-        machine["torch_threads"] = {"used": threads, **probe}
-        console.print(f"torch threads: {threads} ({probe})")
+        # The naive loop gets what a user's loop gets: torch's own default (one per core), unless told otherwise.
+        machine["torch_threads"] = {"default": torch.get_num_threads(), "used": args.torch_threads or torch.get_num_threads()}
+        torch.set_num_threads(machine["torch_threads"]["used"])
         cuda_ok, cuda_why = (False, "--device cpu") if args.device == "cpu" else cuda_status()
         if args.device != "cpu" and not cuda_ok:
             console.print(f"[yellow]CUDA absent: {cuda_why}. The CUDA / TensorRT rows are skipped.")
-        console.print(f"generating {args.posts} posts (640x480 JPEG, 20-30 word captions) in {work}")
-        posts_dir = make_posts(work / "posts", args.posts, args.seed)
+        console.print(f"generating {args.posts} posts (640x480 JPEG, {args.captions} captions) in {work}")
+        posts_dir = make_posts(work / "posts", args.posts, args.seed, args.captions)
         warmup_dir = work / "warmup"
         warmup_dir.mkdir(exist_ok=True)
         for p in sorted(posts_dir.iterdir())[: 2 * min(8, args.posts)]:  # 8 posts: image + caption
             shutil.copy(p, warmup_dir / p.name)
         t = time.perf_counter()
-        ckpt = build_checkpoint(work / "checkpoint", args.size, posts_dir, args.seed)
-        gain = load_checkpoint(ckpt).meta["head_gain"]
-        console.print(f"checkpoint at --size {args.size} with random weights: {time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})")
+        ckpt = build_checkpoint(work / "checkpoint", args.size, posts_dir, args.seed, args.image_size)
+        built = load_checkpoint(ckpt)
+        gain, side = built.meta["head_gain"], built.extractor_spec.image.size
+        console.print(f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: {time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})")
         t = time.perf_counter()
         options = ExportOptions(output=str(work / "bundle"), int8=True, fp16=cuda_ok, parity_posts=16)
         try:
@@ -876,9 +874,9 @@ def main(argv=None) -> dict:
         console.print(f"exported (fp32 + int8{' + fp16' if cuda_ok else ''}): {time.perf_counter() - t:.1f} s")
 
         bundle_info = read_bundle(bundle)
-        tokens, widths = batch_widths(posts_dir, bundle_info.tokenizer, bundle_info.cleaning, args.batch_size, bundle_info.max_length)
+        tokens, widths = batch_widths(posts_dir, bundle_info, args.batch_size)
         console.print("counting FLOPs and measuring the GEMM peak")
-        flops = count_flops(ckpt, widths, args.batch_size, args.posts)
+        flops = count_flops(ckpt, widths)
         peak = gemm_peak()
 
         systems = make_systems(args, ckpt, bundle, work, cuda_ok, cuda_why)
