@@ -511,8 +511,8 @@ def agreement(reference: Path, candidate: Path) -> dict:
 
 def tag_batches(posts: list, batch_size: int, bundle, length_window: int = TagOptions.length_window) -> list[list[int]]:
     """The input positions of each batch, as `tag` forms them (grouped by caption length within windows)."""
-    length = partial(tagging._caption_length, bundle=bundle)
-    return [where for where, _ in tagging._grouped_batches(posts, batch_size, length_window, length)]
+    caption = partial(tagging._text, bundle=bundle)
+    return [where for where, _, _ in tagging._grouped_batches(posts, batch_size, length_window, caption)]
 
 
 def batch_widths(posts_dir: Path, bundle, batch_size: int) -> tuple[list[int], dict[str, list[tuple[int, int]]]]:

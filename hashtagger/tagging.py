@@ -118,20 +118,22 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
         load = partial(_read_regions, features_dir=Path(options.features_dir))
     else:
         load = partial(_decode, settings=settings)
-    positions: deque[list[int]] = deque()  # each batch's input positions, in the order _decoded yields batches
+    # Each batch's input positions and cleaned captions, in the order _decoded yields its batches.
+    pending: deque[tuple[list[int], list[tuple[str, str]]]] = deque()
 
     def batches() -> Iterator[list[Post]]:
-        length = partial(_caption_length, bundle=bundle)
-        for where, batch in _grouped_batches(posts, options.batch_size, options.length_window, length):
-            positions.append(where)
+        caption = partial(_text, bundle=bundle)
+        for where, batch, captions in _grouped_batches(posts, options.batch_size, options.length_window, caption):
+            pending.append((where, captions))
             yield batch
 
     done: dict[int, dict] = {}
     next_out = 0
     try:
         for batch, pixels in _decoded(batches(), pool, load, max(2, options.workers), memory):
-            records = _tag_batch(batch, pixels, load, bundle, runner, options.top_k, threshold, memory)
-            done.update(zip(positions.popleft(), records))
+            where, captions = pending.popleft()
+            records = _tag_batch(batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory)
+            done.update(zip(where, records))
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
@@ -140,32 +142,27 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
 
 
 def _grouped_batches(
-    posts: Iterable[Post], size: int, window: int, length: Callable[[Post], int]
-) -> Iterator[tuple[list[int], list[Post]]]:
-    """(input positions, posts) of each batch. Each `window` batches' worth of posts is sorted by caption
-    length first, so that a batch holds captions of similar length; a window's records all come out once
-    its last batch is done."""
+    posts: Iterable[Post], size: int, window: int, caption: Callable[[Post], tuple[str, str]]
+) -> Iterator[tuple[list[int], list[Post], list[tuple[str, str]]]]:
+    """(input positions, posts, captions) of each batch, each caption cleaned once by `caption`. Each `window`
+    batches' worth of posts is sorted by cleaned-caption length (a close proxy for its tokens) first, so that
+    a batch holds captions of similar length; a window's records all come out once its last batch is done."""
     size, span = max(1, size), max(1, size) * max(1, window)
-    chunk: list[tuple[int, Post]] = []
-    for item in enumerate(posts):
-        chunk.append(item)
+
+    def cut(chunk: list[tuple[int, Post, tuple[str, str]]]):
+        if window > 1:
+            chunk.sort(key=lambda item: len(item[2][0]))
+        for start in range(0, len(chunk), size):
+            part = chunk[start:start + size]
+            yield [i for i, _, _ in part], [post for _, post, _ in part], [text for _, _, text in part]
+
+    chunk: list[tuple[int, Post, tuple[str, str]]] = []
+    for i, post in enumerate(posts):
+        chunk.append((i, post, caption(post)))
         if len(chunk) == span:
-            yield from _cut(chunk, size, length if window > 1 else None)
+            yield from cut(chunk)
             chunk = []
-    yield from _cut(chunk, size, length if window > 1 else None)
-
-
-def _cut(chunk: list[tuple[int, Post]], size: int, length: Callable[[Post], int] | None):
-    if length is not None:
-        chunk = sorted(chunk, key=lambda item: length(item[1]))
-    for start in range(0, len(chunk), size):
-        part = chunk[start:start + size]
-        yield [i for i, _ in part], [post for _, post in part]
-
-
-def _caption_length(post: Post, bundle: Bundle) -> int:
-    """Characters of the cleaned caption, what the tokenizer will see: a close proxy for its token count."""
-    return len(clean_caption(post.caption or "", bundle.cleaning))
+    yield from cut(chunk)
 
 
 def _image_key(post: Post) -> Path | None:
@@ -225,7 +222,7 @@ def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Call
 
 
 def _text(post: Post, bundle: Bundle) -> tuple[str, str]:
-    """(model text, status) for a post that has a usable image."""
+    """(model text, status should its image be usable): the caption cleaned once, for sorting and encoding."""
     notes = [post.note] if post.note else []
     if not (post.caption or "").strip():
         return "", "ok: " + "; ".join(notes + [NO_CAPTION])
@@ -260,6 +257,7 @@ class RegionMemory:
 
 def _tag_batch(
     batch: list[Post],
+    captions: list[tuple[str, str]],
     pixels: dict,
     load: Callable,
     bundle: Bundle,
@@ -268,7 +266,8 @@ def _tag_batch(
     threshold: float | None,
     memory: RegionMemory,
 ) -> list[dict]:
-    """Records for one batch; `pixels` holds what was loaded for its images not remembered in `memory`."""
+    """Records for one batch; `captions` holds each post's (cleaned text, status), `pixels` what was loaded for
+    its images not remembered in `memory`."""
     records = [{"id": post.id, "status": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
@@ -284,7 +283,7 @@ def _tag_batch(
             good.append(i)
     if not good:
         return records
-    texts = [_text(batch[i], bundle) for i in good]
+    texts = [captions[i] for i in good]
     try:
         # The extractor runs once per image, not per post: only for images not already in memory.
         found = {key: memory.get(key) for key in dict.fromkeys(keys[i] for i in good)}
