@@ -157,7 +157,9 @@ def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0, imag
     preset = PRESETS[size]
     posts = load_posts(posts_dir)
     prep = PrepOptions()
-    extractor_spec = ExtractorSpec(kind="grid", backbone=size, image=ImageSettings(size=image_size or preset.image_size))
+    extractor_spec = ExtractorSpec(
+        kind="grid", backbone=size, image=ImageSettings(size=image_size or preset.image_size)
+    )
     extractor = build_grid_extractor(extractor_spec, seed)
     texts = [clean_caption(p.caption or "", prep.cleaning) for p in posts]
     tokenizer = train_wordpiece(texts, preset.tokenizer_vocab)
@@ -180,7 +182,18 @@ def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0, imag
         "note": "random weights: tag_throughput benchmark",
         "head_gain": gain,
     }
-    save_checkpoint(path, model, spec, extractor, extractor_spec, tokenizer, vocab, prep, {"train": [], "val": val, "test": []}, meta)
+    save_checkpoint(
+        path,
+        model,
+        spec,
+        extractor,
+        extractor_spec,
+        tokenizer,
+        vocab,
+        prep,
+        {"train": [], "val": val, "test": []},
+        meta,
+    )
     return path
 
 
@@ -314,8 +327,12 @@ class NaiveTagger:
         with open(output, "w") as out:
             for post in posts:
                 t = time.perf_counter()
-                image = Image.open(post.image).convert("RGB").resize((self.settings.size,) * 2, Image.Resampling.BILINEAR)
-                pixels = (torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1) - self.mean) / self.std
+                image = (
+                    Image.open(post.image).convert("RGB").resize((self.settings.size,) * 2, Image.Resampling.BILINEAR)
+                )
+                pixels = (
+                    torch.from_numpy(np.asarray(image, np.float32) / 255.0).permute(2, 0, 1) - self.mean
+                ) / self.std
                 t = self._timed("decode + resize", t)
                 feats, boxes = self.extractor(pixels[None].to(self.device))
                 t = self._sync_timed("extractor", t)
@@ -325,7 +342,9 @@ class NaiveTagger:
                 probs = torch.sigmoid(self.model(*text, feats, boxes))[0]
                 t = self._sync_timed("LXMERT + head", t)
                 scores, index = probs.topk(TOP_K)
-                hashtags = [{"tag": self.vocab[i], "score": round(float(s), 4)} for s, i in zip(scores.tolist(), index.tolist())]
+                hashtags = [
+                    {"tag": self.vocab[i], "score": round(float(s), 4)} for s, i in zip(scores.tolist(), index.tolist())
+                ]
                 out.write(json.dumps({"id": post.id, "status": "ok", "hashtags": hashtags}) + "\n")
                 self._timed("top-k + write", t)
         seconds = time.perf_counter() - t0
@@ -344,7 +363,9 @@ class System:
     run: Callable[[Path, Path], Run] | None  # (posts folder, output) -> Run; None: skipped
     skipped: str = ""  # why it was not run
     fp32: bool = True  # must agree with (b) on >= 99% of posts
-    flops_key: str = "tag"  # which FLOP count applies: "tag" (length-grouped batches), "tag_input_order" or "naive" (128 tokens)
+    flops_key: str = (
+        "tag"  # which FLOP count applies: "tag" (length-grouped batches), "tag_input_order" or "naive" (128 tokens)
+    )
     peak_key: str = "cpu_fp32"  # which GEMM peak it is compared with
     runs: list[Run] = field(default_factory=list)
 
@@ -359,8 +380,10 @@ def cuda_status() -> tuple[bool, str]:
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])], "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.onnx"
@@ -387,8 +410,11 @@ def tensorrt_runner(bundle_dir: Path, batch_size: int, cache: Path) -> Runner:
             return ",".join(f"{name}:{shape}" for name, shape in shapes(b, t).items() if name in inputs)
 
         trt = {
-            "trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-            "trt_profile_min_shapes": profile(1, 1), "trt_profile_opt_shapes": profile(batch_size, 48),
+            "trt_fp16_enable": True,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_profile_min_shapes": profile(1, 1),
+            "trt_profile_opt_shapes": profile(batch_size, 48),
             "trt_profile_max_shapes": profile(batch_size, NAIVE_LENGTH),
         }
         sess = ort.InferenceSession(str(path), providers=[("TensorrtExecutionProvider", trt), "CUDAExecutionProvider"])
@@ -399,8 +425,13 @@ def tensorrt_runner(bundle_dir: Path, batch_size: int, cache: Path) -> Runner:
     extractor = trt_session(bundle.graph("extractor"), lambda b, t: {"pixel_values": f"{b}x3x{size}x{size}"})
     model = trt_session(
         bundle.graph("model"),
-        lambda b, t: {"input_ids": f"{b}x{t}", "attention_mask": f"{b}x{t}", "token_type_ids": f"{b}x{t}",
-                      "visual_feats": f"{b}x36x{dim}", "visual_pos": f"{b}x36x4"},
+        lambda b, t: {
+            "input_ids": f"{b}x{t}",
+            "attention_mask": f"{b}x{t}",
+            "token_type_ids": f"{b}x{t}",
+            "visual_feats": f"{b}x36x{dim}",
+            "visual_pos": f"{b}x36x4",
+        },
     )
     return Runner(extractor, model, "TensorrtExecutionProvider (fp16)")
 
@@ -417,14 +448,19 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
     systems = [
         System("a", "tag pipeline, ONNX Runtime CPU, fp32", tag_with(device="cpu") if cpu_rows else None, skip_cpu),
         System(
-            "a-order", "a with batches in input order (no grouping by caption length)",
-            tag_with(device="cpu", length_window=1) if cpu_rows else None, skip_cpu, flops_key="tag_input_order",
+            "a-order",
+            "a with batches in input order (no grouping by caption length)",
+            tag_with(device="cpu", length_window=1) if cpu_rows else None,
+            skip_cpu,
+            flops_key="tag_input_order",
         ),
         System("b", "naive loop, PyTorch eager CPU, 1 post, 128 tokens", naive_cpu.run, flops_key="naive"),
         System(
-            "c", "tag pipeline, ONNX Runtime CPU, int8 LXMERT",
+            "c",
+            "tag pipeline, ONNX Runtime CPU, int8 LXMERT",
             tag_with(device="cpu", variant="int8") if cpu_rows and has_int8 else None,
-            skip_cpu or ("" if has_int8 else "the bundle has no int8 graph"), fp32=False,
+            skip_cpu or ("" if has_int8 else "the bundle has no int8 graph"),
+            fp32=False,
         ),
     ]
     if args.device == "cpu":
@@ -437,15 +473,26 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
     has_fp16 = "fp16" in read_bundle(bundle).info["graphs"]
     trt = "TensorrtExecutionProvider" in ort.get_available_providers()
     systems += [
-        System("a-cuda", "tag pipeline, ONNX Runtime CUDA, fp32", tag_with(device="cuda") if gpu else None, why, peak_key="cuda_fp32"),
         System(
-            "a-cuda-fp16", "tag pipeline, ONNX Runtime CUDA, fp16 LXMERT",
+            "a-cuda",
+            "tag pipeline, ONNX Runtime CUDA, fp32",
+            tag_with(device="cuda") if gpu else None,
+            why,
+            peak_key="cuda_fp32",
+        ),
+        System(
+            "a-cuda-fp16",
+            "tag pipeline, ONNX Runtime CUDA, fp16 LXMERT",
             tag_with(device="cuda", variant="fp16") if gpu and has_fp16 else None,
-            why or ("" if has_fp16 else "the bundle has no fp16 graph"), fp32=False, peak_key="cuda_fp16",
+            why or ("" if has_fp16 else "the bundle has no fp16 graph"),
+            fp32=False,
+            peak_key="cuda_fp16",
         ),
     ]
     if gpu and trt:
-        options = TagOptions(model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, device="tensorrt")
+        options = TagOptions(
+            model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, device="tensorrt"
+        )
         holder: dict[str, Runner] = {}
 
         def run_trt(posts: Path, out: Path) -> Run:
@@ -453,14 +500,42 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
                 holder["runner"] = tensorrt_runner(bundle, args.batch_size, work / "trt-cache")
             return run_tag(posts, out, options, holder["runner"])
 
-        systems.append(System("a-trt", "tag pipeline, ONNX Runtime TensorRT, fp16", run_trt, fp32=False, peak_key="cuda_fp16"))
+        systems.append(
+            System("a-trt", "tag pipeline, ONNX Runtime TensorRT, fp16", run_trt, fp32=False, peak_key="cuda_fp16")
+        )
     else:
-        systems.append(System("a-trt", "tag pipeline, ONNX Runtime TensorRT, fp16", None, why or "no TensorrtExecutionProvider", fp32=False, peak_key="cuda_fp16"))
+        systems.append(
+            System(
+                "a-trt",
+                "tag pipeline, ONNX Runtime TensorRT, fp16",
+                None,
+                why or "no TensorrtExecutionProvider",
+                fp32=False,
+                peak_key="cuda_fp16",
+            )
+        )
     if gpu and args.device != "cpu":
         if torch.cuda.is_available():
-            systems.append(System("b-cuda", "naive loop, PyTorch eager CUDA", NaiveTagger(ckpt, "cuda").run, flops_key="naive", peak_key="cuda_fp32"))
+            systems.append(
+                System(
+                    "b-cuda",
+                    "naive loop, PyTorch eager CUDA",
+                    NaiveTagger(ckpt, "cuda").run,
+                    flops_key="naive",
+                    peak_key="cuda_fp32",
+                )
+            )
         else:
-            systems.append(System("b-cuda", "naive loop, PyTorch eager CUDA", None, f"torch {torch.__version__} has no CUDA", flops_key="naive", peak_key="cuda_fp32"))
+            systems.append(
+                System(
+                    "b-cuda",
+                    "naive loop, PyTorch eager CUDA",
+                    None,
+                    f"torch {torch.__version__} has no CUDA",
+                    flops_key="naive",
+                    peak_key="cuda_fp32",
+                )
+            )
     return systems
 
 
@@ -545,10 +620,18 @@ def count_flops(ckpt_path: Path, widths: dict[str, list[tuple[int, int]]]) -> di
 
     def lxmert(tokens: int) -> int:
         ids = torch.ones(1, tokens, dtype=torch.long)
-        return flops(lambda: ckpt.model(ids, torch.ones_like(ids), torch.zeros_like(ids), torch.zeros(1, 36, dim), torch.zeros(1, 36, 4)))
+        return flops(
+            lambda: ckpt.model(
+                ids, torch.ones_like(ids), torch.zeros_like(ids), torch.zeros(1, 36, dim), torch.zeros(1, 36, 4)
+            )
+        )
 
     by_width = {w: lxmert(w) for w in sorted({w for batches in widths.values() for w, _ in batches} | {NAIVE_LENGTH})}
-    result = {"extractor": extractor, "lxmert_naive": by_width[NAIVE_LENGTH], "naive": extractor + by_width[NAIVE_LENGTH]}
+    result = {
+        "extractor": extractor,
+        "lxmert_naive": by_width[NAIVE_LENGTH],
+        "naive": extractor + by_width[NAIVE_LENGTH],
+    }
     for key, batches in widths.items():  # every post of a batch runs at that batch's width
         posts = sum(n for _, n in batches)
         result[f"lxmert_{key}"] = sum(by_width[w] * n for w, n in batches) / posts
@@ -607,7 +690,10 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
     pixels = np.stack([load_pixels(p.image, bundle.image) for p in posts])
     ms["decode + resize (1 thread)"] = {"ort": per_post(t)}
     t = time.perf_counter()
-    texts = [encode(bundle.tokenizer, [clean_caption(posts[i].caption or "", bundle.cleaning) for i in g], bundle.max_length) for g in groups]
+    texts = [
+        encode(bundle.tokenizer, [clean_caption(posts[i].caption or "", bundle.cleaning) for i in g], bundle.max_length)
+        for g in groups
+    ]
     ms["clean + tokenise"] = {"ort": per_post(t)}
     for threads, column in ((None, "ort"), (1, "ort_1")):
         runner = Runner.load(bundle, "cpu", "model", threads=threads)
@@ -632,7 +718,13 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
         in_order[np.concatenate(groups)] = np.concatenate(probs)
         for post, scores in zip(posts, in_order):
             order = np.argsort(-scores, kind="stable")[:TOP_K]
-            writer.write({"id": post.id, "status": "ok", "hashtags": [{"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)} for j in order]})
+            writer.write(
+                {
+                    "id": post.id,
+                    "status": "ok",
+                    "hashtags": [{"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)} for j in order],
+                }
+            )
         writer.close()
         ms["top-k + write"] = {"ort": per_post(t)}
     return ms
@@ -649,8 +741,14 @@ def train_throughput(posts_dir: Path, work: Path, size: str, batch_size: int) ->
     result = {"size": size}
     for name in ("cold", "warm"):
         cfg = TrainConfig(
-            data=str(posts_dir), output=str(work / "runs"), run_name=name, base_model=size, epochs=1,
-            batch_size=batch_size, cache_dir=str(cache), device="cuda" if torch.cuda.is_available() else "cpu",
+            data=str(posts_dir),
+            output=str(work / "runs"),
+            run_name=name,
+            base_model=size,
+            epochs=1,
+            batch_size=batch_size,
+            cache_dir=str(cache),
+            device="cuda" if torch.cuda.is_available() else "cpu",
         )
         t = time.perf_counter()
         run = train(cfg, QUIET)
@@ -663,7 +761,9 @@ def train_throughput(posts_dir: Path, work: Path, size: str, batch_size: int) ->
             "wall_posts_per_s": train_posts / seconds,
             "loop_posts_per_s": ckpt.meta["history"][-1]["posts_per_s"],
         }
-        console.print(f"train {name}: {seconds:.1f} s for {train_posts} training posts (loop {result[name]['loop_posts_per_s']:.1f} posts/s)")
+        console.print(
+            f"train {name}: {seconds:.1f} s for {train_posts} training posts (loop {result[name]['loop_posts_per_s']:.1f} posts/s)"
+        )
     return result
 
 
@@ -676,9 +776,22 @@ def fmt(value: float | None, spec: str = ",.2f", missing: str = "-") -> str:
 
 def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine) -> dict:
     naive = next(s for s in systems if s.key == "b")
-    table = Table(title=f"hashtagger tag throughput, --size {args.size}, {args.posts} posts, median of {args.rounds} rounds", title_justify="left")
-    for col, justify in (("", "left"), ("system", "left"), ("posts/s", "right"), ("rounds", "right"), ("× b", "right"),
-                         ("same top-5 as b", "right"), ("peak RSS MiB", "right"), ("GFLOP/post", "right"), ("GFLOP/s", "right"), ("% GEMM peak", "right")):
+    table = Table(
+        title=f"hashtagger tag throughput, --size {args.size}, {args.posts} posts, median of {args.rounds} rounds",
+        title_justify="left",
+    )
+    for col, justify in (
+        ("", "left"),
+        ("system", "left"),
+        ("posts/s", "right"),
+        ("rounds", "right"),
+        ("× b", "right"),
+        ("same top-5 as b", "right"),
+        ("peak RSS MiB", "right"),
+        ("GFLOP/post", "right"),
+        ("GFLOP/s", "right"),
+        ("% GEMM peak", "right"),
+    ):
         table.add_column(col, justify=justify)
     rows = []
     for s in systems:
@@ -695,18 +808,35 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         added = [r.memory.added_mib for r in s.runs if r.memory and r.memory.added_mib is not None]
         ok = agree is None or not s.fp32 or agree["same_top5_set"] >= 0.99
         table.add_row(
-            s.key, s.label, f"{pps:,.2f}", " ".join(f"{r.posts_per_s:.2f}" for r in s.runs),
+            s.key,
+            s.label,
+            f"{pps:,.2f}",
+            " ".join(f"{r.posts_per_s:.2f}" for r in s.runs),
             f"{pps / naive.posts_per_s:.2f}" if naive.posts_per_s else "-",
-            "(reference)" if s.key == "b" else (f"{'' if ok else '[red]'}{agree['same_top5_set']:.1%}" if agree else "-"),
-            f"{max(mem):,.0f}" if mem else "-", f"{gflop:.3g}", f"{gflops:.3g}", f"{100 * gflops / peak_ref:.0f}%" if peak_ref else f"- (no {s.peak_key} peak)",
+            "(reference)"
+            if s.key == "b"
+            else (f"{'' if ok else '[red]'}{agree['same_top5_set']:.1%}" if agree else "-"),
+            f"{max(mem):,.0f}" if mem else "-",
+            f"{gflop:.3g}",
+            f"{gflops:.3g}",
+            f"{100 * gflops / peak_ref:.0f}%" if peak_ref else f"- (no {s.peak_key} peak)",
         )
-        rows.append({
-            "key": s.key, "label": s.label, "posts_per_s": pps, "rounds": [r.posts_per_s for r in s.runs],
-            "startup_s": [r.startup_s for r in s.runs], "vs_b": pps / naive.posts_per_s if naive.posts_per_s else None,
-            "agreement_with_b": agree, "phase_peak_rss_mib": max(mem) if mem else None,
-            "phase_added_rss_mib": max(added) if added else None, "gflop_per_post": gflop, "gflop_per_s": gflops,
-            "gemm_peak_gflop_per_s": peak_ref,
-        })
+        rows.append(
+            {
+                "key": s.key,
+                "label": s.label,
+                "posts_per_s": pps,
+                "rounds": [r.posts_per_s for r in s.runs],
+                "startup_s": [r.startup_s for r in s.runs],
+                "vs_b": pps / naive.posts_per_s if naive.posts_per_s else None,
+                "agreement_with_b": agree,
+                "phase_peak_rss_mib": max(mem) if mem else None,
+                "phase_added_rss_mib": max(added) if added else None,
+                "gflop_per_post": gflop,
+                "gflop_per_s": gflops,
+                "gemm_peak_gflop_per_s": peak_ref,
+            }
+        )
     console.print(table)
 
     a = next(s for s in systems if s.key == "a")
@@ -715,12 +845,20 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     for s in systems:
         if s.key != "b" and s.posts_per_s and naive.posts_per_s:
             headline[f"{s.key}/b"] = s.posts_per_s / naive.posts_per_s
-            ratios.append(f"[bold]{s.key}/b = {headline[f'{s.key}/b']:.2f}[/bold]" + (" (target >= 3)" if s.key == "a" else ""))
+            ratios.append(
+                f"[bold]{s.key}/b = {headline[f'{s.key}/b']:.2f}[/bold]" + (" (target >= 3)" if s.key == "a" else "")
+            )
     console.print("   ".join(ratios) or "no ratio: (a) or (b) did not run")
-    startups = [f"{s.key} {statistics.median(r.startup_s for r in s.runs):.1f} s" for s in systems if s.runs and s.key != "b" and not s.key.startswith("b-")]
+    startups = [
+        f"{s.key} {statistics.median(r.startup_s for r in s.runs):.1f} s"
+        for s in systems
+        if s.runs and s.key != "b" and not s.key.startswith("b-")
+    ]
     if startups:
-        console.print("tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run the "
-                      "first batch, or with length grouping the first window of batches), median: " + ", ".join(startups))
+        console.print(
+            "tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run the "
+            "first batch, or with length grouping the first window of batches), median: " + ", ".join(startups)
+        )
     if "c" in agreements:
         console.print(
             f"c (int8) vs b: same top-5 set on {agreements['c']['same_top5_set']:.1%}. Not indicative with random weights: a random "
@@ -733,7 +871,11 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
             f"a vs b: same top-5 set on {ag['same_top5_set']:.1%}, same order on {ag['same_top5_order']:.1%} of {ag['posts']} posts "
             f"({'ok' if ag['same_top5_set'] >= 0.99 else 'BELOW 99%'}); distinct top-5 lists among b's posts: {agreements['distinct_b']}"
         )
-    added = [f"{s.key} +{max(r.memory.added_mib for r in s.runs):,.0f}" for s in systems if s.runs and all(r.memory and r.memory.added_mib is not None for r in s.runs)]
+    added = [
+        f"{s.key} +{max(r.memory.added_mib for r in s.runs):,.0f}"
+        for s in systems
+        if s.runs and all(r.memory and r.memory.added_mib is not None for r in s.runs)
+    ]
     console.print(
         f"peak resident memory, whole process (ru_maxrss): {process_peak_mib():,.0f} MiB; per system: its own VmHWM "
         f"(process baseline included: {fmt(min((r.memory.start_mib for s in systems for r in s.runs if r.memory and r.memory.start_mib), default=None), ',.0f')} MiB"
@@ -744,36 +886,67 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     ftable.add_column("part")
     ftable.add_column("GFLOP", justify="right")
     ftable.add_row("extractor (1 image)", f"{flops['extractor'] / 1e9:.2f}")
-    ftable.add_row(f"LXMERT + head, tag: batches grouped by length, mean width {flops['mean_width_tag']:.1f} tokens", f"{flops['lxmert_tag'] / 1e9:.2f}")
-    ftable.add_row(f"LXMERT + head, tag in input order: mean width {flops['mean_width_tag_input_order']:.1f} tokens", f"{flops['lxmert_tag_input_order'] / 1e9:.2f}")
+    ftable.add_row(
+        f"LXMERT + head, tag: batches grouped by length, mean width {flops['mean_width_tag']:.1f} tokens",
+        f"{flops['lxmert_tag'] / 1e9:.2f}",
+    )
+    ftable.add_row(
+        f"LXMERT + head, tag in input order: mean width {flops['mean_width_tag_input_order']:.1f} tokens",
+        f"{flops['lxmert_tag_input_order'] / 1e9:.2f}",
+    )
     ftable.add_row(f"LXMERT + head, naive: {NAIVE_LENGTH} tokens", f"{flops['lxmert_naive'] / 1e9:.2f}")
     ftable.add_row("[bold]per post, tag / naive", f"[bold]{flops['tag'] / 1e9:.2f} / {flops['naive'] / 1e9:.2f}")
     console.print(ftable)
     console.print(
         f"caption tokens per post: median {statistics.median(tokens):.0f}, mean {statistics.mean(tokens):.1f}, max {max(tokens)}; "
-        f"GEMM peak: " + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items())
+        f"GEMM peak: "
+        + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items())
         + " (torch.matmul 2048² fp32, best of 5; % of peak uses cpu_fp32, the better of 1 thread and one per core)"
     )
 
-    ptable = Table(title="Where a post's time goes (ms/post, each stage timed alone on the same posts, CPU)", title_justify="left")
+    ptable = Table(
+        title="Where a post's time goes (ms/post, each stage timed alone on the same posts, CPU)", title_justify="left"
+    )
     ptable.add_column("stage")
     ptable.add_column("tag pipeline (a/c), ORT default threads", justify="right")
     ptable.add_column("same, ORT 1 intra-op thread", justify="right")
     ptable.add_column(f"naive loop (b), torch {torch.get_num_threads()} thread(s)", justify="right")
-    naive_stages = {"decode + resize (1 thread)": "decode + resize", "clean + tokenise": "clean + tokenise", "extractor": "extractor",
-                    "LXMERT + head (fp32)": "LXMERT + head", "top-k + write": "top-k + write"}
+    naive_stages = {
+        "decode + resize (1 thread)": "decode + resize",
+        "clean + tokenise": "clean + tokenise",
+        "extractor": "extractor",
+        "LXMERT + head (fp32)": "LXMERT + head",
+        "top-k + write": "top-k + write",
+    }
     for stage, value in profile.items():
-        ptable.add_row(stage, f"{value['ort']:,.1f}", fmt(value.get("ort_1"), ",.1f"), fmt(naive_ms.get(naive_stages.get(stage, "")), ",.1f"))
+        ptable.add_row(
+            stage,
+            f"{value['ort']:,.1f}",
+            fmt(value.get("ort_1"), ",.1f"),
+            fmt(naive_ms.get(naive_stages.get(stage, "")), ",.1f"),
+        )
 
     def total(column: str) -> float | None:
         parts = [v.get(column, v["ort"]) for k, v in profile.items() if "int8" not in k]
         return sum(parts)
 
-    ptable.add_row("[bold]sum of stages (fp32)", f"[bold]{total('ort'):,.1f}", f"[bold]{total('ort_1'):,.1f}", f"[bold]{sum(naive_ms.values()):,.1f}")
+    ptable.add_row(
+        "[bold]sum of stages (fp32)",
+        f"[bold]{total('ort'):,.1f}",
+        f"[bold]{total('ort_1'):,.1f}",
+        f"[bold]{sum(naive_ms.values()):,.1f}",
+    )
     if a.posts_per_s:
-        ptable.add_row("measured end to end (median of rounds)", f"{1000 / a.posts_per_s:,.1f}", "", fmt(1000 / naive.posts_per_s if naive.posts_per_s else None, ",.1f"))
+        ptable.add_row(
+            "measured end to end (median of rounds)",
+            f"{1000 / a.posts_per_s:,.1f}",
+            "",
+            fmt(1000 / naive.posts_per_s if naive.posts_per_s else None, ",.1f"),
+        )
     console.print(ptable)
-    console.print("the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below the sum of its stages")
+    console.print(
+        "the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below the sum of its stages"
+    )
     naive_total, extractor_ms = sum(naive_ms.values()), profile["extractor"]["ort"]
     if naive_total and extractor_ms:
         console.print(
@@ -783,14 +956,24 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         )
 
     if training:
-        ttable = Table(title=f"hashtagger train throughput, --train-size {training['size']}, 1 epoch", title_justify="left")
+        ttable = Table(
+            title=f"hashtagger train throughput, --train-size {training['size']}, 1 epoch", title_justify="left"
+        )
         for col in ("feature cache", "train() wall s", "training posts", "posts/s (wall)", "posts/s (training loop)"):
             ttable.add_column(col, justify="right" if col != "feature cache" else "left")
         for name in ("cold", "warm"):
             t = training[name]
-            ttable.add_row(name, f"{t['seconds']:.1f}", str(t["train_posts"]), f"{t['wall_posts_per_s']:.2f}", f"{t['loop_posts_per_s']:.2f}")
+            ttable.add_row(
+                name,
+                f"{t['seconds']:.1f}",
+                str(t["train_posts"]),
+                f"{t['wall_posts_per_s']:.2f}",
+                f"{t['loop_posts_per_s']:.2f}",
+            )
         console.print(ttable)
-        console.print("wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, test, checkpoints) / training posts; loop: the epoch's own rate")
+        console.print(
+            "wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, test, checkpoints) / training posts; loop: the epoch's own rate"
+        )
     load = os.getloadavg()
     console.print(
         f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default {machine['torch_threads']['default']}); "
@@ -799,9 +982,17 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         f"at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     return {
-        "args": vars(args), "systems": rows, "headline": headline, "agreement": agreements, "flops": flops, "gemm_peak_gflop_per_s": peak,
-        "profile_ms_per_post": {"tag": profile, "naive": naive_ms}, "tokens": {"median": statistics.median(tokens), "mean": statistics.mean(tokens)},
-        "training": training, "process_peak_rss_mib": process_peak_mib(), "machine": dict(machine, load_end=list(load)),
+        "args": vars(args),
+        "systems": rows,
+        "headline": headline,
+        "agreement": agreements,
+        "flops": flops,
+        "gemm_peak_gflop_per_s": peak,
+        "profile_ms_per_post": {"tag": profile, "naive": naive_ms},
+        "tokens": {"median": statistics.median(tokens), "mean": statistics.mean(tokens)},
+        "training": training,
+        "process_peak_rss_mib": process_peak_mib(),
+        "machine": dict(machine, load_end=list(load)),
     }
 
 
@@ -809,24 +1000,48 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--size", choices=sorted(PRESETS), default="base", help="model preset (random weights)")
-    p.add_argument("--captions", choices=("tweets", "long"), default="tweets",
-                   help="caption lengths: tweets (as in MediaEval 2016: median 8 words) or long (20-30 words)")
+    p.add_argument(
+        "--captions",
+        choices=("tweets", "long"),
+        default="tweets",
+        help="caption lengths: tweets (as in MediaEval 2016: median 8 words) or long (20-30 words)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="extractor input side (default: the preset's)")
     p.add_argument("--posts", type=int, default=None, help="posts to tag (default: 64 for base, 128 otherwise)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved measured rounds; the median is reported")
     p.add_argument("--batch-size", type=int, default=32, help="tag's --batch-size")
     p.add_argument("--workers", type=int, default=2, help="tag's image-decoding threads")
-    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto",
-                   help="cpu: CPU rows only; cuda: CUDA rows (+ the naive loop); auto: every row this machine can run")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch threads for the naive loop and training (default: torch's, one per core)")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="auto",
+        help="cpu: CPU rows only; cuda: CUDA rows (+ the naive loop); auto: every row this machine can run",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads for the naive loop and training (default: torch's, one per core)",
+    )
     p.add_argument("--skip-train", action="store_true", help="do not measure training throughput")
-    p.add_argument("--train-size", choices=sorted(PRESETS), default=None, help="preset for the training measurement (default: mini, tiny for --size tiny)")
+    p.add_argument(
+        "--train-size",
+        choices=sorted(PRESETS),
+        default=None,
+        help="preset for the training measurement (default: mini, tiny for --size tiny)",
+    )
     p.add_argument("--train-batch-size", type=int, default=18, help="training batch size (the paper's 18)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    p.add_argument("--workdir", type=Path, default=None, help="keep posts, checkpoint and bundle here (default: a temporary folder, removed)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep posts, checkpoint and bundle here (default: a temporary folder, removed)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.posts = args.posts or (64 if args.size == "base" else 128)
@@ -836,17 +1051,30 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "load_start": list(os.getloadavg()),
-               "onnxruntime": ort.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_start": list(os.getloadavg()),
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     try:
-        machine["cpu"] = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+        machine["cpu"] = next(
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     work = Path(args.workdir or tempfile.mkdtemp(prefix="hashtagger-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
         # The naive loop gets what a user's loop gets: torch's own default (one per core), unless told otherwise.
-        machine["torch_threads"] = {"default": torch.get_num_threads(), "used": args.torch_threads or torch.get_num_threads()}
+        machine["torch_threads"] = {
+            "default": torch.get_num_threads(),
+            "used": args.torch_threads or torch.get_num_threads(),
+        }
         torch.set_num_threads(machine["torch_threads"]["used"])
         cuda_ok, cuda_why = (False, "--device cpu") if args.device == "cpu" else cuda_status()
         if args.device != "cpu" and not cuda_ok:
@@ -861,7 +1089,9 @@ def main(argv=None) -> dict:
         ckpt = build_checkpoint(work / "checkpoint", args.size, posts_dir, args.seed, args.image_size)
         built = load_checkpoint(ckpt)
         gain, side = built.meta["head_gain"], built.extractor_spec.image.size
-        console.print(f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: {time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})")
+        console.print(
+            f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: {time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})"
+        )
         t = time.perf_counter()
         options = ExportOptions(output=str(work / "bundle"), int8=True, fp16=cuda_ok, parity_posts=16)
         try:
@@ -903,7 +1133,9 @@ def main(argv=None) -> dict:
 
         training = None
         if not args.skip_train:
-            console.print(f"training throughput at --train-size {args.train_size} on the {args.posts} posts (1 epoch, cold then warm cache)")
+            console.print(
+                f"training throughput at --train-size {args.train_size} on the {args.posts} posts (1 epoch, cold then warm cache)"
+            )
             training = train_throughput(posts_dir, work / "train", args.train_size, args.train_batch_size)
 
         result = report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine)

@@ -1,14 +1,14 @@
 """The exported bundle: what `tag` needs, and nothing that imports torch.
 
-    exported/
-        bundle.json      format version, files, preprocessing, text options, thresholds, metrics
-        manifest.json    SHA-256 of every other file (README.md, the model card, excepted)
-        extractor.onnx   pixel_values [B, 3, S, S] -> visual_feats [B, 36, D], visual_pos [B, 36, 4]
-        model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]
-        tokenizer.json   tokenizers format
-        hashtags.json    the vocabulary (index order) and each hashtag's training count
-        split.json       image digests of the training run's train / val / test posts (for `evaluate`)
-        model.int8.onnx / model.fp16.onnx   optional variants
+exported/
+    bundle.json      format version, files, preprocessing, text options, thresholds, metrics
+    manifest.json    SHA-256 of every other file (README.md, the model card, excepted)
+    extractor.onnx   pixel_values [B, 3, S, S] -> visual_feats [B, 36, D], visual_pos [B, 36, 4]
+    model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]
+    tokenizer.json   tokenizers format
+    hashtags.json    the vocabulary (index order) and each hashtag's training count
+    split.json       image digests of the training run's train / val / test posts (for `evaluate`)
+    model.int8.onnx / model.fp16.onnx   optional variants
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ class Bundle:
         files = self.info["graphs"]
         if name not in files:
             have = ", ".join(sorted(files))
-            raise BundleError(f"{self.path}: the bundle has no '{name}' graph (it has: {have}); re-export with that option")
+            raise BundleError(
+                f"{self.path}: the bundle has no '{name}' graph (it has: {have}); re-export with that option"
+            )
         return self.path / files[name]
 
 

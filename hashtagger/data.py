@@ -171,21 +171,27 @@ def prepare(posts: list[Post], options: PrepOptions = PrepOptions(), vocab: list
             return new
 
         examples = keep("duplicate text", examples, first_time)
-    examples = keep(f"fewer than {options.min_words} words", examples, lambda e: count_words(e.text) >= options.min_words)
+    examples = keep(
+        f"fewer than {options.min_words} words", examples, lambda e: count_words(e.text) >= options.min_words
+    )
     if vocab is None:
         vocab = build_vocab([e.labels for e in examples], options.vocab_size, options.stop_tags)
     in_vocab = set(vocab)
     for e in examples:
         e.labels = [t for t in e.labels if t in in_vocab]
     examples = keep(
-        f"fewer than {options.min_tags} hashtags in the vocabulary", examples, lambda e: len(e.labels) >= options.min_tags
+        f"fewer than {options.min_tags} hashtags in the vocabulary",
+        examples,
+        lambda e: len(e.labels) >= options.min_tags,
     )
     if not examples:
         raise DataError("no posts are left after data preparation: " + ", ".join(f"{r}: {n}" for r, n in report))
     return Prepared(examples, vocab, report)
 
 
-def split_groups(group_of: list[str], seed: int, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+def split_groups(
+    group_of: list[str], seed: int, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[str]]:
     """Assign whole groups (one per image) to train/val/test so no image is in two splits.
 
     Groups are shuffled by `seed` and filled in order until each split holds its share of posts.

@@ -148,10 +148,20 @@ def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
         return predict(model, samples, ckpt.tokenizer, store, ckpt.max_length, device, batch_size, blank)[0]
 
     return _Model(
-        path=ckpt.path, backend="pytorch", device=device, vocab=ckpt.vocab, tokenizer=ckpt.tokenizer,
-        max_length=ckpt.max_length, prep=ckpt.prep, split=ckpt.split, meta=ckpt.meta,
-        train_counts=ckpt.meta.get("label_counts", {}), extractor=ckpt.extractor, extractor_spec=spec,
-        extract_device=device, cache_id=cache_id,
+        path=ckpt.path,
+        backend="pytorch",
+        device=device,
+        vocab=ckpt.vocab,
+        tokenizer=ckpt.tokenizer,
+        max_length=ckpt.max_length,
+        prep=ckpt.prep,
+        split=ckpt.split,
+        meta=ckpt.meta,
+        train_counts=ckpt.meta.get("label_counts", {}),
+        extractor=ckpt.extractor,
+        extractor_spec=spec,
+        extract_device=device,
+        cache_id=cache_id,
         cache_root=training_cache if training_cache and training_cache.is_dir() else None,
         probabilities=probabilities,
     )
@@ -185,19 +195,29 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
         out = []
         for i in range(0, len(samples), batch_size):
-            batch = make_batch(samples[i : i + batch_size], bundle.tokenizer, store, len(vocab), bundle.max_length, blank)
+            batch = make_batch(
+                samples[i : i + batch_size], bundle.tokenizer, store, len(vocab), bundle.max_length, blank
+            )
             text = {k: batch[k].numpy() for k in text_inputs}
             out.append(runner.probabilities(text, batch["visual_feats"].numpy(), batch["visual_pos"].numpy()))
         return np.concatenate(out) if out else np.zeros((0, len(vocab)), np.float32)
 
     return _Model(
-        path=bundle.path, backend="onnx", device=runner.provider, vocab=vocab, tokenizer=bundle.tokenizer,
-        max_length=bundle.max_length, prep=prep,
+        path=bundle.path,
+        backend="onnx",
+        device=runner.provider,
+        vocab=vocab,
+        tokenizer=bundle.tokenizer,
+        max_length=bundle.max_length,
+        prep=prep,
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
         meta={"args": {k: v for k, v in training.items() if k != "prep" and v is not None}},
         train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)))),
-        extractor=_OnnxExtractor(runner), extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
-        extract_device="cpu", cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16], cache_root=None,
+        extractor=_OnnxExtractor(runner),
+        extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
+        extract_device="cpu",
+        cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
+        cache_root=None,
         probabilities=probabilities,
     )
 
@@ -235,7 +255,9 @@ def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvCo
         if data is None:
             raise DataError("--split all needs DATA, the posts to evaluate on")
         # Every post: the model's text cleaning, none of training's selection rules.
-        keep_all = PrepOptions(cleaning=m.prep.cleaning, min_tags=0, min_words=0, drop_reposts=False, drop_duplicate_texts=False)
+        keep_all = PrepOptions(
+            cleaning=m.prep.cleaning, min_tags=0, min_words=0, drop_reposts=False, drop_duplicate_texts=False
+        )
         prepared = prepare(load_posts(data, columns or CsvColumns()), keep_all, m.vocab)
         digests = image_digests([e for e in prepared.examples if e.post.hashtags])
         rows = [(e, digests.get(e.post.image), set(e.post.hashtags)) for e in prepared.examples]
@@ -287,10 +309,16 @@ def evaluate(
         root = cache_dir or m.cache_root or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
         images = {d: e.post.image for e, d, _ in posts.rows if d is not None}
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        ) as progress:
             task = progress.add_task("region features", total=len(images))
             errors = extract_all(
-                images, m.extractor, m.extractor_spec, cache, device=m.extract_device,
+                images,
+                m.extractor,
+                m.extractor_spec,
+                cache,
+                device=m.extract_device,
                 on_progress=lambda n: progress.advance(task, n),
             )
         usable = [(e, d, truth) for e, d, truth in posts.rows if d is not None and d not in errors]
@@ -332,7 +360,8 @@ def _skipped_text(skipped: dict[str, int]) -> str:
 def report_table(report: Report) -> Table:
     """The metrics of every system at every k, with the post counts underneath."""
     table = metrics_table(
-        f"{report.split} split of {report.data}: {report.posts} posts ({report.backend}, {report.device})", report.systems
+        f"{report.split} split of {report.data}: {report.posts} posts ({report.backend}, {report.device})",
+        report.systems,
     )
     notes = [
         f"{report.oov_posts} posts with every true hashtag outside the {report.vocab_size}-hashtag vocabulary (counted as misses)",

@@ -280,7 +280,9 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
             offline_optimize(extractor)
         else:
             feats, boxes = (torch.from_numpy(x[inputs.index[:2]]) for x in inputs.regions)
-        export_model_graph(ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes))
+        export_model_graph(
+            ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes)
+        )
         fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
         offline_optimize(work / "model.onnx")
     full_precision = torch_probabilities(ckpt, inputs)
@@ -340,7 +342,12 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         "graphs": graphs,
         "opset": options.opset,
         "weights_stored_as": "fp16" if options.compact else "fp32",
-        "image": {"size": spec.image.size, "mean": list(spec.image.mean), "std": list(spec.image.std), "max_pixels": spec.image.max_pixels},
+        "image": {
+            "size": spec.image.size,
+            "mean": list(spec.image.mean),
+            "std": list(spec.image.std),
+            "max_pixels": spec.image.max_pixels,
+        },
         "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim}
         | ({"regions": 36} if extractor is not None else {}),
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
@@ -353,20 +360,31 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         },
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
-        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": prep_to_json(ckpt.prep)},
+        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")}
+        | {"prep": prep_to_json(ckpt.prep)},
         "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
         "export": options.report,
     }
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
     counts = ckpt.meta.get("label_counts", {})
-    (work / "hashtags.json").write_text(json.dumps({"vocab": ckpt.vocab, "train_counts": [counts.get(t, 0) for t in ckpt.vocab]}))
-    (work / "split.json").write_text(json.dumps(ckpt.split))  # image digests of train / val / test, as in the checkpoint
+    (work / "hashtags.json").write_text(
+        json.dumps({"vocab": ckpt.vocab, "train_counts": [counts.get(t, 0) for t in ckpt.vocab]})
+    )
+    (work / "split.json").write_text(
+        json.dumps(ckpt.split)
+    )  # image digests of train / val / test, as in the checkpoint
     ckpt.tokenizer.save(str(work / "tokenizer.json"))
     write_manifest(work)
 
 
 def _agreement(
-    name: str, extractor: Path | None, work: Path, reference: np.ndarray, inputs: ParityInputs, vocab: list[str], console: Console
+    name: str,
+    extractor: Path | None,
+    work: Path,
+    reference: np.ndarray,
+    inputs: ParityInputs,
+    vocab: list[str],
+    console: Console,
 ) -> dict:
     try:
         probs = onnx_probabilities(extractor, work / f"model.{name}.onnx", inputs)

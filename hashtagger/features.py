@@ -51,6 +51,7 @@ class GridExtractor(nn.Module):
 def grid_pooling(height: int, width: int, grid: int = GRID) -> np.ndarray:
     """[grid*grid, height*width] weights that average each cell's window of the map, row-major: the same
     windows as torch's adaptive_avg_pool2d (neighbouring cells overlap when grid does not divide the map)."""
+
     def windows(n: int) -> list[range]:
         return [range((i * n) // grid, -((-(i + 1) * n) // grid)) for i in range(grid)]
 

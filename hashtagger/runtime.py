@@ -48,7 +48,9 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
         raise DeviceError(f"unknown device '{device}' (auto, cpu, cuda or tensorrt)")
     available = ort.get_available_providers()
     if device in ("cuda", "tensorrt") and wanted[0] not in available:
-        raise DeviceError(f"--device {device}: this onnxruntime build has no {wanted[0]} (installed: {', '.join(available)})")
+        raise DeviceError(
+            f"--device {device}: this onnxruntime build has no {wanted[0]} (installed: {', '.join(available)})"
+        )
     if device == "auto" and wanted[0] not in available:
         wanted = PROVIDERS["cpu"]
         why = f"this onnxruntime build has no {PROVIDERS['cuda'][0]}"
@@ -67,7 +69,9 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
     if used != wanted[0]:
         why = _reason(log.getvalue())
     if device in ("cuda", "tensorrt") and used != wanted[0]:
-        raise DeviceError(f"--device {device}: {wanted[0]} is not usable here ({why}); ONNX Runtime would fall back to {used}")
+        raise DeviceError(
+            f"--device {device}: {wanted[0]} is not usable here ({why}); ONNX Runtime would fall back to {used}"
+        )
     return sess, used, why
 
 
@@ -109,7 +113,11 @@ def _reason(log: str) -> str:
         parts.append(requirement.group(0).replace("Require", "onnxruntime-gpu requires"))
     if not parts and messages:
         parts.append(messages[0][:300])
-    if sys.platform.startswith("linux") and not any(Path("/dev").glob("nvidia[0-9]*")) and not Path("/dev/dxg").exists():
+    if (
+        sys.platform.startswith("linux")
+        and not any(Path("/dev").glob("nvidia[0-9]*"))
+        and not Path("/dev/dxg").exists()
+    ):
         parts.insert(0, "no NVIDIA GPU found")
     return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 
@@ -128,7 +136,9 @@ class Runner:
         model, provider, fallback = _open(bundle.graph(variant), device, threads)
         extractor = None
         if "extractor" in bundle.info["graphs"]:
-            extractor, _ = session(bundle.graph("extractor"), device if provider != "CPUExecutionProvider" else "cpu", threads)
+            extractor, _ = session(
+                bundle.graph("extractor"), device if provider != "CPUExecutionProvider" else "cpu", threads
+            )
         return cls(extractor, model, provider, fallback)
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +146,8 @@ class Runner:
         return feats, boxes
 
     def probabilities(self, text: dict[str, np.ndarray], feats: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        inputs = dict(text, visual_feats=feats.astype(np.float32, copy=False), visual_pos=boxes.astype(np.float32, copy=False))
+        inputs = dict(
+            text, visual_feats=feats.astype(np.float32, copy=False), visual_pos=boxes.astype(np.float32, copy=False)
+        )
         names = {i.name for i in self.model.get_inputs()}
         return self.model.run(["probs"], {k: v for k, v in inputs.items() if k in names})[0]

@@ -66,7 +66,9 @@ class TagOptions:
 class TagSummary:
     tagged: int = 0  # records with status "ok..."
     skipped: Counter = field(default_factory=Counter)  # reason (without its details) -> posts
-    notes: Counter = field(default_factory=Counter)  # tagged with a remark ("no caption", "caption is not valid UTF-8") -> posts
+    notes: Counter = field(
+        default_factory=Counter
+    )  # tagged with a remark ("no caption", "caption is not valid UTF-8") -> posts
     seconds: float = 0.0
     posts_per_s: float = 0.0
     provider: str = ""
@@ -153,7 +155,7 @@ def _grouped_batches(
         if window > 1:
             chunk.sort(key=lambda item: len(item[2][0]))
         for start in range(0, len(chunk), size):
-            part = chunk[start:start + size]
+            part = chunk[start : start + size]
             yield [i for i, _, _ in part], [post for _, post, _ in part], [text for _, _, text in part]
 
     chunk: list[tuple[int, Post, tuple[str, str]]] = []
@@ -332,7 +334,9 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
     if has_extractor and options.features_dir is not None:
-        raise BundleError(f"{bundle.path}: the model computes its own region features; --features-dir is for precomputed-feature models")
+        raise BundleError(
+            f"{bundle.path}: the model computes its own region features; --features-dir is for precomputed-feature models"
+        )
     return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
 
 
@@ -358,20 +362,37 @@ def tag(
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
     bundle, runner = open_runner(options)
     resolve_threshold(options.threshold, bundle)  # a bad value fails before anything is written
-    console.print(f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]", highlight=False, soft_wrap=True)
+    console.print(
+        f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]",
+        highlight=False,
+        soft_wrap=True,
+    )
     if options.device == "auto" and runner.provider == CPU:
-        console.print(f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})",
+            highlight=False,
+            soft_wrap=True,
+        )
     summary = TagSummary(provider=runner.provider)
     todo = posts
     if resume and output.exists():
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
-        console.print(f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go", highlight=False, soft_wrap=True)
+        console.print(
+            f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go",
+            highlight=False,
+            soft_wrap=True,
+        )
     writer = open_writer(output, fmt, resume)
     progress = Progress(
-        TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), _PostsPerSecond(), TimeRemainingColumn(),
-        console=console, transient=False,
+        TextColumn("tagging"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _PostsPerSecond(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
     run_start = time.perf_counter()
     try:

@@ -120,9 +120,7 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    words = Counter(
-        w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
-    )
+    words = Counter(w for text in texts for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     chars = sorted({c for w in words for c in w})
     vocab = specials + chars + [f"##{c}" for c in chars]
     frequent = sorted((w for w in words if len(w) > 1), key=lambda w: (-words[w], w))
@@ -130,5 +128,7 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> Tokenizer:
     tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizer
-    tokenizer.post_processor = processors.BertProcessing(("[SEP]", vocab.index("[SEP]")), ("[CLS]", vocab.index("[CLS]")))
+    tokenizer.post_processor = processors.BertProcessing(
+        ("[SEP]", vocab.index("[SEP]")), ("[CLS]", vocab.index("[CLS]"))
+    )
     return tokenizer

@@ -83,6 +83,7 @@ class TrainConfig:
     columns: CsvColumns = field(default_factory=CsvColumns)
     prep: PrepOptions = field(default_factory=PrepOptions)
 
+
 PAPER_EPOCHS = 75
 
 
@@ -318,7 +319,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         extractor = build_grid_extractor(extractor_spec, cfg.seed) if cfg.extractor == "grid" else None
     if resume_state is not None and extractor is not None:
         extractor.load_state_dict(last.extractor.state_dict())
-    cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, extractor_spec))
+    cache = FeatureCache(
+        Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, extractor_spec)
+    )
 
     examples, digests = encode_images(prepared, console, extractor_spec, extractor, cache, device)
     if extractor_spec.kind == "precomputed":
@@ -381,7 +384,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     prior = metrics.frequency_prior([[vocab[i] for i in s.labels] for s in samples["train"]], vocab)
     features = FeatureStore(cache)
     eval_samples = samples["val"] or samples["train"]
-    prior_val = metrics.topk_metrics([prior[:5]] * len(eval_samples), [{vocab[i] for i in s.labels} for s in eval_samples])
+    prior_val = metrics.topk_metrics(
+        [prior[:5]] * len(eval_samples), [{vocab[i] for i in s.labels} for s in eval_samples]
+    )
     meta = {
         "max_length": cfg.max_length,
         "label_counts": train_counts,
@@ -399,7 +404,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         torch.set_rng_state(resume_state["rng"])
 
     def save(name: str, state: dict | None = None) -> None:
-        save_checkpoint(run_dir / name, model, spec, extractor, extractor_spec, tokenizer, vocab, cfg.prep, split, meta, state)
+        save_checkpoint(
+            run_dir / name, model, spec, extractor, extractor_spec, tokenizer, vocab, cfg.prep, split, meta, state
+        )
 
     def state(at_epoch: int, at_batch: int) -> dict:
         return {
@@ -418,7 +425,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     with stop, _progress(console) as progress:
         task = progress.add_task("training", total=total_steps, completed=step, loss="-", rate="-")
         while epoch < cfg.epochs:
-            order = torch.randperm(len(samples["train"]), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            order = torch.randperm(
+                len(samples["train"]), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            )
             batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
             progress.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
             model.train()
@@ -427,7 +436,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 if stop.requested:
                     save("last", state(epoch, b))
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; continue with --resume")
-                batch = make_batch([samples["train"][i] for i in batches[b]], tokenizer, features, len(vocab), cfg.max_length)
+                batch = make_batch(
+                    [samples["train"][i] for i in batches[b]], tokenizer, features, len(vocab), cfg.max_length
+                )
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     logits = model(*(batch[k].to(device) for k in MODEL_INPUTS))
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"].to(device))
@@ -473,8 +484,12 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     if samples["test"]:
         probs, _ = predict(best.model.to(device), samples["test"], tokenizer, features, cfg.max_length, device)
         test = evaluate_samples(probs, samples["test"], vocab)
-        prior_test = metrics.topk_metrics([prior[:5]] * len(samples["test"]), [{vocab[i] for i in s.labels} for s in samples["test"]])
-        console.print(metrics_table(f"Test split ({len(samples['test'])} posts)", {"model": test, "frequency prior": prior_test}))
+        prior_test = metrics.topk_metrics(
+            [prior[:5]] * len(samples["test"]), [{vocab[i] for i in s.labels} for s in samples["test"]]
+        )
+        console.print(
+            metrics_table(f"Test split ({len(samples['test'])} posts)", {"model": test, "frequency prior": prior_test})
+        )
         info_path = run_dir / "best" / "hashtagger.json"
         info = json.loads(info_path.read_text())
         info["test_metrics"], info["prior_test_metrics"] = test, prior_test
@@ -527,7 +542,9 @@ def _config_from_json(d: dict) -> TrainConfig:
     return TrainConfig(**d)
 
 
-def split_examples(ckpt, which: str, data: str | None = None, columns: CsvColumns | None = None) -> list[tuple[Example, str]]:
+def split_examples(
+    ckpt, which: str, data: str | None = None, columns: CsvColumns | None = None
+) -> list[tuple[Example, str]]:
     """The checkpoint's `which` split (train / val / test) of `data` (default: the data it was trained on),
     prepared exactly as in training, with each post's image digest.
 

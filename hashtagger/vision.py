@@ -100,7 +100,5 @@ def load_pixels(path: Path, settings: ImageSettings) -> np.ndarray:
 
 def grid_boxes(rows: int = 6, cols: int = 6) -> np.ndarray:
     """Normalised (x1, y1, x2, y2) of each grid cell, row-major: the 'positions' of grid regions."""
-    boxes = [
-        (c / cols, r / rows, (c + 1) / cols, (r + 1) / rows) for r in range(rows) for c in range(cols)
-    ]
+    boxes = [(c / cols, r / rows, (c + 1) / cols, (r + 1) / rows) for r in range(rows) for c in range(cols)]
     return np.asarray(boxes, dtype=np.float32)

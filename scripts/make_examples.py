@@ -1,6 +1,6 @@
 """Draw the example posts in examples/posts/ (our own pictures, free to redistribute) with their captions.
 
-    python scripts/make_examples.py
+python scripts/make_examples.py
 """
 
 from __future__ import annotations

@@ -66,7 +66,16 @@ def tiny_run(posts_dir, tmp_path_factory) -> Path:
     from hashtagger.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(data=str(posts_dir), output=str(out), base_model="tiny", run_name="tiny", epochs=20, batch_size=16, lr=3e-3, new_lr=3e-3)
+    cfg = TrainConfig(
+        data=str(posts_dir),
+        output=str(out),
+        base_model="tiny",
+        run_name="tiny",
+        epochs=20,
+        batch_size=16,
+        lr=3e-3,
+        new_lr=3e-3,
+    )
     return train(cfg, Console(stderr=True, quiet=True))
 
 

@@ -24,7 +24,9 @@ def test_hashtags_are_lowercased_without_hash_and_deduplicated():
 
 def test_mentions_and_urls_are_dropped():
     assert clean_caption("@bob look http://t.co/x www.example.com here") == "look here"
-    kept = clean_caption("@bob look http://t.co/x", CleaningOptions(drop_mentions=False, drop_urls=False, drop_non_alpha=False))
+    kept = clean_caption(
+        "@bob look http://t.co/x", CleaningOptions(drop_mentions=False, drop_urls=False, drop_non_alpha=False)
+    )
     assert "@bob" in kept and "http://t.co/x" in kept
 
 
@@ -129,7 +131,9 @@ def test_directory_loading_is_recursive_with_sidecars(tmp_path):
 
 def test_csv_loading_with_relative_paths_and_renamed_columns(tmp_path):
     (tmp_path / "img").mkdir()
-    (tmp_path / "posts.csv").write_text('pic,text,tags\nimg/a.jpg,"hello, ""world""\nline two #in",x y\nimg/b.jpg,only #cap,\n')
+    (tmp_path / "posts.csv").write_text(
+        'pic,text,tags\nimg/a.jpg,"hello, ""world""\nline two #in",x y\nimg/b.jpg,only #cap,\n'
+    )
     posts = load_posts(tmp_path / "posts.csv", CsvColumns(image="pic", caption="text", hashtags="tags"))
     assert posts[0].image == tmp_path / "img/a.jpg"
     assert posts[0].caption == 'hello, "world"\nline two #in'

@@ -103,7 +103,9 @@ def test_split_all_counts_out_of_vocabulary_and_skipped_posts(tiny_bundle, tmp_p
     # k = 5 > 4 hashtags in the vocabulary: all 4 are recommended, so every in-vocabulary label is found
     # (9 posts), whatever the model. The out-of-vocabulary hashtags stay in recall's denominator.
     for system in SYSTEMS:
-        assert report.systems[system][5] == pytest.approx({"precision": 9 / 40, "recall": 9 / 11, "f1": 2 * (9 / 40) * (9 / 11) / (9 / 40 + 9 / 11), "accuracy": 0.9})
+        assert report.systems[system][5] == pytest.approx(
+            {"precision": 9 / 40, "recall": 9 / 11, "f1": 2 * (9 / 40) * (9 / 11) / (9 / 40 + 9 / 11), "accuracy": 0.9}
+        )
 
 
 def test_report_json_table_and_plot(bundle_report, tmp_path):
@@ -123,8 +125,23 @@ def test_report_json_table_and_plot(bundle_report, tmp_path):
 
 def test_cli(tiny_bundle, posts_dir, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["evaluate", str(posts_dir), "--model", str(tiny_bundle), "--k", "1..3", "--device", "cpu",
-                                 "--report", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(posts_dir),
+            "--model",
+            str(tiny_bundle),
+            "--k",
+            "1..3",
+            "--device",
+            "cpu",
+            "--report",
+            str(tmp_path / "r.json"),
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "image-only" in result.output
     assert json.loads((tmp_path / "r.json").read_text())["ks"] == [1, 2, 3]

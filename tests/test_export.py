@@ -146,8 +146,16 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     data = make_posts(tmp_path / "posts", n=40, seed=4)
     features = make_region_features(data, tmp_path / "npz", seed=1)
     (features / "post0001.npz").unlink()
-    cfg = TrainConfig(data=str(data), output=str(tmp_path / "runs"), base_model="tiny", run_name="p", epochs=1, batch_size=8,
-                      extractor="precomputed", features_dir=str(features))
+    cfg = TrainConfig(
+        data=str(data),
+        output=str(tmp_path / "runs"),
+        base_model="tiny",
+        run_name="p",
+        epochs=1,
+        batch_size=8,
+        extractor="precomputed",
+        features_dir=str(features),
+    )
     run = train(cfg, QUIET)
     options = ExportOptions(output=str(tmp_path / "bundle"), compact=True)
     export(run / "best", options, QUIET)
@@ -163,4 +171,6 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     assert len(records) == 40
     by_id = {r["id"]: r for r in records}
     assert by_id["post0001.png"]["status"] == "skipped: no precomputed features (post0001.npz)"
-    assert sum(r["status"] == "ok" for r in records) == 39 and all(len(r["hashtags"]) == 4 for r in records if r["status"] == "ok")
+    assert sum(r["status"] == "ok" for r in records) == 39 and all(
+        len(r["hashtags"]) == 4 for r in records if r["status"] == "ok"
+    )

@@ -109,11 +109,23 @@ def test_device_cuda_without_cuda_fails_with_the_reason(posts, tiny_bundle, tmp_
 
 def test_device_cpu_and_auto(posts, tiny_bundle):
     log = io.StringIO()
-    summary = tag(posts, Path(os.devnull), "jsonl", TagOptions(model=tiny_bundle, device="cpu"), console=Console(file=log, width=300))
+    summary = tag(
+        posts,
+        Path(os.devnull),
+        "jsonl",
+        TagOptions(model=tiny_bundle, device="cpu"),
+        console=Console(file=log, width=300),
+    )
     assert summary.provider == "CPUExecutionProvider" and summary.tagged == 24 and summary.posts_per_s > 0
     assert "warning" not in log.getvalue()  # asked for the CPU: nothing to warn about
     log = io.StringIO()
-    summary = tag(posts, Path(os.devnull), "jsonl", TagOptions(model=tiny_bundle, device="auto"), console=Console(file=log, width=300))
+    summary = tag(
+        posts,
+        Path(os.devnull),
+        "jsonl",
+        TagOptions(model=tiny_bundle, device="auto"),
+        console=Console(file=log, width=300),
+    )
     if summary.provider == "CPUExecutionProvider":
         assert "warning: --device auto fell back to the CPU: no usable GPU provider (" in log.getvalue()
     else:
@@ -130,7 +142,9 @@ def test_formats_follow_the_extension_unless_told(posts, tiny_bundle, tmp_path):
         assert status == "ok" and len(tags.split()) == len(scores.split()) == 2
         assert all(t.startswith("#") for t in tags.split()) and all(0 <= float(s) <= 1 for s in scores.split())
 
-    code, _, stderr = cli(posts, "--model", tiny_bundle, "--device", "cpu", "--format", "jsonl", "-o", tmp_path / "out.txt")
+    code, _, stderr = cli(
+        posts, "--model", tiny_bundle, "--device", "cpu", "--format", "jsonl", "-o", tmp_path / "out.txt"
+    )
     assert code == 0, stderr
     lines = (tmp_path / "out.txt").read_text().splitlines()
     assert len(lines) == 24 and json.loads(lines[0])["status"] == "ok"
@@ -239,7 +253,8 @@ def test_exit_status_and_one_line_errors(posts, tiny_bundle, tmp_path):
     code, _, stderr = cli(bad, "--model", tiny_bundle, "-o", tmp_path / "bad.json")
     assert code != 0 and "none of the 2 posts could be tagged: image file is empty (1), not an image (1)" in stderr
     assert [r["status"] for r in json.loads((tmp_path / "bad.json").read_text())] == [
-        "skipped: image file is empty", "skipped: not an image (unrecognised format)"
+        "skipped: image file is empty",
+        "skipped: not an image (unrecognised format)",
     ]  # the records that say why are still written
 
     broken = tmp_path / "broken"
@@ -324,7 +339,9 @@ def test_resume_counts_repeated_ids():
 
 def test_resume_drops_a_line_cut_short(tmp_path):
     out = tmp_path / "out.jsonl"
-    out.write_text('{"id": "a", "status": "ok", "hashtags": []}\n{"id": "b", "status": "ok", "hashtags": []}\n{"id": "c", "sta')
+    out.write_text(
+        '{"id": "a", "status": "ok", "hashtags": []}\n{"id": "b", "status": "ok", "hashtags": []}\n{"id": "c", "sta'
+    )
     assert done_ids(out, "jsonl") == Counter({"a": 1, "b": 1})
     writer = open_writer(out, "jsonl", resume=True)
     writer.write({"id": "c", "status": "ok", "hashtags": []})
@@ -335,14 +352,31 @@ def test_resume_drops_a_line_cut_short(tmp_path):
 def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     """Kill -9 a real run midway: JSONL keeps what was written, --resume adds the rest, each post exactly once."""
     imgs.big_jpeg(tmp_path / "big.jpg")  # slow to decode: the run lasts long enough to be killed midway
-    rows = [(f"small{i}.png", f"my cat number {i}") for i in range(8)] + [("big.jpg", f"big dog {i}") for i in range(16)]
+    rows = [(f"small{i}.png", f"my cat number {i}") for i in range(8)] + [
+        ("big.jpg", f"big dog {i}") for i in range(16)
+    ]
     for i in range(8):
         imgs.good(tmp_path / f"small{i}.png", seed=i)
     with open(tmp_path / "posts.csv", "w", newline="") as f:
         csv.writer(f).writerows([("image", "caption"), *rows])
     out = tmp_path / "out.jsonl"
-    command = [sys.executable, "-m", "hashtagger.cli", "tag", str(tmp_path / "posts.csv"), "--model", str(tiny_bundle),
-               "--batch-size", "1", "--workers", "1", "--device", "cpu", "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "hashtagger.cli",
+        "tag",
+        str(tmp_path / "posts.csv"),
+        "--model",
+        str(tiny_bundle),
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     try:
         deadline = time.monotonic() + 60
@@ -360,7 +394,13 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     written = out.read_bytes().count(b"\n")
     assert 10 <= written < len(rows)
 
-    resumed = subprocess.run(command[:-2] + ["--workers", "2", "-o", str(out), "--resume"], capture_output=True, text=True, env=ENV, timeout=120)
+    resumed = subprocess.run(
+        command[:-2] + ["--workers", "2", "-o", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{written} posts already done" in resumed.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -382,4 +422,6 @@ def test_an_image_forgotten_before_its_batch_is_loaded_again(tiny_bundle, tmp_pa
     monkeypatch.setattr(tagging, "RegionMemory", lambda: real_memory(budget_bytes=1))  # keeps one image only
     forgetful = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, options))
     assert [r["status"] for r in forgetful] == ["ok"] * 4
-    assert [[h["tag"] for h in r["hashtags"]] for r in forgetful] == [[h["tag"] for h in r["hashtags"]] for r in expected]
+    assert [[h["tag"] for h in r["hashtags"]] for r in forgetful] == [
+        [h["tag"] for h in r["hashtags"]] for r in expected
+    ]

@@ -82,7 +82,12 @@ def test_one_bad_post_never_aborts_the_run(mixed_run):
     assert [r["id"] for r in records] == sorted(CASES, key=lambda n: n)  # every post, in input (path) order
     good = sum(1 for *_, status in CASES.values() if status.startswith("ok"))
     assert summary.tagged == good
-    assert summary.skipped == {"image file is empty": 1, "not an image": 1, "image data is corrupt": 1, "image too large": 1}
+    assert summary.skipped == {
+        "image file is empty": 1,
+        "not an image": 1,
+        "image data is corrupt": 1,
+        "image too large": 1,
+    }
     assert summary.notes == {"no caption": 1, "caption is not valid UTF-8": 1}
     assert "image data is corrupt" in log and "posts/s" in log
 
@@ -148,7 +153,13 @@ def test_csv_captions_and_missing_images(tiny_bundle, tmp_path):
     assert [p.caption or "" for p in posts] == captions  # commas, quotes and newlines survive
 
     out = tmp_path / "tags.csv"
-    summary = tag(tmp_path / "posts.csv", out, None, TagOptions(model=tiny_bundle, batch_size=8), console=Console(file=io.StringIO()))
+    summary = tag(
+        tmp_path / "posts.csv",
+        out,
+        None,
+        TagOptions(model=tiny_bundle, batch_size=8),
+        console=Console(file=io.StringIO()),
+    )
     with open(out, newline="", encoding="utf-8") as f:
         got = list(csv.DictReader(f))
     assert [r["id"] for r in got] == [r[0] for r in rows]

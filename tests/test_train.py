@@ -19,7 +19,16 @@ from hashtagger.cli import app
 from hashtagger.features import FeatureCache, fingerprint
 from hashtagger.model import ModelSpec, build_model
 from hashtagger.text import train_wordpiece
-from hashtagger.train import FeatureStore, Interrupted, Sample, TrainConfig, evaluate_samples, predict, split_examples, train
+from hashtagger.train import (
+    FeatureStore,
+    Interrupted,
+    Sample,
+    TrainConfig,
+    evaluate_samples,
+    predict,
+    split_examples,
+    train,
+)
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -110,8 +119,15 @@ def test_language_side_can_start_from_a_bert_checkpoint(tmp_path):
     from transformers import BertConfig, BertModel
 
     tokenizer = train_wordpiece(["a small vocabulary of words for a tiny bert"] * 3, 120)
-    bert = BertModel(BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                                num_attention_heads=2, intermediate_size=48))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tokenizer.get_vocab_size(),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=48,
+        )
+    )
     bert.save_pretrained(tmp_path / "bert")
     tokenizer.save(str(tmp_path / "bert" / "tokenizer.json"))
 
@@ -160,7 +176,9 @@ def test_precomputed_features_train_without_an_extractor(tmp_path):
     data = make_posts(tmp_path / "posts", n=40, seed=3)
     features = make_region_features(data, tmp_path / "npz")
     (features / "post0000.npz").unlink()  # a post without features is skipped like an unreadable image
-    run = train(small_config(data, tmp_path / "out", epochs=1, extractor="precomputed", features_dir=str(features)), QUIET)
+    run = train(
+        small_config(data, tmp_path / "out", epochs=1, extractor="precomputed", features_dir=str(features)), QUIET
+    )
     ckpt = load_checkpoint(run / "best")
     assert ckpt.extractor is None and ckpt.extractor_spec.kind == "precomputed"
     assert ckpt.model.config.visual_feat_dim == 24
@@ -175,10 +193,26 @@ def test_default_model_without_the_hub_says_what_to_do(tmp_path):
     data = make_posts(tmp_path / "posts", n=12, seed=5)
     env = dict(os.environ, HF_HUB_OFFLINE="1", COLUMNS="300")  # offline: fail at once instead of waiting on the network
     result = subprocess.run(
-        [sys.executable, "-m", "hashtagger.cli", "train", str(data), "--output", str(tmp_path / "runs"), "--epochs", "1"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hashtagger.cli",
+            "train",
+            str(data),
+            "--output",
+            str(tmp_path / "runs"),
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 1
-    assert "cannot load 'microsoft/resnet-50'" in result.stderr or "cannot load 'unc-nlp/lxmert-base-uncased'" in result.stderr
+    assert (
+        "cannot load 'microsoft/resnet-50'" in result.stderr
+        or "cannot load 'unc-nlp/lxmert-base-uncased'" in result.stderr
+    )
     assert "--base-model mini --text-init minilm" in result.stderr
     assert "Traceback" not in result.stderr
