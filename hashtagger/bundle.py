@@ -13,22 +13,20 @@ exported/
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from .errors import BundleError
+from .files import sha256_file
+from .structs import from_dict
 from .text import CleaningOptions
 from .vision import ImageSettings
 
 FORMAT_VERSION = 1
 UNCHECKED = {"manifest.json", "README.md"}
-
-
-class BundleError(Exception):
-    """A bundle that cannot be used; the message names the file and the cause."""
 
 
 @dataclass
@@ -40,12 +38,11 @@ class Bundle:
 
     @property
     def image(self) -> ImageSettings:
-        d = self.info["image"]
-        return ImageSettings(size=d["size"], mean=tuple(d["mean"]), std=tuple(d["std"]), max_pixels=d["max_pixels"])
+        return from_dict(ImageSettings, self.info["image"])
 
     @property
     def cleaning(self) -> CleaningOptions:
-        return CleaningOptions(**self.info["text"]["cleaning"])
+        return from_dict(CleaningOptions, self.info["text"]["cleaning"])
 
     @property
     def max_length(self) -> int:
@@ -66,17 +63,9 @@ class Bundle:
         return self.path / files[name]
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in UNCHECKED)
-    manifest = {p.name: sha256(p) for p in files}
+    manifest = {p.name: sha256_file(p) for p in files}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
@@ -98,7 +87,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
             file = path / name
             if not file.is_file():
                 raise BundleError(f"{file}: file listed in the manifest is missing")
-            if sha256(file) != digest:
+            if sha256_file(file) != digest:
                 raise BundleError(f"{file}: SHA-256 does not match the manifest (file changed or corrupt)")
     for name in list(info["graphs"].values()) + ["tokenizer.json", "hashtags.json"]:
         if name not in manifest:

@@ -20,11 +20,13 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 from transformers import LxmertConfig, ResNetConfig, ResNetModel
 
-from .data import DataError, PrepOptions
-from .features import ExtractorSpec, GridExtractor
+from .data import PrepOptions
+from .errors import DataError
+from .features import GridExtractor
 from .files import atomic_folder
 from .model import HashtagModel, ModelSpec
-from .text import CleaningOptions
+from .regions import ExtractorSpec
+from .structs import from_dict
 
 FORMAT = 1
 
@@ -44,17 +46,6 @@ class Checkpoint:
     @property
     def max_length(self) -> int:
         return self.meta["max_length"]
-
-
-def prep_to_json(prep: PrepOptions) -> dict:
-    return asdict(prep)
-
-
-def prep_from_json(d: dict) -> PrepOptions:
-    d = dict(d)
-    d["cleaning"] = CleaningOptions(**d["cleaning"])
-    d["stop_tags"] = tuple(d["stop_tags"])
-    return PrepOptions(**d)
 
 
 def save_checkpoint(
@@ -78,9 +69,9 @@ def save_checkpoint(
             "format": FORMAT,
             "model_spec": asdict(model_spec),
             "lxmert_config": model.config.to_dict(),
-            "extractor_spec": extractor_spec.to_json(),
+            "extractor_spec": asdict(extractor_spec),
             "vocab": vocab,
-            "prep": prep_to_json(prep),
+            "prep": asdict(prep),
             **meta,
         }
         if extractor is not None:
@@ -101,28 +92,33 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
         raise DataError(f"{path} is not a hashtagger checkpoint ({e})") from None
     if info.get("format") != FORMAT:
         raise DataError(f"{path}: checkpoint format {info.get('format')} is not {FORMAT}, the one this version reads")
-    spec = ModelSpec(**info["model_spec"])
+    spec = from_dict(ModelSpec, info["model_spec"])
     model = HashtagModel(LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout)
-    model.load_state_dict(load_file(path / "model.safetensors", device=map_location))
-    model.eval()
-    extractor_spec = ExtractorSpec.from_json(info["extractor_spec"])
+    extractor_spec = from_dict(ExtractorSpec, info["extractor_spec"])
     extractor = None
-    if "backbone_config" in info:
-        extractor = GridExtractor(
-            ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size
-        )
-        extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
-        extractor.eval().requires_grad_(False)
+    try:
+        model.load_state_dict(load_file(path / "model.safetensors", device=map_location))
+        if "backbone_config" in info:
+            extractor = GridExtractor(
+                ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size
+            )
+            extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
+            extractor.eval().requires_grad_(False)
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        split = json.loads((path / "split.json").read_text())
+    except OSError as e:
+        raise DataError(f"{path}: checkpoint file unreadable ({e})") from None
+    model.eval()
     meta = {k: v for k, v in info.items() if k not in ("format", "lxmert_config", "extractor_spec", "vocab", "prep")}
     return Checkpoint(
         path=path,
         model=model,
         extractor=extractor,
         extractor_spec=extractor_spec,
-        tokenizer=Tokenizer.from_file(str(path / "tokenizer.json")),
+        tokenizer=tokenizer,
         vocab=info["vocab"],
-        prep=prep_from_json(info["prep"]),
-        split=json.loads((path / "split.json").read_text()),
+        prep=from_dict(PrepOptions, info["prep"]),
+        split=split,
         meta=meta,
     )
 

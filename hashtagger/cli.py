@@ -1,5 +1,6 @@
 """The `hashtagger` command: parses options and calls the library. Heavy imports happen inside commands,
-so that `tag` never loads torch."""
+so that `tag` never loads torch. A HashtaggerError is shown as one line; anything else is a bug and
+keeps its traceback."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+
+from .errors import HashtaggerError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recommend hashtags for image + caption posts.")
 err = Console(stderr=True)
@@ -82,7 +85,7 @@ def train(
 ) -> None:
     """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
     from .checkpoint import latest_run
-    from .data import CsvColumns, DataError, PrepOptions
+    from .data import CsvColumns, PrepOptions
     from .text import CleaningOptions
     from .train import Interrupted, TrainConfig
     from .train import train as run_training
@@ -131,7 +134,7 @@ def train(
         run_training(cfg, err, resume=run)
     except Interrupted as e:
         fail(str(e), 130)
-    except (DataError, ValueError, OSError) as e:
+    except HashtaggerError as e:
         fail(str(e))
 
 
@@ -152,8 +155,7 @@ def export(
     ),
 ) -> None:
     """Write a trained checkpoint as a self-contained ONNX bundle."""
-    from .data import DataError
-    from .export import ExportOptions, ParityError
+    from .export import ExportOptions
     from .export import export as run_export
 
     if opset < 17:
@@ -166,7 +168,7 @@ def export(
             ),
             err,
         )
-    except (DataError, ParityError, OSError) as e:
+    except HashtaggerError as e:
         fail(str(e))
     err.print(f"bundle written to {path}")
 
@@ -212,12 +214,9 @@ def tag(
     ),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
-    from .bundle import BundleError
-    from .data import CsvColumns, DataError
-    from .runtime import DeviceError
+    from .data import CsvColumns
     from .tagging import TagOptions, interrupted_message
     from .tagging import tag as run_tagging
-    from .writers import OutputError
 
     options = TagOptions(
         model=model,
@@ -235,7 +234,7 @@ def tag(
         summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
     except KeyboardInterrupt:
         fail(interrupted_message(output, fmt), 130)
-    except (DataError, BundleError, DeviceError, OutputError, ValueError, OSError) as e:
+    except HashtaggerError as e:
         fail(str(e))
     if summary.processed and not summary.tagged:
         reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common())
@@ -280,12 +279,10 @@ def evaluate(
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
     from rich.console import Console as StdoutConsole
 
-    from .bundle import BundleError
-    from .data import CsvColumns, DataError
+    from .data import CsvColumns
     from .evaluate import evaluate as run_evaluation
     from .evaluate import parse_ks, report_table, write_report
     from .evaluate import plot as write_plot
-    from .runtime import DeviceError
 
     columns = None
     if image_column or caption_column or hashtags_column:
@@ -310,7 +307,7 @@ def evaluate(
             err.print(f"report written to {write_report(result, report)}")
         if plot:
             err.print(f"plot written to {write_plot(result, plot)}")
-    except (DataError, BundleError, DeviceError, ValueError, OSError) as e:
+    except HashtaggerError as e:
         fail(str(e))
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DataError
 from .text import (
     CleaningOptions,
     clean_caption,
@@ -23,10 +24,6 @@ from .text import (
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 SPLITS = ("train", "val", "test")
-
-
-class DataError(Exception):
-    """Input that cannot be used at all; the CLI prints it as one line."""
 
 
 @dataclass
@@ -59,10 +56,15 @@ def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[P
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source} does not exist")
-    if source.is_dir():
-        return _load_directory(source)
-    if source.suffix.lower() == ".csv":
-        return _load_csv(source, columns)
+    try:
+        if source.is_dir():
+            return _load_directory(source)
+        if source.suffix.lower() == ".csv":
+            return _load_csv(source, columns)
+    except OSError as e:
+        raise DataError(f"cannot read {e.filename or source}: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise DataError(f"{source} is not a readable CSV: {e}") from None
     raise DataError(f"{source} is neither a directory nor a .csv file")
 
 

@@ -17,7 +17,9 @@ Which posts, and what is true:
 Posts with no hashtag and posts whose image cannot be read are skipped and counted.
 
 Systems: the model; text-only (visual features zeroed) and image-only (empty caption), blanked by
-train.make_batch for both backends; the frequency prior (the k most frequent training hashtags).
+batching.make_batch for both backends; the frequency prior (the k most frequent training hashtags).
+
+No torch at import: a bundle is evaluated with ONNX Runtime alone; a checkpoint loads PyTorch when opened.
 """
 
 from __future__ import annotations
@@ -34,39 +36,24 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from tokenizers import Tokenizer
 
 from . import metrics
-from .bundle import read_bundle, sha256
-from .checkpoint import load_checkpoint, prep_from_json
-from .data import CsvColumns, DataError, Example, PrepOptions, load_posts, prepare
-from .features import ExtractorSpec, FeatureCache, cache_key, extract_all
-from .files import atomic_write
+from .batching import Sample, image_digests, split_examples
+from .bundle import read_bundle
+from .data import CsvColumns, Example, PrepOptions, load_posts, prepare
+from .display import metrics_table, progress_bar
+from .errors import DataError
+from .files import atomic_write, sha256_file
+from .prediction import onnx_scorer, predict
+from .regions import Encoder, ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .runtime import Runner
-from .train import (
-    MODEL_INPUTS,
-    FeatureStore,
-    Sample,
-    image_digests,
-    make_batch,
-    metrics_table,
-    predict,
-    resolve_device,
-    split_examples,
-)
+from .structs import from_dict
 
 SPLITS = ("test", "all")
-# System name -> the stream train.make_batch blanks (None: the full model). The prior is added apart.
+# System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
 ABLATIONS = {"model": None, "text-only": "image", "image-only": "text"}
 PRIOR = "frequency prior"
 DEFINITIONS = {
@@ -114,7 +101,7 @@ def parse_ks(text: str) -> tuple[int, ...]:
 
 @dataclass
 class _Model:
-    """What evaluate needs of a model, whichever backend runs it. Also what train.split_examples reads
+    """What evaluate needs of a model, whichever backend runs it. Also what batching.split_examples reads
     (path, meta["args"], prep, vocab, split)."""
 
     path: Path
@@ -127,25 +114,29 @@ class _Model:
     split: dict[str, list[str]] | None
     meta: dict
     train_counts: dict[str, int]
-    extractor: torch.nn.Module | None
+    encoder: Encoder | None  # pixels -> regions; None for precomputed features
     extractor_spec: ExtractorSpec
-    extract_device: str
     cache_id: str  # FeatureCache folder: valid only for this extractor and image preprocessing
     cache_root: Path | None  # an existing cache to reuse (the training run's), else None
     probabilities: Callable[[list[Sample], FeatureStore, str | None], np.ndarray]
 
 
 def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
+    from .checkpoint import load_checkpoint  # PyTorch: only for checkpoints
+    from .features import cache_key, torch_encoder
+    from .model import torch_device
+    from .prediction import torch_scorer
+
     ckpt = load_checkpoint(path)
-    device = resolve_device(device)
-    model = ckpt.model.to(device)
+    device = torch_device(device)
+    score = torch_scorer(ckpt.model.to(device), device)
     spec = ckpt.extractor_spec
     args = ckpt.meta.get("args", {})
     cache_id = cache_key(ckpt.extractor, spec)
     training_cache = Path(args.get("cache_dir") or Path(args["output"]) / "feature-cache") if "output" in args else None
 
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
-        return predict(model, samples, ckpt.tokenizer, store, ckpt.max_length, device, batch_size, blank)[0]
+        return predict(score, samples, ckpt.tokenizer, store, len(ckpt.vocab), ckpt.max_length, batch_size, blank)
 
     return _Model(
         path=ckpt.path,
@@ -158,25 +149,12 @@ def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
         split=ckpt.split,
         meta=ckpt.meta,
         train_counts=ckpt.meta.get("label_counts", {}),
-        extractor=ckpt.extractor,
+        encoder=torch_encoder(ckpt.extractor, device) if ckpt.extractor is not None else None,
         extractor_spec=spec,
-        extract_device=device,
         cache_id=cache_id,
         cache_root=training_cache if training_cache and training_cache.is_dir() else None,
         probabilities=probabilities,
     )
-
-
-class _OnnxExtractor(torch.nn.Module):
-    """The bundle's extractor graph behind the module interface features.extract_all drives."""
-
-    def __init__(self, runner: Runner):
-        super().__init__()
-        self.runner = runner
-
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats, boxes = self.runner.features(pixels.numpy())
-        return torch.from_numpy(feats), torch.from_numpy(boxes)
 
 
 def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
@@ -185,22 +163,15 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
         raise DataError(f"{path}: the bundle has no extractor graph; evaluate needs one")
     runner = Runner.load(bundle, device)
     training = bundle.info.get("training", {})
-    prep = prep_from_json(training["prep"]) if "prep" in training else PrepOptions(cleaning=bundle.cleaning)
+    prep = from_dict(PrepOptions, training["prep"]) if "prep" in training else PrepOptions(cleaning=bundle.cleaning)
     split_file = bundle.path / "split.json"
     hashtags = json.loads((bundle.path / "hashtags.json").read_text())
     image = bundle.info["image"]
-    identity = sha256(bundle.graph("extractor")) + json.dumps(image, sort_keys=True)
-    vocab, text_inputs = bundle.vocab, MODEL_INPUTS[:3]
+    identity = sha256_file(bundle.graph("extractor")) + json.dumps(image, sort_keys=True)
+    vocab, score = bundle.vocab, onnx_scorer(runner)
 
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
-        out = []
-        for i in range(0, len(samples), batch_size):
-            batch = make_batch(
-                samples[i : i + batch_size], bundle.tokenizer, store, len(vocab), bundle.max_length, blank
-            )
-            text = {k: batch[k].numpy() for k in text_inputs}
-            out.append(runner.probabilities(text, batch["visual_feats"].numpy(), batch["visual_pos"].numpy()))
-        return np.concatenate(out) if out else np.zeros((0, len(vocab)), np.float32)
+        return predict(score, samples, bundle.tokenizer, store, len(vocab), bundle.max_length, batch_size, blank)
 
     return _Model(
         path=bundle.path,
@@ -213,9 +184,8 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
         meta={"args": {k: v for k, v in training.items() if k != "prep" and v is not None}},
         train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)))),
-        extractor=_OnnxExtractor(runner),
+        encoder=runner.features,
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
-        extract_device="cpu",
         cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
         cache_root=None,
         probabilities=probabilities,
@@ -309,17 +279,10 @@ def evaluate(
         root = cache_dir or m.cache_root or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
         images = {d: e.post.image for e, d, _ in posts.rows if d is not None}
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
-        ) as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task("region features", total=len(images))
-            errors = extract_all(
-                images,
-                m.extractor,
-                m.extractor_spec,
-                cache,
-                device=m.extract_device,
-                on_progress=lambda n: progress.advance(task, n),
+            errors = fill_cache(
+                images, m.encoder, m.extractor_spec, cache, on_progress=lambda n: progress.advance(task, n)
             )
         usable = [(e, d, truth) for e, d, truth in posts.rows if d is not None and d not in errors]
         posts.skipped["unreadable image"] = len(posts.rows) - len(usable)

@@ -8,7 +8,7 @@ text-only / image-only ablations of `evaluate` feed LXMERT blanked features with
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,21 +19,15 @@ from rich.console import Console
 from torch import nn
 
 from . import metrics
+from .batching import TEXT_INPUTS, split_examples
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
-from .checkpoint import Checkpoint, load_checkpoint, prep_to_json
-from .data import DataError
+from .checkpoint import Checkpoint, load_checkpoint
+from .errors import DataError, ImageError, ParityError
 from .files import atomic_folder
 from .model import HashtagModel
-from .text import encode
-from .train import split_examples
 from .precomputed import precomputed_path, read_precomputed
-from .vision import ImageError, load_pixels
-
-TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-class ParityError(Exception):
-    """ONNX and PyTorch disagree beyond tolerance; nothing was written."""
+from .text import encode
+from .vision import load_pixels
 
 
 @dataclass
@@ -360,8 +354,7 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         },
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
-        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")}
-        | {"prep": prep_to_json(ckpt.prep)},
+        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
         "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
         "export": options.report,
     }

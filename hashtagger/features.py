@@ -1,22 +1,20 @@
-"""Region features: the `grid` extractor (a ResNet's last feature map pooled to 6x6 = 36 regions),
-the `precomputed` reader (.npz per image), and the on-disk cache that encodes each image once."""
+"""The `grid` region extractor (a ResNet's last feature map pooled to 6x6 = 36 regions) in PyTorch, and
+the identity of an extractor's features (the feature cache's folder). The cache itself: regions.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
-from .precomputed import precomputed_path, read_precomputed
-from .vision import ImageError, ImageSettings, grid_boxes, load_pixels
+from .regions import Encoder, ExtractorSpec
+from .vision import grid_boxes
 
 GRID = 6  # 6 x 6 = 36 regions, as many as the paper's detector boxes
 
@@ -63,24 +61,6 @@ def grid_pooling(height: int, width: int, grid: int = GRID) -> np.ndarray:
     return pool
 
 
-@dataclass
-class ExtractorSpec:
-    kind: str = "grid"  # grid | precomputed
-    backbone: str = "tiny"  # a preset name (random init, seeded) or a hub id / folder of a ResNet
-    image: ImageSettings = ImageSettings()
-    feature_dim: int = 0  # filled in once the extractor exists
-    features_dir: str | None = None  # precomputed: where the .npz files are
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_json(d: dict) -> "ExtractorSpec":
-        d = dict(d)
-        d["image"] = ImageSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in d["image"].items()})
-        return ExtractorSpec(**d)
-
-
 def build_grid_extractor(spec: ExtractorSpec, seed: int = 0) -> GridExtractor:
     from .model import PRESETS
 
@@ -99,7 +79,7 @@ def build_grid_extractor(spec: ExtractorSpec, seed: int = 0) -> GridExtractor:
 
 def fingerprint(module: nn.Module, spec: ExtractorSpec) -> str:
     """The extractor's identity: its weights and preprocessing. Cache entries are valid only under it."""
-    h = hashlib.sha256(json.dumps(spec.to_json(), sort_keys=True, default=str).encode())
+    h = hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode())
     for name, tensor in sorted(module.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -113,81 +93,13 @@ def cache_key(extractor: nn.Module | None, spec: ExtractorSpec) -> str:
     return "precomputed-" + hashlib.sha256(str(Path(spec.features_dir or "").resolve()).encode()).hexdigest()[:12]
 
 
-class FeatureCache:
-    """One .npz (features, boxes) per image content hash, under a folder per extractor identity."""
-
-    def __init__(self, root: Path, extractor_id: str):
-        self.dir = Path(root) / extractor_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.npz"
-
-    def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
-
-    def get(self, digest: str) -> tuple[np.ndarray, np.ndarray]:
-        with np.load(self.path(digest)) as z:
-            return z["features"], z["boxes"]
-
-    def put(self, digest: str, features: np.ndarray, boxes: np.ndarray) -> None:
-        path = self.path(digest)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, features=features.astype(np.float32), boxes=boxes.astype(np.float32))
-        tmp.replace(path)  # a killed run never leaves a half-written entry
-
-
-def extract_all(
-    images: dict[str, Path],
-    extractor: GridExtractor | None,
-    spec: ExtractorSpec,
-    cache: FeatureCache,
-    batch_size: int = 16,
-    device: str = "cpu",
-    on_progress: Callable[[int], None] = lambda n: None,
-) -> dict[str, str]:
-    """Fill the cache for every {digest: image path}; returns {digest: error} for images that failed."""
-    todo = [(d, p) for d, p in images.items() if not cache.has(d)]
-    on_progress(len(images) - len(todo))
-    errors: dict[str, str] = {}
-    if spec.kind == "precomputed":
-        for digest, path in todo:
-            try:
-                cache.put(digest, *read_precomputed(precomputed_path(spec.features_dir, path)))
-            except ImageError as e:
-                errors[digest] = str(e)
-            on_progress(1)
-        return errors
-
-    def decode(item: tuple[str, Path]) -> tuple[str, np.ndarray | str]:
-        digest, path = item
-        try:
-            return digest, load_pixels(path, spec.image)
-        except ImageError as e:
-            return digest, str(e)
-
+def torch_encoder(extractor: nn.Module, device: str = "cpu") -> Encoder:
+    """The extractor as a numpy-in, numpy-out encoder for regions.fill_cache."""
     extractor = extractor.to(device)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for batch in _chunks(pool.map(decode, todo), batch_size):
-            good = [(d, x) for d, x in batch if isinstance(x, np.ndarray)]
-            errors.update({d: x for d, x in batch if isinstance(x, str)})
-            if good:
-                with torch.inference_mode():
-                    pixels = torch.from_numpy(np.stack([x for _, x in good])).to(device)
-                    features, boxes = extractor(pixels)
-                for (digest, _), f, b in zip(good, features.cpu().numpy(), boxes.cpu().numpy()):
-                    cache.put(digest, f, b)
-            on_progress(len(batch))
-    return errors
 
+    def encode(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            features, boxes = extractor(torch.from_numpy(pixels).to(device))
+        return features.cpu().numpy(), boxes.cpu().numpy()
 
-def _chunks(items: Iterable, size: int) -> Iterable[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return encode

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, LxmertConfig, LxmertModel
 
+from .errors import DataError, DeviceError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -152,7 +154,7 @@ def init_text_from_bert(model: HashtagModel, source: str) -> set[str]:
             ours[name] = theirs[name].detach().clone()
             copied.add("lxmert." + name)
     if not any(n.startswith("lxmert.encoder.layer.") for n in copied):
-        raise ValueError(f"{source}: no language-layer weights matched LXMERT's; is it a BERT-family encoder?")
+        raise DataError(f"{source}: no language-layer weights matched LXMERT's; is it a BERT-family encoder?")
     model.lxmert.load_state_dict(ours)
     return copied
 
@@ -166,3 +168,14 @@ def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
     p = label_frequency.clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():
         model.head.bias.copy_(torch.log(p / (1 - p)))
+
+
+def torch_device(name: str) -> str:
+    """auto -> cuda when PyTorch can use it, else cpu; cuda where it cannot -> DeviceError."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: PyTorch cannot use CUDA on this machine (no GPU or a CPU-only build)")
+    if name not in ("cpu", "cuda"):
+        raise DeviceError(f"unknown device '{name}' (auto, cpu or cuda)")
+    return name

@@ -14,17 +14,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import Bundle, BundleError
+from .bundle import Bundle
+from .errors import BundleError, DeviceError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-class DeviceError(Exception):
-    """The requested device cannot be used; the message says why."""
 
 
 def session(path: Path, device: str = "auto", threads: int | None = None) -> tuple[ort.InferenceSession, str]:

@@ -22,24 +22,17 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from .bundle import Bundle, BundleError, read_bundle
-from .data import CsvColumns, DataError, Post, load_posts
+from .bundle import Bundle, read_bundle
+from .data import CsvColumns, Post, load_posts
+from .display import PostsPerSecond, progress_bar
+from .errors import BundleError, DataError, ImageError, OutputError
 from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
 from .text import clean_caption, encode
-from .vision import ImageError, ImageSettings, load_pixels
-from .writers import OutputError, done_ids, open_writer, output_format, remaining
+from .vision import ImageSettings, load_pixels
+from .writers import done_ids, open_writer, output_format, remaining
 
 CPU = "CPUExecutionProvider"
 NO_CAPTION = "no caption, tagged from the image alone"
@@ -104,9 +97,9 @@ def resolve_threshold(value: float | str | None, bundle: Bundle) -> float | None
         try:
             value = float(value)
         except ValueError:
-            raise ValueError(f"--threshold must be a number between 0 and 1 or 'auto', not '{value}'") from None
+            raise DataError(f"--threshold must be a number between 0 and 1 or 'auto', not '{value}'") from None
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"--threshold must be between 0 and 1, not {value}")
+        raise DataError(f"--threshold must be between 0 and 1, not {value}")
     return float(value)
 
 
@@ -317,16 +310,6 @@ def _tag_batch(
     return records
 
 
-class _PostsPerSecond(ProgressColumn):
-    """Average posts/s since the start: records arrive a batch at a time, so instant rates jump."""
-
-    def render(self, task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
-            return Text("- posts/s", style="progress.data.speed")
-        return Text(f"{task.completed / elapsed:,.1f} posts/s", style="progress.data.speed")
-
-
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
     bundle = read_bundle(options.model)
@@ -348,8 +331,8 @@ def tag(
     resume: bool = False,
     console: Console | None = None,
 ) -> TagSummary:
-    """Tag every post of `input` into `output` (None: stdout). Raises DataError, BundleError, DeviceError,
-    OutputError or ValueError for a run that cannot start; bad posts are reported in their records."""
+    """Tag every post of `input` into `output` (None: stdout). Raises a HashtaggerError (DataError, BundleError,
+    DeviceError, OutputError) for a run that cannot start; bad posts are reported in their records."""
     start = time.perf_counter()
     options = options or TagOptions()
     console = console or Console(stderr=True)
@@ -385,19 +368,10 @@ def tag(
             soft_wrap=True,
         )
     writer = open_writer(output, fmt, resume)
-    progress = Progress(
-        TextColumn("tagging"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _PostsPerSecond(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
     run_start = time.perf_counter()
     try:
-        with progress:
-            task = progress.add_task("tag", total=len(todo))
+        with progress_bar(console, PostsPerSecond()) as progress:
+            task = progress.add_task("tagging", total=len(todo))
             for record in tag_posts(todo, bundle, runner, options):
                 if summary.processed == 0:
                     summary.startup_s = time.perf_counter() - start

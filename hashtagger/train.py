@@ -15,46 +15,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
+from rich.progress import TextColumn
 from tokenizers import Tokenizer
 from transformers import get_linear_schedule_with_warmup
 
 from . import metrics
-from .checkpoint import (
-    load_checkpoint,
-    load_training_state,
-    prep_from_json,
-    prep_to_json,
-    save_checkpoint,
-)
-from .data import (
-    CsvColumns,
-    DataError,
-    Example,
-    PrepOptions,
-    Prepared,
-    load_posts,
-    prepare,
-    split_groups,
-)
-from .features import (
-    ExtractorSpec,
-    FeatureCache,
-    build_grid_extractor,
-    cache_key,
-    extract_all,
-)
+from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, samples_by_split
+from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from .data import CsvColumns, Example, Prepared, PrepOptions, load_posts, prepare, split_groups
+from .display import metrics_table, preparation_table, progress_bar
+from .errors import DataError, HashtaggerError
+from .features import build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
-from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias
-from .text import encode, train_wordpiece
-from .vision import ImageError, ImageSettings, file_digest
+from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, torch_device
+from .prediction import predict, sample_metrics, torch_scorer
+from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
+from .structs import from_dict
+from .text import train_wordpiece
+from .vision import ImageSettings
 
 
 @dataclass
@@ -87,18 +65,8 @@ class TrainConfig:
 PAPER_EPOCHS = 75
 
 
-class Interrupted(Exception):
+class Interrupted(HashtaggerError):
     """Training stopped by Ctrl-C / SIGTERM after saving a resumable checkpoint."""
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda: PyTorch cannot use CUDA on this machine (no GPU or a CPU-only build)")
-    if name not in ("cpu", "cuda"):
-        raise DataError(f"unknown device '{name}' (auto, cpu or cuda)")
-    return name
 
 
 def resolve_text_init(name: str | None) -> str | None:
@@ -116,7 +84,7 @@ def _loading(name: str):
     """A checkpoint that cannot be had (no hub, a wrong path) becomes one line that says what to do."""
     try:
         yield
-    except OSError as e:
+    except (OSError, ValueError) as e:  # transformers: OSError for a missing model, ValueError for a wrong one
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
             f"cannot load '{name}': {reason} Without the Hugging Face hub, pass a local folder, "
@@ -133,122 +101,37 @@ def pretrained_tokenizer(name: str) -> Tokenizer:
     return AutoTokenizer.from_pretrained(name).backend_tokenizer
 
 
-# ----------------------------------------------------------------------------------------------- batches
+# ----------------------------------------------------------------------------------------------- training
 
 
-@dataclass
-class Sample:
-    text: str
-    labels: list[int]
-    digest: str
-
-
-class FeatureStore:
-    """Region features by image digest, read from the cache once and kept (they are small next to the model)."""
-
-    def __init__(self, cache: FeatureCache):
-        self.cache = cache
-        self.memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-
-    def get(self, digest: str) -> tuple[np.ndarray, np.ndarray]:
-        if digest not in self.memory:
-            self.memory[digest] = self.cache.get(digest)
-        return self.memory[digest]
-
-
-def make_batch(
-    samples: list[Sample],
-    tokenizer: Tokenizer,
-    features: FeatureStore,
-    num_labels: int,
-    max_length: int,
-    blank: str | None = None,
-) -> dict[str, torch.Tensor]:
-    """Tensors for one batch; `blank` = "text" or "image" removes that stream (the ablations)."""
-    texts = ["" if blank == "text" else s.text for s in samples]
-    batch = {k: torch.from_numpy(v) for k, v in encode(tokenizer, texts, max_length).items()}
-    feats, boxes = zip(*(features.get(s.digest) for s in samples))
-    visual = torch.from_numpy(np.stack(feats))
-    batch["visual_feats"] = torch.zeros_like(visual) if blank == "image" else visual
-    batch["visual_pos"] = torch.from_numpy(np.stack(boxes))
-    labels = torch.zeros(len(samples), num_labels)
-    for row, s in enumerate(samples):
-        labels[row, s.labels] = 1.0
-    batch["labels"] = labels
-    return batch
-
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "visual_feats", "visual_pos")
+def _training_bar(console: Console):
+    return progress_bar(console, TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} posts/s"))
 
 
 @torch.inference_mode()
-def predict(
+def validate(
     model: HashtagModel,
     samples: list[Sample],
     tokenizer: Tokenizer,
     features: FeatureStore,
     max_length: int,
-    device: str = "cpu",
+    device: str,
     batch_size: int = 64,
-    blank: str | None = None,
 ) -> tuple[np.ndarray, float]:
     """Probabilities [posts, labels] and the mean BCE loss."""
     model.eval()
-    probs, loss_sum = [], 0.0
-    for i in range(0, len(samples), batch_size):
-        batch = make_batch(samples[i : i + batch_size], tokenizer, features, model.head.out_features, max_length, blank)
-        logits = model(*(batch[k].to(device) for k in MODEL_INPUTS)).float()
-        loss_sum += torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, batch["labels"].to(device), reduction="sum"
-        ).item()
-        probs.append(torch.sigmoid(logits).cpu().numpy())
-    n = max(1, len(samples) * model.head.out_features)
-    return np.concatenate(probs) if probs else np.zeros((0, model.head.out_features), np.float32), loss_sum / n
+    loss_sum = 0.0
 
+    def score(batch: dict[str, np.ndarray]) -> np.ndarray:
+        nonlocal loss_sum
+        logits = model(*(torch.from_numpy(batch[k]).to(device) for k in MODEL_INPUTS)).float()
+        labels = torch.from_numpy(batch["labels"]).to(device)
+        loss_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
+        return torch.sigmoid(logits).cpu().numpy()
 
-def evaluate_samples(probs: np.ndarray, samples: list[Sample], vocab: list[str]) -> dict[int, dict[str, float]]:
-    truths = [{vocab[i] for i in s.labels} for s in samples]
-    return metrics.topk_metrics(metrics.rank(probs, vocab, 5), truths)
-
-
-# ----------------------------------------------------------------------------------------------- training
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[rate]} posts/s"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
-def _report_table(rows: list[tuple[str, int]]) -> Table:
-    table = Table(title="Data preparation")
-    table.add_column("rule")
-    table.add_column("posts", justify="right")
-    remaining = rows[0][1]
-    table.add_row(rows[0][0], str(rows[0][1]))
-    for rule, dropped in rows[1:]:
-        remaining -= dropped
-        table.add_row(f"dropped: {rule}", str(dropped))
-    table.add_row("[bold]remaining", f"[bold]{remaining}")
-    return table
-
-
-def metrics_table(title: str, systems: dict[str, dict[int, dict[str, float]]]) -> Table:
-    table = Table(title=title)
-    table.add_column("system")
-    table.add_column("k", justify="right")
-    for m in metrics.METRICS:
-        table.add_column(m, justify="right")
-    for name, by_k in systems.items():
-        for k, row in by_k.items():
-            table.add_row(name if k == min(by_k) else "", str(k), *(f"{row[m]:.3f}" for m in metrics.METRICS))
-    return table
+    num_labels = model.head.out_features
+    probs = predict(score, samples, tokenizer, features, num_labels, max_length, batch_size)
+    return probs, loss_sum / max(1, len(samples) * num_labels)
 
 
 def encode_images(
@@ -257,15 +140,14 @@ def encode_images(
     """Hash every image and fill the feature cache; returns the examples whose image is usable, and its digest."""
     digests = image_digests(prepared.examples)
     unique = {d: p for p, d in digests.items() if d is not None}
-    with _progress(console) as progress:
-        task = progress.add_task("region features", total=len(unique), loss="-", rate="-")
-        errors = extract_all(
-            unique, extractor, extractor_spec, cache, device=device, on_progress=lambda n: progress.advance(task, n)
-        )
+    encoder = torch_encoder(extractor, device) if extractor is not None else None
+    with progress_bar(console) as progress:
+        task = progress.add_task("region features", total=len(unique))
+        errors = fill_cache(unique, encoder, extractor_spec, cache, on_progress=lambda n: progress.advance(task, n))
     bad = {d for d in errors} | {None}
     examples = [e for e in prepared.examples if digests[e.post.image] not in bad]
     report = prepared.report + [("unreadable image", len(prepared.examples) - len(examples))]
-    console.print(_report_table(report))
+    console.print(preparation_table(report))
     if errors or None in digests.values():
         missing = sum(1 for d in digests.values() if d is None)
         console.print(f"[yellow]skipped images: {len(errors)} unreadable, {missing} missing")
@@ -281,7 +163,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     (only `epochs` and `device` may change).
     """
     console = console or Console(stderr=True)
-    device = resolve_device(cfg.device)
+    device = torch_device(cfg.device)
     resume_state = None
     if resume is not None:
         run_dir = Path(resume)
@@ -290,7 +172,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         last = load_checkpoint(run_dir / "last")
         # The run's own settings win: a resumed run must see the same data and model it started with.
         epochs, device_name = cfg.epochs, cfg.device
-        cfg = _config_from_json(last.meta["args"])
+        cfg = from_dict(TrainConfig, last.meta["args"])
         cfg.epochs, cfg.device = epochs or cfg.epochs, device_name
         resume_state = load_training_state(run_dir / "last")
         console.print(f"resuming {run_dir} at epoch {resume_state['epoch'] + 1}, step {resume_state['step']}")
@@ -327,12 +209,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     if extractor_spec.kind == "precomputed":
         extractor_spec.feature_dim = int(FeatureStore(cache).get(digests[0])[0].shape[1])
     split = last.split if resume_state else split_groups(digests, cfg.seed)
-    where = {d: name for name, ds in split.items() for d in ds}
-    label_index = {t: i for i, t in enumerate(vocab)}
-    samples: dict[str, list[Sample]] = {name: [] for name in split}
-    for e, d in zip(examples, digests):
-        if d in where:
-            samples[where[d]].append(Sample(e.text, [label_index[t] for t in e.labels], d))
+    samples = samples_by_split(examples, digests, split, vocab)
     if cfg.max_train_posts:
         samples["train"] = samples["train"][: cfg.max_train_posts]
     if not samples["train"]:
@@ -391,7 +268,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
         "max_length": cfg.max_length,
         "label_counts": train_counts,
         "new_parameters": sorted(new),
-        "args": _config_to_json(cfg),
+        "args": asdict(cfg),
         "history": [],
     }
     epoch, skip, step, best_f1, best_loss = 0, 0, 0, -1.0, math.inf
@@ -422,7 +299,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
 
     stop = _StopOnSignal()
     use_amp = device == "cuda"
-    with stop, _progress(console) as progress:
+    with stop, _training_bar(console) as progress:
         task = progress.add_task("training", total=total_steps, completed=step, loss="-", rate="-")
         while epoch < cfg.epochs:
             order = torch.randperm(
@@ -436,12 +313,15 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 if stop.requested:
                     save("last", state(epoch, b))
                     raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; continue with --resume")
-                batch = make_batch(
-                    [samples["train"][i] for i in batches[b]], tokenizer, features, len(vocab), cfg.max_length
-                )
+                batch = {
+                    k: torch.from_numpy(v).to(device)
+                    for k, v in make_batch(
+                        [samples["train"][i] for i in batches[b]], tokenizer, features, len(vocab), cfg.max_length
+                    ).items()
+                }
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    logits = model(*(batch[k].to(device) for k in MODEL_INPUTS))
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"].to(device))
+                    logits = model(*(batch[k] for k in MODEL_INPUTS))
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -453,8 +333,8 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 rate = seen / (time.perf_counter() - started)
                 progress.update(task, advance=1, loss=f"{loss_ema:.4f}", rate=f"{rate:.1f}")
             skip = 0
-            probs, val_loss = predict(model, eval_samples, tokenizer, features, cfg.max_length, device)
-            val = evaluate_samples(probs, eval_samples, vocab)
+            probs, val_loss = validate(model, eval_samples, tokenizer, features, cfg.max_length, device)
+            val = sample_metrics(probs, eval_samples, vocab)
             like_prior = metrics.same_as_prior(metrics.rank(probs, vocab, 2), prior, 2)
             record = {
                 "epoch": epoch + 1,
@@ -482,8 +362,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
 
     best = load_checkpoint(run_dir / "best")
     if samples["test"]:
-        probs, _ = predict(best.model.to(device), samples["test"], tokenizer, features, cfg.max_length, device)
-        test = evaluate_samples(probs, samples["test"], vocab)
+        score = torch_scorer(best.model.to(device), device)
+        probs = predict(score, samples["test"], tokenizer, features, len(vocab), cfg.max_length)
+        test = sample_metrics(probs, samples["test"], vocab)
         prior_test = metrics.topk_metrics(
             [prior[:5]] * len(samples["test"]), [{vocab[i] for i in s.labels} for s in samples["test"]]
         )
@@ -527,47 +408,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _config_to_json(cfg: TrainConfig) -> dict:
-    d = asdict(cfg)
-    d["prep"] = prep_to_json(cfg.prep)
-    return d
-
-
-def _config_from_json(d: dict) -> TrainConfig:
-    d = dict(d)
-    d["columns"] = CsvColumns(**d["columns"])
-    d["prep"] = prep_from_json(d["prep"])
-    return TrainConfig(**d)
-
-
-def split_examples(
-    ckpt, which: str, data: str | None = None, columns: CsvColumns | None = None
-) -> list[tuple[Example, str]]:
-    """The checkpoint's `which` split (train / val / test) of `data` (default: the data it was trained on),
-    prepared exactly as in training, with each post's image digest.
-
-    `ckpt`: a Checkpoint, or anything with its `path`, `meta["args"]`, `prep`, `vocab` and `split`
-    (evaluate passes an exported bundle's)."""
-    args = ckpt.meta.get("args", {})
-    data = data or args.get("data")
-    columns = columns or CsvColumns(**args.get("columns", {}))
-    if not data:
-        raise DataError(f"{ckpt.path} does not record its training data; pass the data path")
-    prepared = prepare(load_posts(data, columns), ckpt.prep, ckpt.vocab)
-    wanted = set(ckpt.split[which])
-    digests = image_digests(prepared.examples)
-    return [(e, digests[e.post.image]) for e in prepared.examples if digests[e.post.image] in wanted]
-
-
-def image_digests(examples: list[Example]) -> dict[Path, str | None]:
-    """Each distinct image's content digest, hashed once; None where the file cannot be read."""
-    digests: dict[Path, str | None] = {}
-    for e in examples:
-        if e.post.image not in digests:
-            try:
-                digests[e.post.image] = file_digest(e.post.image)
-            except ImageError:
-                digests[e.post.image] = None
-    return digests

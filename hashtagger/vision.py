@@ -5,7 +5,6 @@ Every way an image file can be bad ends in an ImageError whose message is the re
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError
+from .files import sha256_file
+
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 # load_image enforces its own limit before decoding; Pillow's warning (a process-wide filter would not
 # be thread-safe to toggle per call) would only repeat it.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-
-class ImageError(Exception):
-    """An image that cannot be used; str(error) is the reason."""
 
 
 @dataclass(frozen=True)
@@ -33,16 +31,12 @@ class ImageSettings:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of the file's bytes: the feature cache's key and the split's grouping key."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_file(path)
     except FileNotFoundError:
         raise ImageError("image file not found") from None
     except OSError as e:
         raise ImageError(f"image file unreadable: {e.strerror or e}") from None
-    return h.hexdigest()
 
 
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

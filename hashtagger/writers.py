@@ -18,18 +18,16 @@ import io
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import IO, Iterable
 
+from .errors import OutputError
+from .files import atomic_open
+
 FORMATS = ("json", "jsonl", "csv")
 EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 CSV_COLUMNS = ("id", "status", "hashtags", "scores")
-
-
-class OutputError(Exception):
-    """An output that cannot be written or resumed; the message says why."""
 
 
 def output_format(output: Path | None, fmt: str | None) -> str:
@@ -91,14 +89,20 @@ class JsonlWriter(Writer):
     def open(cls, path: Path | None, resume: bool = False) -> "JsonlWriter":
         if path is None:
             return cls(sys.stdout, owned=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and path.exists():
-            _drop_partial_line(path)
-        return cls(open(path, "a" if resume else "w", encoding="utf-8", newline="\n"), owned=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if resume and path.exists():
+                _drop_partial_line(path)
+            return cls(open(path, "a" if resume else "w", encoding="utf-8", newline="\n"), owned=True)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
     def write(self, record: dict) -> None:
-        self.stream.write(_json_line(record) + "\n")  # one write per record, then flush: whole lines on disk
-        self.stream.flush()
+        try:
+            self.stream.write(_json_line(record) + "\n")  # one write per record, then flush: whole lines on disk
+            self.stream.flush()
+        except OSError as e:
+            raise OutputError(f"cannot write {getattr(self.stream, 'name', 'the output')}: {e.strerror or e}") from None
 
     def close(self) -> None:
         if self.owned:
@@ -115,18 +119,8 @@ class _AtomicWriter(Writer):
         self.records.append(record)
 
     def close(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                self.dump(self.records, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:
+            self.dump(self.records, f)
 
     def abort(self) -> None:
         pass  # the output is only ever replaced by a complete file

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,21 @@ def make_region_features(posts: Path, out: Path, dim: int = 24, seed: int = 0) -
         boxes = np.sort(rng.uniform(0, 1, (36, 4)), axis=1).astype(np.float32)
         np.savez(out / f"{image.stem}.npz", features=rng.normal(size=(36, dim)).astype(np.float32), boxes=boxes)
     return out
+
+
+def cli_without_torch(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real CLI in a fresh interpreter; stderr ends with "torch imported" or "torch not imported"."""
+    code = textwrap.dedent(f"""
+        import sys
+        from typer.main import get_command
+        from hashtagger.cli import app
+        try:
+            get_command(app).main(args={list(args)!r}, prog_name="hashtagger", standalone_mode=False)
+        finally:
+            print("torch imported" if "torch" in sys.modules else "torch not imported", file=sys.stderr)
+    """)
+    env = dict(os.environ, COLUMNS="300")  # rich wraps at 80 columns when stderr is not a terminal
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mediaeval2016"

@@ -13,10 +13,11 @@ import torch
 from rich.console import Console
 from transformers import ResNetConfig, ResNetModel
 
-from hashtagger.bundle import BundleError, read_bundle, sha256
+from hashtagger.bundle import BundleError, read_bundle
 from hashtagger.checkpoint import load_checkpoint
 from hashtagger.export import ExportOptions, ParityError, export, export_extractor_graph
 from hashtagger.features import GridExtractor
+from hashtagger.files import sha256_file
 from hashtagger.text import encode
 
 QUIET = Console(stderr=True, quiet=True)
@@ -32,7 +33,7 @@ def test_bundle_holds_everything_tag_needs(tiny_bundle):
     assert 0 < info["threshold"] < 1
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert {"model.onnx", "extractor.onnx", "tokenizer.json", "hashtags.json", "bundle.json"} <= set(manifest)
-    assert all(sha256(tiny_bundle / name) == digest for name, digest in manifest.items())
+    assert all(sha256_file(tiny_bundle / name) == digest for name, digest in manifest.items())
     parity = info["export"]["parity"]
     assert parity["max_abs_diff"] <= 1e-4 and parity["same_top5"] == 1.0
     assert info["export"]["parity_inputs"] == "validation split"
@@ -87,10 +88,10 @@ def test_unknown_format_version_is_refused(bundle_copy):
 
 
 def test_failed_export_leaves_the_existing_bundle_untouched(tiny_run, bundle_copy):
-    before = {p.name: sha256(p) for p in bundle_copy.iterdir() if p.is_file()}
+    before = {p.name: sha256_file(p) for p in bundle_copy.iterdir() if p.is_file()}
     with pytest.raises(ParityError, match="max \\|p_torch - p_onnx\\|"):
         export(tiny_run / "best", ExportOptions(output=str(bundle_copy), tolerance=-1.0), QUIET)
-    assert {p.name: sha256(p) for p in bundle_copy.iterdir() if p.is_file()} == before
+    assert {p.name: sha256_file(p) for p in bundle_copy.iterdir() if p.is_file()} == before
     assert not [p for p in bundle_copy.parent.iterdir() if p.name.startswith(".bundle")]  # no temporary left
 
 
@@ -138,6 +139,7 @@ def test_compact_bundle_halves_the_size_and_keeps_parity(tiny_run, tiny_bundle, 
 def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     """A model trained on detector features: the bundle has no extractor; tag reads the .npz files."""
     from conftest import make_posts, make_region_features
+
     from hashtagger.bundle import BundleError
     from hashtagger.data import load_posts
     from hashtagger.tagging import TagOptions, open_runner, tag_posts

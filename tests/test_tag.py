@@ -11,21 +11,22 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
+import helpers_images as imgs
 import numpy as np
 import pytest
+from conftest import cli_without_torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-import helpers_images as imgs
 import hashtagger.tagging as tagging
 from hashtagger.bundle import read_bundle
 from hashtagger.cli import app
 from hashtagger.data import load_posts
+from hashtagger.errors import DataError
 from hashtagger.runtime import DeviceError, Runner
 from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts
 from hashtagger.writers import done_ids, open_writer, read_records, remaining
@@ -64,18 +65,8 @@ def cuda_usable(bundle: Path) -> bool:
 
 def test_cli_end_to_end_without_torch(posts, tiny_bundle):
     """The real CLI in a fresh interpreter: JSON on stdout, progress and summary on stderr, torch never imported."""
-    args = ["tag", str(posts), "--model", str(tiny_bundle), "--batch-size", "5"]
-    code = textwrap.dedent(f"""
-        import sys
-        from typer.main import get_command
-        from hashtagger.cli import app
-        try:
-            get_command(app).main(args={args!r}, prog_name="hashtagger", standalone_mode=False)
-        finally:
-            print("torch imported" if "torch" in sys.modules else "torch not imported", file=sys.stderr)
-    """)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    proc = cli_without_torch("tag", str(posts), "--model", str(tiny_bundle), "--batch-size", "5")
     assert proc.returncode == 0, proc.stderr
     assert "torch not imported" in proc.stderr
     assert time.perf_counter() - start < 30  # start-up is quick: no torch, no hub, two small sessions
@@ -165,7 +156,7 @@ def test_threshold_keeps_top_k_above_it(posts, tiny_bundle):
         assert b["hashtags"] == [t for t in a["hashtags"] if t["score"] >= cut]
     auto = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold="auto")))
     assert all(t["score"] >= bundle.threshold for r in auto for t in r["hashtags"])
-    with pytest.raises(ValueError, match="between 0 and 1"):
+    with pytest.raises(DataError, match="between 0 and 1"):
         list(tag_posts(post_list, bundle, runner, TagOptions(threshold=1.5)))
 
 

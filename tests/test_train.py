@@ -9,26 +9,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_posts, make_region_features
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import make_posts, make_region_features
 from hashtagger import train as train_module
+from hashtagger.batching import Sample, split_examples
 from hashtagger.checkpoint import load_checkpoint, load_training_state
 from hashtagger.cli import app
-from hashtagger.features import FeatureCache, fingerprint
+from hashtagger.features import fingerprint
 from hashtagger.model import ModelSpec, build_model
+from hashtagger.prediction import predict, sample_metrics, torch_scorer
+from hashtagger.regions import FeatureCache, FeatureStore
 from hashtagger.text import train_wordpiece
-from hashtagger.train import (
-    FeatureStore,
-    Interrupted,
-    Sample,
-    TrainConfig,
-    evaluate_samples,
-    predict,
-    split_examples,
-    train,
-)
+from hashtagger.train import Interrupted, TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -39,8 +33,9 @@ def held_out_precision(run: Path, blank: str | None) -> float:
     index = {t: i for i, t in enumerate(ckpt.vocab)}
     samples = [Sample(e.text, [index[t] for t in e.labels], d) for e, d in examples]
     store = FeatureStore(FeatureCache(run.parent / "feature-cache", fingerprint(ckpt.extractor, ckpt.extractor_spec)))
-    probs, _ = predict(ckpt.model, samples, ckpt.tokenizer, store, ckpt.max_length, blank=blank)
-    return evaluate_samples(probs, samples, ckpt.vocab)[1]["precision"]
+    score = torch_scorer(ckpt.model)
+    probs = predict(score, samples, ckpt.tokenizer, store, len(ckpt.vocab), ckpt.max_length, blank=blank)
+    return sample_metrics(probs, samples, ckpt.vocab)[1]["precision"]
 
 
 def test_trained_model_needs_both_streams(tiny_run):

@@ -1,0 +1,103 @@
+"""Prepared posts -> model batches, without torch: samples (cleaned text, label indices, image digest),
+each post's split (looked up by image digest, as training stored it), and numpy batches of token ids and
+region features. Training converts batches to tensors; evaluation feeds them to either backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .data import CsvColumns, Example, PrepOptions, load_posts, prepare
+from .errors import DataError, ImageError
+from .regions import FeatureStore
+from .structs import from_dict
+from .text import encode
+from .vision import file_digest
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "visual_feats", "visual_pos")
+TEXT_INPUTS = MODEL_INPUTS[:3]
+
+
+@dataclass
+class Sample:
+    text: str
+    labels: list[int]
+    digest: str
+
+
+def make_batch(
+    samples: list[Sample],
+    tokenizer: Tokenizer,
+    features: FeatureStore,
+    num_labels: int,
+    max_length: int,
+    blank: str | None = None,
+) -> dict[str, np.ndarray]:
+    """Arrays for one batch (MODEL_INPUTS and float32 `labels`); `blank` = "text" or "image" removes that
+    stream (the ablations)."""
+    texts = ["" if blank == "text" else s.text for s in samples]
+    batch = encode(tokenizer, texts, max_length)
+    feats, boxes = zip(*(features.get(s.digest) for s in samples))
+    visual = np.stack(feats)
+    batch["visual_feats"] = np.zeros_like(visual) if blank == "image" else visual
+    batch["visual_pos"] = np.stack(boxes)
+    labels = np.zeros((len(samples), num_labels), np.float32)
+    for row, s in enumerate(samples):
+        labels[row, s.labels] = 1.0
+    batch["labels"] = labels
+    return batch
+
+
+def image_digests(examples: list[Example]) -> dict[Path, str | None]:
+    """Each distinct image's content digest, hashed once; None where the file cannot be read."""
+    digests: dict[Path, str | None] = {}
+    for e in examples:
+        if e.post.image not in digests:
+            try:
+                digests[e.post.image] = file_digest(e.post.image)
+            except ImageError:
+                digests[e.post.image] = None
+    return digests
+
+
+def samples_by_split(
+    examples: list[Example], digests: list[str], split: dict[str, list[str]], vocab: list[str]
+) -> dict[str, list[Sample]]:
+    """The examples (with their image digests) as samples, in the split their image belongs to."""
+    where = {d: name for name, ds in split.items() for d in ds}
+    label_index = {t: i for i, t in enumerate(vocab)}
+    samples: dict[str, list[Sample]] = {name: [] for name in split}
+    for e, d in zip(examples, digests):
+        if d in where:
+            samples[where[d]].append(Sample(e.text, [label_index[t] for t in e.labels], d))
+    return samples
+
+
+class TrainedModel(Protocol):
+    """What split_examples reads of a checkpoint or an exported bundle."""
+
+    path: Path
+    meta: dict
+    prep: PrepOptions
+    vocab: list[str]
+    split: dict[str, list[str]] | None
+
+
+def split_examples(
+    model: TrainedModel, which: str, data: str | None = None, columns: CsvColumns | None = None
+) -> list[tuple[Example, str]]:
+    """The model's `which` split (train / val / test) of `data` (default: the data it was trained on),
+    prepared exactly as in training, with each post's image digest."""
+    args = model.meta.get("args", {})
+    data = data or args.get("data")
+    columns = columns or from_dict(CsvColumns, args.get("columns", {}))
+    if not data:
+        raise DataError(f"{model.path} does not record its training data; pass the data path")
+    prepared = prepare(load_posts(data, columns), model.prep, model.vocab)
+    wanted = set(model.split[which])
+    digests = image_digests(prepared.examples)
+    return [(e, digests[e.post.image]) for e in prepared.examples if digests[e.post.image] in wanted]
