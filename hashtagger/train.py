@@ -1,4 +1,13 @@
-"""Fine-tuning: posts -> prepared examples -> cached region features -> LXMERT4Hashtag, best on validation kept."""
+"""`hashtagger train`: fine-tuning LXMERT4Hashtag, the best epoch on validation kept.
+
+begin                      a new run, or a resumed one with its own settings (one decision, up front)
+prepare_samples            posts -> prepared examples -> cached region features -> samples by split
+build_tokenizer_and_model  the tokenizer and the model, the head's bias at the label log-odds
+configure_optimizers       AdamW; no decay on biases, LayerNorm weights or the head's bias
+Trainer.train_one_epoch    the epoch's batches; Ctrl-C saves a resumable last/
+Trainer.end_epoch          validate, record, keep best/ and last/
+Trainer.test               the best checkpoint on the test split
+"""
 
 from __future__ import annotations
 
@@ -7,25 +16,26 @@ import math
 import random
 import signal
 import time
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import TextColumn
+from rich.progress import Progress, TaskID, TextColumn
 from tokenizers import Tokenizer
 from transformers import get_linear_schedule_with_warmup
 
 from . import metrics
 from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, samples_by_split
-from .checkpoint import load_checkpoint, load_training_state, save_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from .data import CsvColumns, Example, Prepared, PrepOptions, load_posts, prepare, split_groups
 from .display import metrics_table, preparation_table, progress_bar
 from .errors import DataError, HashtaggerError
-from .features import build_grid_extractor, cache_key, torch_encoder
+from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
 from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
@@ -156,229 +166,6 @@ def encode_images(
     return examples, [digests[e.post.image] for e in examples]
 
 
-def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None = None) -> Path:
-    """Fine-tune; returns the run folder (best/ holds the checkpoint that was best on validation).
-
-    `resume`: a run folder whose last/ checkpoint to continue, with the run's own settings
-    (only `epochs` and `device` may change).
-    """
-    console = console or Console(stderr=True)
-    device = torch_device(cfg.device)
-    resume_state = None
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "last" / "training_state.pt").is_file():
-            raise DataError(f"{run_dir} has no resumable checkpoint (last/)")
-        last = load_checkpoint(run_dir / "last")
-        # The run's own settings win: a resumed run must see the same data and model it started with.
-        epochs, device_name = cfg.epochs, cfg.device
-        cfg = from_dict(TrainConfig, last.meta["args"])
-        cfg.epochs, cfg.device = epochs or cfg.epochs, device_name
-        resume_state = load_training_state(run_dir / "last")
-        console.print(f"resuming {run_dir} at epoch {resume_state['epoch'] + 1}, step {resume_state['step']}")
-    else:
-        cfg.epochs = cfg.epochs or PAPER_EPOCHS
-        name = cfg.run_name or datetime.now().strftime("run-%Y%m%d-%H%M%S")
-        run_dir = Path(cfg.output) / name
-        if (run_dir / "last").exists():
-            raise DataError(f"{run_dir} already holds a run; use --resume or another --run-name")
-    _seed_everything(cfg.seed)
-
-    # The data is read and checked before any model is built or downloaded: a typo fails in a second.
-    prepared = prepare(load_posts(cfg.data, cfg.columns), cfg.prep, last.vocab if resume_state else None)
-    vocab = prepared.vocab
-    text_init = resolve_text_init(cfg.text_init)
-    preset = PRESETS.get(cfg.base_model)
-    extractor_spec = ExtractorSpec(
-        kind=cfg.extractor,
-        backbone=cfg.backbone or (cfg.base_model if preset else "microsoft/resnet-50"),
-        image=ImageSettings(size=cfg.image_size or (preset.image_size if preset else ImageSettings.size)),
-        features_dir=cfg.features_dir,
-    )
-    if cfg.extractor == "precomputed" and not cfg.features_dir:
-        raise DataError("--extractor precomputed needs --features-dir")
-    with _loading(extractor_spec.backbone):
-        extractor = build_grid_extractor(extractor_spec, cfg.seed) if cfg.extractor == "grid" else None
-    if resume_state is not None and extractor is not None:
-        extractor.load_state_dict(last.extractor.state_dict())
-    cache = FeatureCache(
-        Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, extractor_spec)
-    )
-
-    examples, digests = encode_images(prepared, console, extractor_spec, extractor, cache, device)
-    if extractor_spec.kind == "precomputed":
-        extractor_spec.feature_dim = int(FeatureStore(cache).get(digests[0])[0].shape[1])
-    split = last.split if resume_state else split_groups(digests, cfg.seed)
-    samples = samples_by_split(examples, digests, split, vocab)
-    if cfg.max_train_posts:
-        samples["train"] = samples["train"][: cfg.max_train_posts]
-    if not samples["train"]:
-        raise DataError("the training split is empty")
-    console.print(
-        f"posts: train {len(samples['train'])}, val {len(samples['val'])}, test {len(samples['test'])}; "
-        f"hashtags in vocabulary: {len(vocab)}; images: {len(set(digests))}"
-    )
-
-    if resume_state is not None:
-        tokenizer = last.tokenizer
-    elif preset and not text_init:
-        tokenizer = train_wordpiece([s.text for s in samples["train"]], preset.tokenizer_vocab)
-    else:
-        with _loading(text_init or cfg.base_model):
-            tokenizer = pretrained_tokenizer(text_init or cfg.base_model)
-    spec = ModelSpec(
-        base_model=cfg.base_model,
-        num_labels=len(vocab),
-        visual_feat_dim=extractor_spec.feature_dim,
-        vocab_size=tokenizer.get_vocab_size(),
-        dropout=cfg.dropout,
-    )
-    if resume_state is not None:
-        model = last.model
-    else:
-        with _loading(text_init or cfg.base_model):
-            model = build_model(spec, text_init)
-        frequency = torch.zeros(len(vocab))
-        for s in samples["train"]:
-            frequency[s.labels] += 1
-        init_head_bias(model, frequency / len(samples["train"]))
-    model.to(device)
-
-    new = set(model.new_parameters()) if resume_state is None else set(last.meta["new_parameters"])
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if n not in new], "lr": cfg.lr},
-        {"params": [p for n, p in model.named_parameters() if n in new], "lr": cfg.new_lr},
-    ]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(samples["train"]) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total_steps), total_steps)
-
-    train_counts = {t: 0 for t in vocab}
-    for s in samples["train"]:
-        for i in s.labels:
-            train_counts[vocab[i]] += 1
-    prior = metrics.frequency_prior([[vocab[i] for i in s.labels] for s in samples["train"]], vocab)
-    features = FeatureStore(cache)
-    eval_samples = samples["val"] or samples["train"]
-    prior_val = metrics.topk_metrics(
-        [prior[:5]] * len(eval_samples), [{vocab[i] for i in s.labels} for s in eval_samples]
-    )
-    meta = {
-        "max_length": cfg.max_length,
-        "label_counts": train_counts,
-        "new_parameters": sorted(new),
-        "args": asdict(cfg),
-        "history": [],
-    }
-    epoch, skip, step, best_f1, best_loss = 0, 0, 0, -1.0, math.inf
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        epoch, skip, step = int(resume_state["epoch"]), int(resume_state["batch"]), int(resume_state["step"])
-        best_f1, best_loss = float(resume_state["best_f1"]), float(resume_state["best_loss"])
-        meta["history"] = last.meta.get("history", [])
-        torch.set_rng_state(resume_state["rng"])
-
-    def save(name: str, state: dict | None = None) -> None:
-        save_checkpoint(
-            run_dir / name, model, spec, extractor, extractor_spec, tokenizer, vocab, cfg.prep, split, meta, state
-        )
-
-    def state(at_epoch: int, at_batch: int) -> dict:
-        return {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": torch.tensor(at_epoch),
-            "batch": torch.tensor(at_batch),
-            "step": torch.tensor(step),
-            "best_f1": torch.tensor(best_f1),
-            "best_loss": torch.tensor(best_loss),
-            "rng": torch.get_rng_state(),
-        }
-
-    stop = _StopOnSignal()
-    use_amp = device == "cuda"
-    with stop, _training_bar(console) as progress:
-        task = progress.add_task("training", total=total_steps, completed=step, loss="-", rate="-")
-        while epoch < cfg.epochs:
-            order = torch.randperm(
-                len(samples["train"]), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            )
-            batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
-            progress.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}")
-            model.train()
-            seen, started, loss_ema = 0, time.perf_counter(), None
-            for b in range(skip, len(batches)):
-                if stop.requested:
-                    save("last", state(epoch, b))
-                    raise Interrupted(f"interrupted at epoch {epoch + 1}, step {step}; continue with --resume")
-                batch = {
-                    k: torch.from_numpy(v).to(device)
-                    for k, v in make_batch(
-                        [samples["train"][i] for i in batches[b]], tokenizer, features, len(vocab), cfg.max_length
-                    ).items()
-                }
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    logits = model(*(batch[k] for k in MODEL_INPUTS))
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                step += 1
-                seen += len(batches[b])
-                loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
-                rate = seen / (time.perf_counter() - started)
-                progress.update(task, advance=1, loss=f"{loss_ema:.4f}", rate=f"{rate:.1f}")
-            skip = 0
-            probs, val_loss = validate(model, eval_samples, tokenizer, features, cfg.max_length, device)
-            val = sample_metrics(probs, eval_samples, vocab)
-            like_prior = metrics.same_as_prior(metrics.rank(probs, vocab, 2), prior, 2)
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "train_loss": loss_ema,
-                "val_loss": val_loss,
-                "val_f1@2": val[2]["f1"],
-                "prior_f1@2": prior_val[2]["f1"],
-                "top2_same_as_prior": like_prior,
-                "posts_per_s": rate,
-            }
-            meta["history"].append(record)
-            # F1@2 saturates once every true hashtag is in the top 2; the loss breaks ties.
-            improved = (val[2]["f1"], -val_loss) > (best_f1, -best_loss)
-            progress.console.print(
-                f"epoch {epoch + 1}: val F1@2 {val[2]['f1']:.3f} (prior {prior_val[2]['f1']:.3f}), val loss {val_loss:.4f}, "
-                f"top-2 same as prior on {like_prior:.0%} of posts{' [green]best' if improved else ''}"
-            )
-            epoch += 1
-            if improved:
-                best_f1, best_loss = val[2]["f1"], val_loss
-                meta["val_metrics"] = val
-                save("best")
-            save("last", state(epoch, 0))
-
-    best = load_checkpoint(run_dir / "best")
-    if samples["test"]:
-        score = torch_scorer(best.model.to(device), device)
-        probs = predict(score, samples["test"], tokenizer, features, len(vocab), cfg.max_length)
-        test = sample_metrics(probs, samples["test"], vocab)
-        prior_test = metrics.topk_metrics(
-            [prior[:5]] * len(samples["test"]), [{vocab[i] for i in s.labels} for s in samples["test"]]
-        )
-        console.print(
-            metrics_table(f"Test split ({len(samples['test'])} posts)", {"model": test, "frequency prior": prior_test})
-        )
-        info_path = run_dir / "best" / "hashtagger.json"
-        info = json.loads(info_path.read_text())
-        info["test_metrics"], info["prior_test_metrics"] = test, prior_test
-        atomic_write(info_path, json.dumps(info, indent=1).encode())
-    console.print(f"best checkpoint: {run_dir / 'best'}")
-    return run_dir
-
-
 class _StopOnSignal:
     """Turns Ctrl-C / SIGTERM into a flag checked between steps, so the checkpoint is saved at a clean point."""
 
@@ -408,3 +195,384 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Start:
+    """What a run begins from: a new run's config, or a resumed run's own config and its last/ checkpoint."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    last: Checkpoint | None = None
+    state: dict | None = None  # last/'s optimiser, scheduler, position and RNG
+    replanned_from: int | None = None  # the run's own epochs, when --epochs changed them on resume
+
+
+def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
+    """The one decision up front: a new run, or the run in `resume` continued with its own settings
+    (only `epochs` and `device` may change: a resumed run must see the data and model it started with)."""
+    if resume is None:
+        if cfg.extractor == "precomputed" and not cfg.features_dir:
+            raise DataError("--extractor precomputed needs --features-dir")
+        resolve_text_init(cfg.text_init)  # a missing package fails before the data is read
+        run_dir = Path(cfg.output) / (cfg.run_name or datetime.now().strftime("run-%Y%m%d-%H%M%S"))
+        if (run_dir / "last").exists():
+            raise DataError(f"{run_dir} already holds a run; use --resume or another --run-name")
+        return Start(replace(cfg, epochs=cfg.epochs or PAPER_EPOCHS), run_dir)
+    run_dir = Path(resume)
+    if not (run_dir / "last" / "training_state.pt").is_file():
+        raise DataError(f"{run_dir} has no resumable checkpoint (last/)")
+    last = load_checkpoint(run_dir / "last")
+    state = load_training_state(run_dir / "last")
+    own = replace(from_dict(TrainConfig, last.meta["args"]), device=cfg.device)
+    start = Start(own, run_dir, last, state)
+    if cfg.epochs and cfg.epochs != own.epochs:
+        done = int(state["epoch"]) + (1 if int(state["batch"]) else 0)
+        if cfg.epochs < done:
+            raise DataError(
+                f"{run_dir} has already trained {done} of its {own.epochs} epochs; --epochs {cfg.epochs} "
+                "cannot be resumed (give at least that many, or start a new run)"
+            )
+        start.cfg, start.replanned_from = replace(own, epochs=cfg.epochs), own.epochs
+    console.print(f"resuming {run_dir} at epoch {int(state['epoch']) + 1}, step {int(state['step'])}")
+    return start
+
+
+@dataclass
+class Samples:
+    """The prepared posts by split, their region features, and the extractor that made them."""
+
+    vocab: list[str]
+    split: dict[str, list[str]]  # image digests by split
+    by_split: dict[str, list[Sample]]
+    features: FeatureStore
+    extractor: GridExtractor | None
+    extractor_spec: ExtractorSpec
+
+
+def prepare_samples(start: Start, device: str, console: Console) -> Samples:
+    """Read and prepare the posts, encode every image once (cached), and split them by image."""
+    cfg, last = start.cfg, start.last
+    # The data is read and checked before any model is built or downloaded: a typo fails in a second.
+    prepared = prepare(load_posts(cfg.data, cfg.columns), cfg.prep, last.vocab if last else None)
+    if last is not None:
+        extractor, spec = last.extractor, last.extractor_spec
+    else:
+        spec = _extractor_spec(cfg)
+        with _loading(spec.backbone):
+            extractor = build_grid_extractor(spec, cfg.seed) if cfg.extractor == "grid" else None
+    cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, spec))
+    examples, digests = encode_images(prepared, console, spec, extractor, cache, device)
+    features = FeatureStore(cache)
+    if spec.kind == "precomputed":
+        spec.feature_dim = int(features.get(digests[0])[0].shape[1])
+    split = last.split if last else split_groups(digests, cfg.seed)
+    by_split = samples_by_split(examples, digests, split, prepared.vocab)
+    if cfg.max_train_posts:
+        by_split["train"] = by_split["train"][: cfg.max_train_posts]
+    if not by_split["train"]:
+        raise DataError("the training split is empty")
+    console.print(
+        f"posts: train {len(by_split['train'])}, val {len(by_split['val'])}, test {len(by_split['test'])}; "
+        f"hashtags in vocabulary: {len(prepared.vocab)}; images: {len(set(digests))}"
+    )
+    return Samples(prepared.vocab, split, by_split, features, extractor, spec)
+
+
+def _extractor_spec(cfg: TrainConfig) -> ExtractorSpec:
+    preset = PRESETS.get(cfg.base_model)
+    return ExtractorSpec(
+        kind=cfg.extractor,
+        backbone=cfg.backbone or (cfg.base_model if preset else "microsoft/resnet-50"),
+        image=ImageSettings(size=cfg.image_size or (preset.image_size if preset else ImageSettings.size)),
+        features_dir=cfg.features_dir,
+    )
+
+
+def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, ModelSpec, HashtagModel, list[str]]:
+    """The tokenizer, the model and the names of its parameters that start random (they get --new-lr)."""
+    if start.last is not None:
+        last = start.last
+        return last.tokenizer, from_dict(ModelSpec, last.meta["model_spec"]), last.model, last.meta["new_parameters"]
+    cfg, train = start.cfg, data.by_split["train"]
+    text_init = resolve_text_init(cfg.text_init)
+    preset = PRESETS.get(cfg.base_model)
+    with _loading(text_init or cfg.base_model):
+        if preset and not text_init:
+            tokenizer = train_wordpiece([s.text for s in train], preset.tokenizer_vocab)
+        else:
+            tokenizer = pretrained_tokenizer(text_init or cfg.base_model)
+        spec = ModelSpec(
+            base_model=cfg.base_model,
+            num_labels=len(data.vocab),
+            visual_feat_dim=data.extractor_spec.feature_dim,
+            vocab_size=tokenizer.get_vocab_size(),
+            dropout=cfg.dropout,
+        )
+        model = build_model(spec, text_init)
+    frequency = torch.zeros(len(data.vocab))
+    for s in train:
+        frequency[s.labels] += 1
+    init_head_bias(model, frequency / len(train))
+    return tokenizer, spec, model, sorted(model.new_parameters())
+
+
+def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: list[str]) -> torch.optim.AdamW:
+    """AdamW over up to four groups: pretrained parameters (--lr) and those that start random (--new-lr), each
+    split into tensors that decay and those that do not. As in nanoGPT, only tensors of two or more dimensions
+    (matmul weights, embeddings) decay; biases and LayerNorm weights do not, nor the head's bias, which starts
+    at each hashtag's log-odds and should stay there unless the data says otherwise."""
+    new = set(new_parameters)
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {
+        (fresh, decays): [] for fresh in (False, True) for decays in (True, False)
+    }
+    for name, p in model.named_parameters():
+        groups[(name in new, p.dim() >= 2)].append(p)
+    return torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": cfg.new_lr if fresh else cfg.lr,
+                "weight_decay": cfg.weight_decay if decays else 0.0,
+            }
+            for (fresh, decays), params in groups.items()
+            if params
+        ]
+    )
+
+
+@dataclass
+class Trainer:
+    """One training run's state: what it trains on, the model and optimiser, and where it stands."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: str
+    console: Console
+    data: Samples
+    tokenizer: Tokenizer
+    spec: ModelSpec
+    model: HashtagModel
+    optimizer: torch.optim.AdamW
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    meta: dict  # written into every checkpoint: settings, label counts, history, metrics
+    prior: list[str]  # the vocabulary by training frequency
+    prior_val: dict[int, dict[str, float]]  # the prior's validation metrics
+    epoch: int = 0  # epochs done
+    batch: int = 0  # batches of the current epoch done (a run interrupted mid-epoch)
+    step: int = 0
+    best_f1: float = -1.0
+    best_loss: float = math.inf
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, console: Console, resume: Path | None = None) -> Trainer:
+        start = begin(cfg, resume, console)
+        cfg, device = start.cfg, torch_device(start.cfg.device)
+        _seed_everything(cfg.seed)
+        data = prepare_samples(start, device, console)
+        tokenizer, spec, model, new_parameters = build_tokenizer_and_model(start, data)
+        model.to(device)
+        optimizer = configure_optimizers(model, cfg, new_parameters)
+        total = cls.steps_per_epoch(cfg, data) * cfg.epochs
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
+        train, evaluated = data.by_split["train"], data.by_split["val"] or data.by_split["train"]
+        prior = metrics.frequency_prior([[data.vocab[i] for i in s.labels] for s in train], data.vocab)
+        counts = Counter(data.vocab[i] for s in train for i in s.labels)
+        meta = {
+            "max_length": cfg.max_length,
+            "label_counts": {t: counts[t] for t in data.vocab},
+            "new_parameters": new_parameters,
+            "args": asdict(cfg),
+            "history": [],
+        }
+        truths = [{data.vocab[i] for i in s.labels} for s in evaluated]
+        prior_val = metrics.topk_metrics([prior[:5]] * len(evaluated), truths)
+        trainer = cls(
+            cfg,
+            start.run_dir,
+            device,
+            console,
+            data,
+            tokenizer,
+            spec,
+            model,
+            optimizer,
+            scheduler,
+            meta,
+            prior,
+            prior_val,
+        )
+        if start.state is not None:
+            trainer.restore(start)
+        return trainer
+
+    @staticmethod
+    def steps_per_epoch(cfg: TrainConfig, data: Samples) -> int:
+        return math.ceil(len(data.by_split["train"]) / cfg.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch(self.cfg, self.data) * self.cfg.epochs
+
+    def restore(self, start: Start) -> None:
+        """Continue where last/ stopped: optimiser, schedule, position, history, RNG."""
+        state = start.state
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as e:  # saved by a version that grouped the parameters differently
+            raise DataError(
+                f"{self.run_dir}: its optimiser state does not fit this version ({e}); start a new run"
+            ) from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
+        self.best_f1, self.best_loss = float(state["best_f1"]), float(state["best_loss"])
+        self.meta["history"] = start.last.meta.get("history", [])
+        torch.set_rng_state(state["rng"])
+        if start.replanned_from is not None:
+            self._say_replanned(start.replanned_from)
+
+    def _say_replanned(self, epochs_before: int) -> None:
+        """The saved learning rate followed the old plan; from here on it follows the new one."""
+        before = self.optimizer.param_groups[0]["lr"] / self.scheduler.base_lrs[0]
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(self.step)
+        self.console.print(
+            f"[yellow]--epochs {self.cfg.epochs} replaces the run's {epochs_before}:[/yellow] the learning-rate "
+            f"schedule is re-planned over {self.total_steps} steps (warm-up, then linear decay to zero at the new "
+            f"last step); at step {self.step} the learning rate goes from {before:.0%} to "
+            f"{self.scheduler.lr_lambdas[0](self.step):.0%} of its peak",
+            highlight=False,
+        )
+
+    def save(self, name: str, training_state: dict | None = None) -> None:
+        d = self.data
+        save_checkpoint(
+            self.run_dir / name,
+            self.model,
+            self.spec,
+            d.extractor,
+            d.extractor_spec,
+            self.tokenizer,
+            d.vocab,
+            self.cfg.prep,
+            d.split,
+            self.meta,
+            training_state,
+        )
+
+    def training_state(self) -> dict:
+        """What last/ needs to continue exactly: tensors and plain containers only (loaded with weights_only)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": torch.tensor(self.epoch),
+            "batch": torch.tensor(self.batch),
+            "step": torch.tensor(self.step),
+            "best_f1": torch.tensor(self.best_f1),
+            "best_loss": torch.tensor(self.best_loss),
+            "rng": torch.get_rng_state(),
+        }
+
+    def train_one_epoch(self, progress: Progress, task: TaskID, stop: _StopOnSignal) -> tuple[float, float]:
+        """The epoch's remaining batches, in the epoch's own seeded order; returns (loss EMA, posts/s)."""
+        cfg, train = self.cfg, self.data.by_split["train"]
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch))
+        batches = [order[i : i + cfg.batch_size].tolist() for i in range(0, len(order), cfg.batch_size)]
+        progress.update(task, description=f"epoch {self.epoch + 1}/{cfg.epochs}")
+        self.model.train()
+        seen, started, loss_ema, rate = 0, time.perf_counter(), math.nan, 0.0
+        for indices in batches[self.batch :]:
+            if stop.requested:
+                self.save("last", self.training_state())
+                raise Interrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step}; continue with --resume")
+            loss = self.train_step([train[i] for i in indices])
+            self.batch, self.step, seen = self.batch + 1, self.step + 1, seen + len(indices)
+            loss_ema = loss if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * loss
+            rate = seen / (time.perf_counter() - started)
+            progress.update(task, advance=1, loss=f"{loss_ema:.4f}", rate=f"{rate:.1f}")
+        self.epoch, self.batch = self.epoch + 1, 0
+        return loss_ema, rate
+
+    def train_step(self, samples: list[Sample]) -> float:
+        d = self.data
+        arrays = make_batch(samples, self.tokenizer, d.features, len(d.vocab), self.cfg.max_length)
+        batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            logits = self.model(*(batch[k] for k in MODEL_INPUTS))
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def end_epoch(self, train_loss: float, rate: float, console: Console) -> None:
+        """Validate, record the epoch, keep best/ when it improved and last/ always."""
+        d = self.data
+        evaluated = d.by_split["val"] or d.by_split["train"]
+        probs, val_loss = validate(self.model, evaluated, self.tokenizer, d.features, self.cfg.max_length, self.device)
+        val = sample_metrics(probs, evaluated, d.vocab)
+        like_prior = metrics.same_as_prior(metrics.rank(probs, d.vocab, 2), self.prior, 2)
+        self.meta["history"].append(
+            {
+                "epoch": self.epoch,
+                "step": self.step,
+                "train_loss": None if math.isnan(train_loss) else train_loss,
+                "val_loss": val_loss,
+                "val_f1@2": val[2]["f1"],
+                "prior_f1@2": self.prior_val[2]["f1"],
+                "top2_same_as_prior": like_prior,
+                "posts_per_s": rate,
+            }
+        )
+        # F1@2 saturates once every true hashtag is in the top 2; the loss breaks ties.
+        improved = (val[2]["f1"], -val_loss) > (self.best_f1, -self.best_loss)
+        console.print(
+            f"epoch {self.epoch}: val F1@2 {val[2]['f1']:.3f} (prior {self.prior_val[2]['f1']:.3f}), "
+            f"val loss {val_loss:.4f}, top-2 same as prior on {like_prior:.0%} of posts{' [green]best' if improved else ''}"
+        )
+        if improved:
+            self.best_f1, self.best_loss = val[2]["f1"], val_loss
+            self.meta["val_metrics"] = val
+            self.save("best")
+        self.save("last", self.training_state())
+
+    def test(self) -> None:
+        """The best checkpoint on the test split, beside the frequency prior; stored in best/."""
+        d, test = self.data, self.data.by_split["test"]
+        if not test:
+            return
+        best = load_checkpoint(self.run_dir / "best")
+        score = torch_scorer(best.model.to(self.device), self.device)
+        probs = predict(score, test, self.tokenizer, d.features, len(d.vocab), self.cfg.max_length)
+        result = sample_metrics(probs, test, d.vocab)
+        truths = [{d.vocab[i] for i in s.labels} for s in test]
+        prior = metrics.topk_metrics([self.prior[:5]] * len(test), truths)
+        self.console.print(
+            metrics_table(f"Test split ({len(test)} posts)", {"model": result, "frequency prior": prior})
+        )
+        info_path = self.run_dir / "best" / "hashtagger.json"
+        info = json.loads(info_path.read_text())
+        info["test_metrics"], info["prior_test_metrics"] = result, prior
+        atomic_write(info_path, json.dumps(info, indent=1).encode())
+
+
+def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None = None) -> Path:
+    """Fine-tune; returns the run folder (best/ holds the checkpoint that was best on validation).
+
+    `resume`: a run folder whose last/ checkpoint to continue, with the run's own settings (only `epochs`,
+    which re-plans the learning-rate schedule, and `device` may change)."""
+    console = console or Console(stderr=True)
+    trainer = Trainer.start(cfg, console, resume)
+    with _StopOnSignal() as stop, _training_bar(console) as progress:
+        task = progress.add_task("training", total=trainer.total_steps, completed=trainer.step, loss="-", rate="-")
+        while trainer.epoch < trainer.cfg.epochs:
+            train_loss, rate = trainer.train_one_epoch(progress, task, stop)
+            trainer.end_epoch(train_loss, rate, progress.console)
+    trainer.test()
+    console.print(f"best checkpoint: {trainer.run_dir / 'best'}")
+    return trainer.run_dir

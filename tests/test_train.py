@@ -17,6 +17,7 @@ from hashtagger import train as train_module
 from hashtagger.batching import Sample, split_examples
 from hashtagger.checkpoint import load_checkpoint, load_training_state
 from hashtagger.cli import app
+from hashtagger.errors import DataError
 from hashtagger.features import fingerprint
 from hashtagger.model import ModelSpec, build_model
 from hashtagger.prediction import predict, sample_metrics, torch_scorer
@@ -211,3 +212,34 @@ def test_default_model_without_the_hub_says_what_to_do(tmp_path):
     )
     assert "--base-model mini --text-init minilm" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_optimiser_decays_only_matrices_and_keeps_the_head_bias_at_its_prior():
+    """nanoGPT's rule: weight decay on 2-D tensors only; biases, LayerNorm weights and the head's bias
+    (initialised at the label log-odds) are never pulled towards zero. Every parameter is in one group."""
+    model = build_model(ModelSpec(base_model="tiny", num_labels=5, visual_feat_dim=8, vocab_size=50))
+    cfg = TrainConfig(data="-", lr=1e-4, new_lr=1e-3, weight_decay=0.1)
+    new = [n for n, _ in model.named_parameters() if not n.startswith("lxmert.embeddings")]
+    optimizer = train_module.configure_optimizers(model, cfg, new)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters())) == len(group_of)
+    for name, p in model.named_parameters():
+        group = group_of[id(p)]
+        assert group["weight_decay"] == (0.1 if p.dim() >= 2 else 0.0), name
+        assert group["lr"] == (1e-3 if name in new else 1e-4), name
+    assert group_of[id(model.head.bias)]["weight_decay"] == 0.0
+    assert any("LayerNorm.weight" in n and group_of[id(p)]["weight_decay"] == 0.0 for n, p in model.named_parameters())
+
+
+def test_resume_with_other_epochs_says_the_schedule_is_replanned_or_refuses(tmp_path):
+    data = make_posts(tmp_path / "posts", n=24, seed=3)
+    out = tmp_path / "out"
+    run = train(small_config(data, out, epochs=2), QUIET)
+    console = Console(stderr=True, record=True, width=300)
+    train(small_config(data, out, epochs=3), console, resume=run)
+    said = console.export_text()
+    assert "--epochs 3 replaces the run's 2" in said and "re-planned" in said
+    last = load_checkpoint(run / "last")
+    assert last.meta["args"]["epochs"] == 3 and len(last.meta["history"]) == 3
+    with pytest.raises(DataError, match="already trained 3"):
+        train(small_config(data, out, epochs=1), QUIET, resume=run)
