@@ -1,7 +1,8 @@
 """The exported bundle: what `tag` needs, and nothing that imports torch.
 
 exported/
-    bundle.json      format version, files, preprocessing, text options, thresholds, metrics
+    bundle.json      format version, files, preprocessing, text options, thresholds, metrics, and
+                     written_by: the hashtagger, onnxruntime and torch versions (older bundles lack it)
     manifest.json    SHA-256 of every other file (README.md, the model card, excepted)
     extractor.onnx   pixel_values [B, 3, S, S] -> visual_feats [B, 36, D], visual_pos [B, 36, 4]
     model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]

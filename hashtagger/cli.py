@@ -9,16 +9,26 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .errors import HashtaggerError
+from .extras import require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recommend hashtags for image + caption posts.")
 err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "[train]" is no markup
     raise typer.Exit(code)
+
+
+def need(extra: str, purpose: str) -> None:
+    """Stop with one line, naming the extra to install, when a command's optional dependencies are missing."""
+    try:
+        require(extra, purpose)
+    except HashtaggerError as e:
+        fail(str(e))
 
 
 @app.command()
@@ -84,6 +94,7 @@ def train(
     hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
 ) -> None:
     """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
+    need("train", "training")
     from .checkpoint import latest_run
     from .data import CsvColumns, PrepOptions
     from .text import CleaningOptions
@@ -155,6 +166,7 @@ def export(
     ),
 ) -> None:
     """Write a trained checkpoint as a self-contained ONNX bundle."""
+    need("train", "export")
     from .export import ExportOptions
     from .export import export as run_export
 
@@ -277,6 +289,10 @@ def evaluate(
     ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
+    if checkpoint:
+        need("train", "evaluate --checkpoint")
+    if plot:
+        need("train", "evaluate --plot")  # before the evaluation, not after it
     from rich.console import Console as StdoutConsole
 
     from .data import CsvColumns

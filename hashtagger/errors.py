@@ -30,3 +30,7 @@ class OutputError(HashtaggerError):
 
 class ParityError(HashtaggerError):
     """ONNX and PyTorch disagree beyond tolerance; nothing was written."""
+
+
+class MissingExtraError(HashtaggerError):
+    """A command needs an optional extra that is not installed; the message names it and the pip command."""

@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from . import metrics
+from . import __version__, metrics
 from .batching import TEXT_INPUTS, split_examples
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint
@@ -357,6 +357,8 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
         "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
         "export": options.report,
+        # Which versions wrote the graphs, for a user who finds a bundle behaving differently elsewhere.
+        "written_by": {"hashtagger": __version__, "onnxruntime": ort.__version__, "torch": torch.__version__},
     }
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
     counts = ckpt.meta.get("label_counts", {})

@@ -163,7 +163,7 @@ def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
     """Start each hashtag's bias at the log-odds of its training frequency (prior-probability init).
 
     With hundreds of rare labels a zero bias takes Adam thousands of steps to reach these values, and
-    until then the bias is all the model learns (DESIGN.md, "Training dynamics").
+    until then the bias is all the model learns (docs/design.md, "Training dynamics").
     """
     p = label_frequency.clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():

@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from .bundle import Bundle
 from .errors import BundleError, DeviceError
+from .extras import gpu_hint
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -46,7 +47,8 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
     available = ort.get_available_providers()
     if device in ("cuda", "tensorrt") and wanted[0] not in available:
         raise DeviceError(
-            f"--device {device}: this onnxruntime build has no {wanted[0]} (installed: {', '.join(available)})"
+            f"--device {device}: this onnxruntime build has no {wanted[0]} (it has {', '.join(available)}); "
+            + gpu_hint()
         )
     if device == "auto" and wanted[0] not in available:
         wanted = PROVIDERS["cpu"]

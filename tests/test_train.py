@@ -140,7 +140,7 @@ def test_language_side_can_start_from_a_bert_checkpoint(tmp_path):
 
 
 def test_head_bias_starts_at_label_log_odds():
-    """Without it a run learns the frequencies first (DESIGN.md); check the init, not the trained value."""
+    """Without it a run learns the frequencies first (docs/design.md); check the init, not the trained value."""
     from hashtagger.model import init_head_bias
 
     model = build_model(ModelSpec(num_labels=3, visual_feat_dim=32, vocab_size=50))
