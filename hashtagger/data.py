@@ -118,7 +118,7 @@ def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
 class PrepOptions:
     """The paper's data preparation. Paper values in comments where our defaults differ."""
 
-    cleaning: CleaningOptions = CleaningOptions()
+    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
     vocab_size: int = 500
     stop_tags: tuple[str, ...] = ()  # the paper drops city names ("nyc", "newyork", ...) for its NY data
     min_tags: int = 1  # paper: 5; tweets carry 1-2 hashtags, 5 would empty the shared dataset

@@ -30,10 +30,10 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -183,7 +183,7 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
         prep=prep,
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
         meta={"args": {k: v for k, v in training.items() if k != "prep" and v is not None}},
-        train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)))),
+        train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)), strict=True)),
         encoder=runner.features,
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
         cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
@@ -327,7 +327,8 @@ def report_table(report: Report) -> Table:
         report.systems,
     )
     notes = [
-        f"{report.oov_posts} posts with every true hashtag outside the {report.vocab_size}-hashtag vocabulary (counted as misses)",
+        f"{report.oov_posts} posts with every true hashtag outside the {report.vocab_size}-hashtag vocabulary "
+        "(counted as misses)",
         f"skipped: {_skipped_text(report.skipped)}",
     ]
     if report.missing_test_images:
@@ -349,7 +350,7 @@ def plot(report: Report, path: str | Path) -> Path:
     FigureCanvasAgg(fig)  # the Agg backend, without touching pyplot's global state
     axes = fig.subplots(1, len(metrics.METRICS))
     markers = "osD^v<>"
-    for ax, metric in zip(axes, metrics.METRICS):
+    for ax, metric in zip(axes, metrics.METRICS, strict=True):
         for n, (name, by_k) in enumerate(report.systems.items()):
             ks = sorted(by_k)
             ax.plot(ks, [by_k[k][metric] for k in ks], marker=markers[n % len(markers)], label=name)

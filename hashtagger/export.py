@@ -219,10 +219,10 @@ def onnx_probabilities(extractor: Path | None, model: Path, inputs: ParityInputs
 def compare(reference: np.ndarray, candidate: np.ndarray, vocab: list[str], labels: list[set[str]]) -> dict:
     """Max probability difference, share of posts with the same top-5 (as a set), mean top-5 overlap, F1@2 of each."""
     ref5, cand5 = metrics.rank(reference, vocab, 5), metrics.rank(candidate, vocab, 5)
-    overlap = [len(set(a) & set(b)) / max(1, len(a)) for a, b in zip(ref5, cand5)]
+    overlap = [len(set(a) & set(b)) / max(1, len(a)) for a, b in zip(ref5, cand5, strict=True)]
     result = {
         "max_abs_diff": float(np.max(np.abs(reference - candidate))),
-        "same_top5": sum(a == b for a, b in zip(ref5, cand5)) / len(ref5),
+        "same_top5": sum(a == b for a, b in zip(ref5, cand5, strict=True)) / len(ref5),
         "top5_overlap": float(np.mean(overlap)),
     }
     if any(labels):
@@ -249,8 +249,9 @@ def tune_threshold(probs: np.ndarray, vocab: list[str], labels: list[set[str]]) 
     return round(best, 3)
 
 
-def export(checkpoint: str | Path, options: ExportOptions = ExportOptions(), console: Console | None = None) -> Path:
+def export(checkpoint: str | Path, options: ExportOptions | None = None, console: Console | None = None) -> Path:
     """Write the bundle to options.output; on any failure an existing bundle there is left untouched."""
+    options = options or ExportOptions()  # a fresh one per call: export records its report in it
     console = console or Console(stderr=True)
     ckpt = load_checkpoint(Path(checkpoint))
     output = Path(options.output)
@@ -321,12 +322,14 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         )
     console.print(
         f"parity on {len(reference)} {inputs.source} posts: max |Δp| {parity['max_abs_diff']:.2e}, "
-        f"same top-5 on {parity['same_top5']:.0%}; fusions: {', '.join(f'{k} {v}' for k, v in fusions.items()) or 'none'}"
+        f"same top-5 on {parity['same_top5']:.0%}; "
+        f"fusions: {', '.join(f'{k} {v}' for k, v in fusions.items()) or 'none'}"
     )
     if options.compact:
         variants["compact"] = compare(full_precision, onnx_probs, ckpt.vocab, inputs.labels)
         console.print(
-            f"compact (fp16-stored weights) vs the checkpoint: top-5 overlap {variants['compact']['top5_overlap']:.1%}, "
+            "compact (fp16-stored weights) vs the checkpoint: "
+            f"top-5 overlap {variants['compact']['top5_overlap']:.1%}, "
             f"max |Δp| {variants['compact']['max_abs_diff']:.1e}"
         )
     options.report["variants"] = variants

@@ -26,7 +26,7 @@ def topk_metrics(
     n_true = sum(len(t) for t in truths)
     for k in ks:
         correct = recommended = hit_posts = 0
-        for recs, truth in zip(ranked, truths):
+        for recs, truth in zip(ranked, truths, strict=True):
             top = recs[:k]
             c = sum(1 for tag in top if tag in truth)
             correct += c

@@ -3,7 +3,7 @@ probabilities [posts, labels]. The ONNX scorer needs no torch; the PyTorch one i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from tokenizers import Tokenizer

@@ -4,10 +4,10 @@ filling the cache with any encoder, a PyTorch extractor or an ONNX graph alike (
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ Encoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 class ExtractorSpec:
     kind: str = "grid"  # grid | precomputed
     backbone: str = "tiny"  # a preset name (random init, seeded) or a hub id / folder of a ResNet
-    image: ImageSettings = ImageSettings()
+    image: ImageSettings = field(default_factory=ImageSettings)
     feature_dim: int = 0  # filled in once the extractor exists
     features_dir: str | None = None  # precomputed: where the .npz files are
 
@@ -103,7 +103,7 @@ def fill_cache(
             errors.update({d: x for d, x in batch if isinstance(x, str)})
             if good:
                 features, boxes = encoder(np.stack([x for _, x in good]))
-                for (digest, _), f, b in zip(good, features, boxes):
+                for (digest, _), f, b in zip(good, features, boxes, strict=True):
                     cache.put(digest, f, b)
             on_progress(len(batch))
     return errors

@@ -131,7 +131,7 @@ class Runner:
     fallback: str = ""  # --device auto ended on the CPU: why the GPU provider could not be used
 
     @classmethod
-    def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> "Runner":
+    def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> Runner:
         model, provider, fallback = _open(bundle.graph(variant), device, threads)
         extractor = None
         if "extractor" in bundle.info["graphs"]:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from rich.console import Console
@@ -128,7 +128,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
         for batch, pixels in _decoded(batches(), pool, load, max(2, options.workers), memory):
             where, captions = pending.popleft()
             records = _tag_batch(batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory)
-            done.update(zip(where, records))
+            done.update(zip(where, records, strict=True))
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
@@ -220,7 +220,7 @@ def _text(post: Post, bundle: Bundle) -> tuple[str, str]:
     """(model text, status should its image be usable): the caption cleaned once, for sorting and encoding."""
     notes = [post.note] if post.note else []
     if not (post.caption or "").strip():
-        return "", "ok: " + "; ".join(notes + [NO_CAPTION])
+        return "", "ok: " + "; ".join([*notes, NO_CAPTION])
     text = clean_caption(post.caption, bundle.cleaning)
     if not text:
         notes.append(EMPTY_CAPTION)
@@ -288,7 +288,7 @@ def _tag_batch(
         new = [key for key, regions in found.items() if regions is None]
         if new:
             feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
-            for key, f, b in zip(new, feats, boxes):
+            for key, f, b in zip(new, feats, boxes, strict=True):
                 found[key] = (f, b)
                 memory.put(key, f, b)
         regions = [found[keys[i]] for i in good]
@@ -299,7 +299,7 @@ def _tag_batch(
         for i in good:
             records[i]["status"] = f"skipped: inference failed: {reason}"
         return records
-    for (i, (_, status)), scores in zip(zip(good, texts), probs):
+    for (i, (_, status)), scores in zip(zip(good, texts, strict=True), probs, strict=True):
         order = np.argsort(-scores, kind="stable")[:top_k]
         records[i]["status"] = status
         records[i]["hashtags"] = [
@@ -318,7 +318,8 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
     if has_extractor and options.features_dir is not None:
         raise BundleError(
-            f"{bundle.path}: the model computes its own region features; --features-dir is for precomputed-feature models"
+            f"{bundle.path}: the model computes its own region features; "
+            "--features-dir is for precomputed-feature models"
         )
     return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
 

@@ -156,7 +156,7 @@ def encode_images(
         errors = fill_cache(unique, encoder, extractor_spec, cache, on_progress=lambda n: progress.advance(task, n))
     bad = {d for d in errors} | {None}
     examples = [e for e in prepared.examples if digests[e.post.image] not in bad]
-    report = prepared.report + [("unreadable image", len(prepared.examples) - len(examples))]
+    report = [*prepared.report, ("unreadable image", len(prepared.examples) - len(examples))]
     console.print(preparation_table(report))
     if errors or None in digests.values():
         missing = sum(1 for d in digests.values() if d is None)
@@ -437,7 +437,9 @@ class Trainer:
     def _say_replanned(self, epochs_before: int) -> None:
         """The saved learning rate followed the old plan; from here on it follows the new one."""
         before = self.optimizer.param_groups[0]["lr"] / self.scheduler.base_lrs[0]
-        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+        for group, base, factor in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True
+        ):
             group["lr"] = base * factor(self.step)
         self.console.print(
             f"[yellow]--epochs {self.cfg.epochs} replaces the run's {epochs_before}:[/yellow] the learning-rate "
@@ -533,7 +535,8 @@ class Trainer:
         improved = (val[2]["f1"], -val_loss) > (self.best_f1, -self.best_loss)
         console.print(
             f"epoch {self.epoch}: val F1@2 {val[2]['f1']:.3f} (prior {self.prior_val[2]['f1']:.3f}), "
-            f"val loss {val_loss:.4f}, top-2 same as prior on {like_prior:.0%} of posts{' [green]best' if improved else ''}"
+            f"val loss {val_loss:.4f}, top-2 same as prior on {like_prior:.0%} of posts"
+            f"{' [green]best' if improved else ''}"
         )
         if improved:
             self.best_f1, self.best_loss = val[2]["f1"], val_loss

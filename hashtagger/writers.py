@@ -1,4 +1,4 @@
-"""Writers for `tag`'s records: JSON (array), JSONL (one record a line) and CSV, and reading back an output for --resume.
+"""Writers for `tag`'s records: JSON (array), JSONL (one record a line) and CSV; reading an output back for --resume.
 
 Nothing already written is lost:
 - JSON and CSV files are written to a temporary file in the output's folder and renamed over the output only
@@ -19,8 +19,9 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from .errors import OutputError
 from .files import atomic_open
@@ -60,7 +61,7 @@ def _from_csv_row(row: dict) -> dict:
     return {
         "id": row.get("id", ""),
         "status": row.get("status", ""),
-        "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores)],
+        "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores, strict=False)],
     }
 
 
@@ -86,7 +87,7 @@ class JsonlWriter(Writer):
         self.stream, self.owned = stream, owned
 
     @classmethod
-    def open(cls, path: Path | None, resume: bool = False) -> "JsonlWriter":
+    def open(cls, path: Path | None, resume: bool = False) -> JsonlWriter:
         if path is None:
             return cls(sys.stdout, owned=False)
         try:

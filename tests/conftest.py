@@ -29,7 +29,7 @@ def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48) -> Path:
         base = np.array(COLOURS[colour], dtype=np.float32)
         pixels = np.clip(base + nprng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(root / f"post{i:04d}.png")
-        words = rng.sample(FILLER, 5) + [animal]
+        words = [*rng.sample(FILLER, 5), animal]
         rng.shuffle(words)
         (root / f"post{i:04d}.txt").write_text(" ".join(words) + f" #{colour}{animal}")
     return root

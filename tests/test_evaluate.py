@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -118,7 +119,7 @@ def test_report_json_table_and_plot(bundle_report, tmp_path):
     png = plot(bundle_report, tmp_path / "metrics.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
-    text = Console(width=140, record=True, file=open("/dev/null", "w"))
+    text = Console(width=140, record=True, file=io.StringIO())
     text.print(report_table(bundle_report))
     assert "frequency prior" in text.export_text()
 

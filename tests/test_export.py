@@ -68,14 +68,14 @@ def bundle_copy(tiny_bundle, tmp_path) -> Path:
 
 def test_missing_file_is_named(bundle_copy):
     (bundle_copy / "tokenizer.json").unlink()
-    with pytest.raises(BundleError, match="tokenizer.json.*missing"):
+    with pytest.raises(BundleError, match=r"tokenizer\.json.*missing"):
         read_bundle(bundle_copy)
 
 
 def test_changed_file_is_named(bundle_copy):
     with open(bundle_copy / "model.onnx", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(BundleError, match="model.onnx.*SHA-256"):
+    with pytest.raises(BundleError, match=r"model\.onnx.*SHA-256"):
         read_bundle(bundle_copy)
 
 
@@ -83,7 +83,7 @@ def test_unknown_format_version_is_refused(bundle_copy):
     info = json.loads((bundle_copy / "bundle.json").read_text())
     info["format_version"] = 99
     (bundle_copy / "bundle.json").write_text(json.dumps(info))
-    with pytest.raises(BundleError, match="bundle.json.*version 99"):
+    with pytest.raises(BundleError, match=r"bundle\.json.*version 99"):
         read_bundle(bundle_copy, verify=False)
 
 

@@ -25,9 +25,7 @@ def imports(top_level_only: bool) -> dict[str, set[str]]:
         found = set()
         for node in nodes:
             if isinstance(node, ast.ImportFrom):
-                if node.level == 0:
-                    found.add(node.module.split(".")[0])
-                elif node.module:
+                if node.level == 0 or node.module:
                     found.add(node.module.split(".")[0])
                 else:  # from . import metrics
                     found.update(a.name for a in node.names)
@@ -46,11 +44,11 @@ def test_imports_have_no_cycles():
     done: set[str] = set()
 
     def visit(module: str, path: list[str]) -> None:
-        assert module not in path, "import cycle: " + " -> ".join(path + [module])
+        assert module not in path, "import cycle: " + " -> ".join([*path, module])
         if module in done:
             return
         for dep in graph[module]:
-            visit(dep, path + [module])
+            visit(dep, [*path, module])
         done.add(module)
 
     for module in graph:

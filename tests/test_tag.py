@@ -72,7 +72,7 @@ def test_cli_end_to_end_without_torch(posts, tiny_bundle):
     assert "torch not imported" in proc.stderr
     assert time.perf_counter() - start < 30  # start-up is quick: no torch, no hub, two small sessions
     records = json.loads(proc.stdout)
-    expected_ids = sorted((p.relative_to(posts).as_posix() for p in posts.rglob("*.png")))
+    expected_ids = sorted(p.relative_to(posts).as_posix() for p in posts.rglob("*.png"))
     assert [r["id"] for r in records] == expected_ids
     vocab = set(json.loads((tiny_bundle / "hashtags.json").read_text())["vocab"])
     for r in records:
@@ -91,7 +91,7 @@ def test_cli_end_to_end_without_torch(posts, tiny_bundle):
 def test_device_cuda_without_cuda_fails_with_the_reason(posts, tiny_bundle, tmp_path):
     if cuda_usable(tiny_bundle):
         pytest.skip("CUDA is usable on this machine")
-    code, stdout, stderr = cli(posts, "--model", tiny_bundle, "--device", "cuda", "-o", tmp_path / "out.json")
+    code, _stdout, stderr = cli(posts, "--model", tiny_bundle, "--device", "cuda", "-o", tmp_path / "out.json")
     assert code != 0
     if "CUDAExecutionProvider" in ort.get_available_providers():  # the GPU build, on a machine without CUDA
         assert "error: --device cuda: CUDAExecutionProvider is not usable here (" in stderr
@@ -157,7 +157,7 @@ def test_threshold_keeps_top_k_above_it(posts, tiny_bundle):
     free = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3)))
     cut = 0.3
     kept = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold=cut)))
-    for a, b in zip(free, kept):
+    for a, b in zip(free, kept, strict=True):
         assert b["hashtags"] == [t for t in a["hashtags"] if t["score"] >= cut]
     auto = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold="auto")))
     assert all(t["score"] >= bundle.threshold for r in auto for t in r["hashtags"])
@@ -174,7 +174,7 @@ def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, t
     one = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=1, top_k=4)))
     many = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=7, top_k=4, workers=3)))
     assert [r["id"] for r in one] == [r["id"] for r in many] == [p.id for p in post_list]
-    for a, b in zip(one, many):
+    for a, b in zip(one, many, strict=True):
         sa = {t["tag"]: t["score"] for t in a["hashtags"]}
         sb = {t["tag"]: t["score"] for t in b["hashtags"]}
         assert sa.keys() == sb.keys()
@@ -199,7 +199,7 @@ def test_posts_grouped_by_caption_length_pad_less_and_come_out_in_input_order(po
     grouped = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=4, length_window=6, top_k=4)))
     assert [r["id"] for r in plain] == [r["id"] for r in grouped] == [p.id for p in post_list]
     assert len(padded) == 6 and sum(padded) < 0.6 * plain_tokens  # 3 short batches, 3 long
-    for a, b in zip(plain, grouped):
+    for a, b in zip(plain, grouped, strict=True):
         assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
         assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
 
@@ -237,7 +237,7 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypat
     one_by_one = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=1)))
     assert seen == [1, 1]
     assert sorted(decoded) == ["a.png", "b.png"]
-    for a, b in zip(one_by_one, records):
+    for a, b in zip(one_by_one, records, strict=True):
         assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
         assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
 
@@ -391,7 +391,7 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     assert 10 <= written < len(rows)
 
     resumed = subprocess.run(
-        command[:-2] + ["--workers", "2", "-o", str(out), "--resume"],
+        [*command[:-2], "--workers", "2", "-o", str(out), "--resume"],
         capture_output=True,
         text=True,
         env=ENV,

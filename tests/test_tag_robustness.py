@@ -7,11 +7,11 @@ import io
 import json
 from pathlib import Path
 
+import helpers_images as imgs
 import numpy as np
 import pytest
 from rich.console import Console
 
-import helpers_images as imgs
 from hashtagger.data import load_posts
 from hashtagger.tagging import NO_CAPTION, TagOptions, open_runner, tag, tag_posts
 from hashtagger.vision import load_image
@@ -114,7 +114,7 @@ def test_decoding_normalises_every_image_kind(tmp_path):
     assert upright.size == (30, 60)
 
     first = load_image(imgs.animated_gif(tmp_path / "anim.gif"))
-    r, g, b = first.getpixel((10, 10))
+    r, _g, b = first.getpixel((10, 10))
     assert r > 200 and b < 60  # the first (red) frame
 
 
