@@ -56,11 +56,11 @@ def image_digests(examples: list[Example]) -> dict[Path, str | None]:
     """Each distinct image's content digest, hashed once; None where the file cannot be read."""
     digests: dict[Path, str | None] = {}
     for e in examples:
-        if e.post.image not in digests:
+        if e.image not in digests:
             try:
-                digests[e.post.image] = file_digest(e.post.image)
+                digests[e.image] = file_digest(e.image)
             except ImageError:
-                digests[e.post.image] = None
+                digests[e.image] = None
     return digests
 
 
@@ -84,7 +84,9 @@ class TrainedModel(Protocol):
     meta: dict
     prep: PrepOptions
     vocab: list[str]
-    split: dict[str, list[str]] | None
+
+    @property
+    def split(self) -> dict[str, list[str]] | None: ...  # read-only: a checkpoint's, never None, fits too
 
 
 def split_examples(
@@ -98,6 +100,8 @@ def split_examples(
     if not data:
         raise DataError(f"{model.path} does not record its training data; pass the data path")
     prepared = prepare(load_posts(data, columns), model.prep, model.vocab)
+    if model.split is None:
+        raise DataError(f"{model.path} does not record its split (re-export it from its checkpoint)")
     wanted = set(model.split[which])
     digests = image_digests(prepared.examples)
-    return [(e, digests[e.post.image]) for e in prepared.examples if digests[e.post.image] in wanted]
+    return [(e, d) for e in prepared.examples if (d := digests[e.image]) is not None and d in wanted]

@@ -133,6 +133,12 @@ class Example:
     text: str  # the cleaned caption, as the tokenizer sees it
     labels: list[str]  # the post's hashtags that are in the vocabulary
 
+    @property
+    def image(self) -> Path:
+        """The post's image: preparation keeps only posts that name one."""
+        assert self.post.image is not None, "an Example is made only from a post with an image"
+        return self.post.image
+
 
 @dataclass
 class Prepared:

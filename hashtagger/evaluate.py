@@ -219,7 +219,7 @@ def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvCo
         missing = len(set(m.split["test"]) - {d for _, d in chosen})
         # Training's labels: the post's hashtags in the vocabulary. Only with --min-tags 0 can a post have
         # none there; then its own hashtags are the truth, and it is a miss.
-        rows = [(e, d, set(e.labels or e.post.hashtags)) for e, d in chosen]
+        rows: list[tuple[Example, str | None, set[str]]] = [(e, d, set(e.labels or e.post.hashtags)) for e, d in chosen]
         skipped = {"no image named": 0}
     else:
         if data is None:
@@ -230,7 +230,7 @@ def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvCo
         )
         prepared = prepare(load_posts(data, columns or CsvColumns()), keep_all, m.vocab)
         digests = image_digests([e for e in prepared.examples if e.post.hashtags])
-        rows = [(e, digests.get(e.post.image), set(e.post.hashtags)) for e in prepared.examples]
+        rows = [(e, digests.get(e.image), set(e.post.hashtags)) for e in prepared.examples]
         skipped = {"no image named": dict(prepared.report).get("no image named", 0)}
     tagged = [r for r in rows if r[2]]
     skipped["no hashtags"] = len(rows) - len(tagged)
@@ -278,7 +278,7 @@ def evaluate(
     with ExitStack() as stack:
         root = cache_dir or m.cache_root or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
-        images = {d: e.post.image for e, d, _ in posts.rows if d is not None}
+        images = {d: e.image for e, d, _ in posts.rows if d is not None}
         with progress_bar(console) as progress:
             task = progress.add_task("region features", total=len(images))
             errors = fill_cache(

@@ -146,6 +146,14 @@ class ParityInputs:
     pixels: np.ndarray | None = None  # [images, 3, S, S], for a grid extractor
     regions: tuple[np.ndarray, np.ndarray] | None = None  # ([images, N, D], [images, N, 4]), precomputed features
 
+    def grid_pixels(self) -> np.ndarray:
+        assert self.pixels is not None, "a grid extractor's parity inputs are pixels"
+        return self.pixels
+
+    def region_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        assert self.regions is not None, "a precomputed-feature model's parity inputs are region features"
+        return self.regions
+
 
 def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) -> ParityInputs:
     """Up to `parity_posts` validation posts of the checkpoint (generated ones if its data is gone)."""
@@ -154,25 +162,27 @@ def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) ->
 
     def load(image: Path):
         if precomputed:
+            if spec.features_dir is None:
+                raise DataError(f"{ckpt.path} does not record the folder of its precomputed features")
             return read_precomputed(precomputed_path(spec.features_dir, image))
         return load_pixels(image, spec.image)
 
     try:
         chosen = split_examples(ckpt, "val", options.data)[: options.parity_posts]
         rows: dict[str, int] = {}  # image digest -> row: each image is decoded once
-        images, index, texts, labels = [], [], [], []
+        images, rows_of_posts, texts, labels = [], [], [], []
         for example, digest in chosen:
             if digest not in rows:
                 try:
-                    images.append(load(example.post.image))
+                    images.append(load(example.image))
                 except ImageError:
                     continue
                 rows[digest] = len(images) - 1
-            index.append(rows[digest])
+            rows_of_posts.append(rows[digest])
             texts.append(example.text)
             labels.append(set(example.labels))
         if len(texts) >= 2:
-            text, index = encode(ckpt.tokenizer, texts, ckpt.max_length), np.asarray(index)
+            text, index = encode(ckpt.tokenizer, texts, ckpt.max_length), np.asarray(rows_of_posts)
             if precomputed:
                 regions = (np.stack([f for f, _ in images]), np.stack([b for _, b in images]))
                 return ParityInputs(text, labels, "validation split", index, regions=regions)
@@ -194,10 +204,10 @@ def parity_inputs(ckpt: Checkpoint, options: ExportOptions, console: Console) ->
 
 def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
     with torch.inference_mode():
-        if inputs.regions is not None:
-            feats, boxes = (torch.from_numpy(x) for x in inputs.regions)
+        if ckpt.extractor is None:
+            feats, boxes = (torch.from_numpy(x) for x in inputs.region_arrays())
         else:
-            feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels))
+            feats, boxes = ckpt.extractor(torch.from_numpy(inputs.grid_pixels()))
         index = torch.from_numpy(inputs.index)
         text = {k: torch.from_numpy(v) for k, v in inputs.text.items()}
         return torch.sigmoid(ckpt.model(*(text[k] for k in TEXT_INPUTS), feats[index], boxes[index])).numpy()
@@ -205,10 +215,10 @@ def torch_probabilities(ckpt: Checkpoint, inputs: ParityInputs) -> np.ndarray:
 
 def onnx_probabilities(extractor: Path | None, model: Path, inputs: ParityInputs) -> np.ndarray:
     if extractor is None:
-        feats, boxes = inputs.regions
+        feats, boxes = inputs.region_arrays()
     else:
         ext = ort.InferenceSession(str(extractor), providers=["CPUExecutionProvider"])
-        feats, boxes = ext.run(None, {"pixel_values": inputs.pixels})
+        feats, boxes = ext.run(None, {"pixel_values": inputs.grid_pixels()})
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     names = {i.name for i in sess.get_inputs()}
     regions = {"visual_feats": feats[inputs.index], "visual_pos": boxes[inputs.index]}
@@ -268,13 +278,13 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
     extractor = work / "extractor.onnx" if ckpt.extractor is not None else None
     with console.status("exporting ONNX graphs"):
         text = {k: torch.from_numpy(v[:2]) for k, v in inputs.text.items()}
-        if extractor is not None:
-            pixels = torch.from_numpy(inputs.pixels[inputs.index[:2]])
+        if extractor is not None and ckpt.extractor is not None:
+            pixels = torch.from_numpy(inputs.grid_pixels()[inputs.index[:2]])
             feats, boxes = ckpt.extractor(pixels)
             export_extractor_graph(ckpt.extractor, extractor, options.opset, pixels)
             offline_optimize(extractor)
         else:
-            feats, boxes = (torch.from_numpy(x[inputs.index[:2]]) for x in inputs.regions)
+            feats, boxes = (torch.from_numpy(x[inputs.index[:2]]) for x in inputs.region_arrays())
         export_model_graph(
             ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes)
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError, OutputError
+from .errors import DataError, ImageError, OutputError
 from .files import atomic_open
 from .precomputed import precomputed_path, read_precomputed
 from .vision import ImageSettings, load_pixels
@@ -82,6 +82,8 @@ def fill_cache(
     on_progress(len(images) - len(todo))
     errors: dict[str, str] = {}
     if spec.kind == "precomputed":
+        if spec.features_dir is None:
+            raise DataError("precomputed region features need their folder (--features-dir)")
         for digest, path in todo:
             try:
                 cache.put(digest, *read_precomputed(precomputed_path(spec.features_dir, path)))
@@ -97,6 +99,8 @@ def fill_cache(
         except ImageError as e:
             return digest, str(e)
 
+    if encoder is None:
+        raise ValueError("a grid extractor's features need an encoder")
     with ThreadPoolExecutor(max_workers=2) as pool:
         for batch in _chunks(pool.map(decode, todo), batch_size):
             good = [(d, x) for d, x in batch if isinstance(x, np.ndarray)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -59,6 +60,8 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
         # ONNX Runtime prints provider failures itself: to stdout (which may carry our JSON) and through its
         # C++ logger to stderr. Keep both, and turn them into one reason.
         with _captured_output() as log:
+            if wanted[0] != "CPUExecutionProvider":
+                _preload_cuda_libraries()
             sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
     except Exception as e:  # onnxruntime raises its own exception types; all mean "this graph cannot be loaded"
         if device in ("cuda", "tensorrt"):
@@ -72,6 +75,18 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
             f"--device {device}: {wanted[0]} is not usable here ({why}); ONNX Runtime would fall back to {used}"
         )
     return sess, used, why
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that the [gpu] extra installs as nvidia-* packages.
+
+    onnxruntime-gpu does not search site-packages for them by itself: without this its CUDA provider fails
+    with "libcublasLt.so.13: cannot open shared object file". Harmless where CUDA comes from the system.
+    """
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is not None:
+        preload()
 
 
 @contextlib.contextmanager
@@ -141,6 +156,7 @@ class Runner:
         return cls(extractor, model, provider, fallback)
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self.extractor is not None, "a precomputed-feature bundle takes region features, not pixels"
         feats, boxes = self.extractor.run(None, {"pixel_values": pixels.astype(np.float32, copy=False)})
         return feats, boxes
 

@@ -28,7 +28,7 @@ def _convert(tp: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         arms = [a for a in typing.get_args(tp) if a is not type(None)]
         return _convert(arms[0], value) if len(arms) == 1 else value
-    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
         return from_dict(tp, value)
     if origin is tuple and isinstance(value, list):
         return tuple(value)

@@ -155,7 +155,7 @@ def encode_images(
         task = progress.add_task("region features", total=len(unique))
         errors = fill_cache(unique, encoder, extractor_spec, cache, on_progress=lambda n: progress.advance(task, n))
     bad = {d for d in errors} | {None}
-    examples = [e for e in prepared.examples if digests[e.post.image] not in bad]
+    examples = [e for e in prepared.examples if digests[e.image] not in bad]
     report = [*prepared.report, ("unreadable image", len(prepared.examples) - len(examples))]
     console.print(preparation_table(report))
     if errors or None in digests.values():
@@ -163,7 +163,7 @@ def encode_images(
         console.print(f"[yellow]skipped images: {len(errors)} unreadable, {missing} missing")
     if not examples:
         raise DataError("no posts are left: every image was unreadable")
-    return examples, [digests[e.post.image] for e in examples]
+    return examples, [d for e in examples if (d := digests[e.image]) is not None]
 
 
 class _StopOnSignal:
@@ -376,6 +376,7 @@ class Trainer:
         tokenizer, spec, model, new_parameters = build_tokenizer_and_model(start, data)
         model.to(device)
         optimizer = configure_optimizers(model, cfg, new_parameters)
+        assert cfg.epochs is not None, "begin() settles the number of epochs"
         total = cls.steps_per_epoch(cfg, data) * cfg.epochs
         scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup * total), total)
         train, evaluated = data.by_split["train"], data.by_split["val"] or data.by_split["train"]
@@ -414,12 +415,18 @@ class Trainer:
         return math.ceil(len(data.by_split["train"]) / cfg.batch_size)
 
     @property
+    def epochs(self) -> int:
+        assert self.cfg.epochs is not None, "begin() settles the number of epochs"
+        return self.cfg.epochs
+
+    @property
     def total_steps(self) -> int:
-        return self.steps_per_epoch(self.cfg, self.data) * self.cfg.epochs
+        return self.steps_per_epoch(self.cfg, self.data) * self.epochs
 
     def restore(self, start: Start) -> None:
         """Continue where last/ stopped: optimiser, schedule, position, history, RNG."""
-        state = start.state
+        state, last = start.state, start.last
+        assert state is not None and last is not None, "restore() continues a resumed run"
         try:
             self.optimizer.load_state_dict(state["optimizer"])
         except ValueError as e:  # saved by a version that grouped the parameters differently
@@ -429,7 +436,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
         self.best_f1, self.best_loss = float(state["best_f1"]), float(state["best_loss"])
-        self.meta["history"] = start.last.meta.get("history", [])
+        self.meta["history"] = last.meta.get("history", [])
         torch.set_rng_state(state["rng"])
         if start.replanned_from is not None:
             self._say_replanned(start.replanned_from)
@@ -573,7 +580,7 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     trainer = Trainer.start(cfg, console, resume)
     with _StopOnSignal() as stop, _training_bar(console) as progress:
         task = progress.add_task("training", total=trainer.total_steps, completed=trainer.step, loss="-", rate="-")
-        while trainer.epoch < trainer.cfg.epochs:
+        while trainer.epoch < trainer.epochs:
             train_loss, rate = trainer.train_one_epoch(progress, task, stop)
             trainer.end_epoch(train_loss, rate, progress.console)
     trainer.test()

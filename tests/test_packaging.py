@@ -80,3 +80,23 @@ def test_gpu_hint_tells_which_onnxruntime_to_keep(monkeypatch):
     monkeypatch.setattr(extras.metadata, "version", lambda name: "1.31.1")
     hint = extras.gpu_hint()
     assert "shadow" in hint and "pip uninstall -y onnxruntime onnxruntime-gpu" in hint
+
+
+def test_a_gpu_session_first_preloads_the_gpu_extras_libraries(tiny_bundle, monkeypatch):
+    """onnxruntime-gpu finds the nvidia-* packages' CUDA libraries only when preloaded; the CPU never asks."""
+    from hashtagger import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime.ort, "preload_dlls", lambda: calls.append("preload"), raising=False)
+    runtime._preload_cuda_libraries.cache_clear()
+    try:
+        runtime.session(tiny_bundle / "model.onnx", "cpu")
+        assert calls == []
+        # A GPU build lists CUDA: auto preloads once, then uses CUDA if it starts (here it falls back to the CPU).
+        gpu_build = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: gpu_build)
+        _, used = runtime.session(tiny_bundle / "model.onnx", "auto")
+        _, used_again = runtime.session(tiny_bundle / "model.onnx", "auto")
+        assert calls == ["preload"] and used == used_again
+    finally:
+        runtime._preload_cuda_libraries.cache_clear()
