@@ -27,10 +27,6 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hashtagger-test-cache-")
 TRAINED = {"tiny_run", "tiny_bundle"}  # fixtures that train and export a model: a minute or more on 2 cores
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: over ~5 s on 2 cores, or needs the trained tiny model (-m 'not slow')")
-
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if TRAINED & set(getattr(item, "fixturenames", ())):
