@@ -14,14 +14,17 @@ exported/
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from .errors import BundleError
-from .files import sha256_file
+from .errors import BundleError, OutputError
+from .files import atomic_write, sha256_file
 from .structs import from_dict
 from .text import CleaningOptions
 from .vision import ImageSettings
@@ -84,12 +87,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
         )
     manifest = _read_json(path / "manifest.json")
     if verify:
-        for name, digest in manifest.items():
-            file = path / name
-            if not file.is_file():
-                raise BundleError(f"{file}: file listed in the manifest is missing")
-            if sha256_file(file) != digest:
-                raise BundleError(f"{file}: SHA-256 does not match the manifest (file changed or corrupt)")
+        verify_files(path, manifest)
     for name in [*list(info["graphs"].values()), "tokenizer.json", "hashtags.json"]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
@@ -99,6 +97,35 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
         raise BundleError(f"{path / 'tokenizer.json'}: not a valid tokenizer ({e})") from None
     return Bundle(path, info, hashtags["vocab"], tokenizer)
+
+
+def verify_files(folder: Path, manifest: dict[str, str]) -> None:
+    """Every file of the manifest present with its SHA-256. Hashing a base-size bundle's graphs takes seconds,
+    so a file that matched is remembered in the user's cache by what any write changes (size, mtime, ctime,
+    device, inode) and not hashed again until one of them changes: a changed file is still refused."""
+    cache = _verified_cache(folder)
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    seen = {}
+    for name, digest in manifest.items():
+        file = folder / name
+        if not file.is_file():
+            raise BundleError(f"{file}: file listed in the manifest is missing")
+        st = file.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_dev, st.st_ino, digest]
+        if known.get(name) != stamp and sha256_file(file) != digest:
+            raise BundleError(f"{file}: SHA-256 does not match the manifest (file changed or corrupt)")
+        seen[name] = stamp
+    if seen != known:
+        with contextlib.suppress(OutputError):  # a read-only cache only costs the hashing next time
+            atomic_write(cache, json.dumps(seen).encode())
+
+
+def _verified_cache(folder: Path) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hashtagger" / "verified"
+    return root / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16] + ".json")
 
 
 def _read_json(file: Path) -> dict:

@@ -43,12 +43,15 @@ class CsvColumns:
     id: str | None = None  # None: 'post_id' or 'id' when present, else the image value
 
 
+CAPTION_NOT_UTF8 = "caption is not valid UTF-8; undecodable bytes replaced"
+
+
 def read_caption_bytes(raw: bytes) -> tuple[str, str]:
     """Decode a caption; bad UTF-8 is replaced, not fatal, and reported in the note."""
     try:
         return raw.decode("utf-8-sig"), ""
     except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), "caption is not valid UTF-8; undecodable bytes replaced"
+        return raw.decode("utf-8", errors="replace"), CAPTION_NOT_UTF8
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:

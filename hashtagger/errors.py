@@ -13,7 +13,12 @@ class DataError(HashtaggerError):
 
 
 class ImageError(DataError):
-    """An image that cannot be used; str(error) is the reason. Per post: tagging records it and goes on."""
+    """An image that cannot be used; str(error) is the reason, `code` its machine-readable kind (a record's
+    `reason`). Per post: tagging records it and goes on."""
+
+    def __init__(self, message: str, code: str = "image_unusable"):
+        super().__init__(message)
+        self.code = code
 
 
 class BundleError(HashtaggerError):

@@ -16,13 +16,15 @@ def read_precomputed(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path) as z:
             features, boxes = np.asarray(z["features"], np.float32), np.asarray(z["boxes"], np.float32)
     except FileNotFoundError:
-        raise ImageError(f"no precomputed features ({path.name})") from None
+        raise ImageError(f"no precomputed features ({path.name})", "features_not_found") from None
     except (KeyError, ValueError, OSError) as e:
-        raise ImageError(f"precomputed features unreadable ({path.name}): {e}") from None
+        raise ImageError(f"precomputed features unreadable ({path.name}): {e}", "features_unusable") from None
     if features.ndim != 2 or boxes.shape != (features.shape[0], 4):
-        raise ImageError(f"precomputed features in {path.name} have shapes {features.shape} and {boxes.shape}")
+        raise ImageError(
+            f"precomputed features in {path.name} have shapes {features.shape} and {boxes.shape}", "features_unusable"
+        )
     if boxes.max(initial=0) > 1.5:
-        raise ImageError(f"boxes in {path.name} are not normalised to [0, 1]")
+        raise ImageError(f"boxes in {path.name} are not normalised to [0, 1]", "features_unusable")
     return features, boxes
 
 

@@ -1,4 +1,5 @@
-"""`hashtagger tag`: recommend hashtags for a folder or CSV of posts with an exported bundle. No torch.
+"""Tagging with an exported bundle, no torch: the Tagger session (the library's entry point) and `tag`, which
+tags a folder or CSV of posts into a file.
 
     posts -> windows of `length_window` batches, sorted by caption length and cut into batches of `batch_size`
           (a batch is padded to its longest caption: grouping similar lengths cuts LXMERT's work)
@@ -7,7 +8,8 @@
              longest caption of the batch), LXMERT + head -> top-k (and threshold) -> one record per post,
              written in input order
 
-A bad post (unreadable image, no image) gets a record that says why and the run goes on.
+A bad post (unreadable image, no image) gets a record that says why and the run goes on. Each record:
+{"id", "status" (for people), "reason" (a code for programs: TAGGED, or why it was skipped), "hashtags"}.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from .bundle import Bundle, read_bundle
-from .data import CsvColumns, Post, load_posts
+from .data import CAPTION_NOT_UTF8, CsvColumns, Post, load_posts
 from .display import PostsPerSecond, progress_bar
 from .errors import BundleError, DataError, ImageError, OutputError
 from .precomputed import precomputed_path, read_precomputed
@@ -37,6 +40,10 @@ from .writers import done_ids, open_writer, output_format, remaining
 CPU = "CPUExecutionProvider"
 NO_CAPTION = "no caption, tagged from the image alone"
 EMPTY_CAPTION = "no words left in the caption after cleaning, tagged from the image alone"
+# A record's `reason` when its post was tagged: "ok", or the code of its first note. Any other reason means
+# the post was skipped: "no_image", "inference_failed", or an ImageError's code ("image_corrupt", ...).
+NOTE_CODES = {NO_CAPTION: "no_caption", EMPTY_CAPTION: "caption_empty", CAPTION_NOT_UTF8: "caption_not_utf8"}
+TAGGED = frozenset({"ok", "note", *NOTE_CODES.values()})
 
 
 @dataclass
@@ -57,11 +64,9 @@ class TagOptions:
 
 @dataclass
 class TagSummary:
-    tagged: int = 0  # records with status "ok..."
-    skipped: Counter = field(default_factory=Counter)  # reason (without its details) -> posts
-    notes: Counter = field(
-        default_factory=Counter
-    )  # tagged with a remark ("no caption", "caption is not valid UTF-8") -> posts
+    tagged: int = 0  # records whose reason is in TAGGED
+    skipped: Counter = field(default_factory=Counter)  # reason code -> posts
+    notes: Counter = field(default_factory=Counter)  # tagged with a remark: its code ("no_caption", ...) -> posts
     seconds: float = 0.0
     posts_per_s: float = 0.0
     provider: str = ""
@@ -73,19 +78,13 @@ class TagSummary:
         return self.tagged + sum(self.skipped.values())
 
     def count(self, record: dict) -> None:
-        status = record["status"]
-        if status == "ok" or status.startswith("ok:"):
+        reason = record["reason"]
+        if reason in TAGGED:
             self.tagged += 1
-            if status != "ok":
-                self.notes[status[3:].split(";")[0].split(",")[0].strip()] += 1
+            if reason != "ok":
+                self.notes[reason] += 1
         else:
-            self.skipped[reason_key(status)] += 1
-
-
-def reason_key(status: str) -> str:
-    """'skipped: image data is corrupt: Truncated File Read' -> 'image data is corrupt' (for counting)."""
-    reason = status.removeprefix("skipped:").strip()
-    return reason.split(":")[0].split(" (")[0].strip()
+            self.skipped[reason] += 1
 
 
 def resolve_threshold(value: float | str | None, bundle: Bundle) -> float | None:
@@ -114,7 +113,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     else:
         load = partial(_decode, settings=settings)
     # Each batch's input positions and cleaned captions, in the order _decoded yields its batches.
-    pending: deque[tuple[list[int], list[tuple[str, str]]]] = deque()
+    pending: deque[tuple[list[int], list[Caption]]] = deque()
 
     def batches() -> Iterator[list[Post]]:
         caption = partial(_text, bundle=bundle)
@@ -137,21 +136,21 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
 
 
 def _grouped_batches(
-    posts: Iterable[Post], size: int, window: int, caption: Callable[[Post], tuple[str, str]]
-) -> Iterator[tuple[list[int], list[Post], list[tuple[str, str]]]]:
+    posts: Iterable[Post], size: int, window: int, caption: Callable[[Post], Caption]
+) -> Iterator[tuple[list[int], list[Post], list[Caption]]]:
     """(input positions, posts, captions) of each batch, each caption cleaned once by `caption`. Each `window`
     batches' worth of posts is sorted by cleaned-caption length (a close proxy for its tokens) first, so that
     a batch holds captions of similar length; a window's records all come out once its last batch is done."""
     size, span = max(1, size), max(1, size) * max(1, window)
 
-    def cut(chunk: list[tuple[int, Post, tuple[str, str]]]):
+    def cut(chunk: list[tuple[int, Post, Caption]]):
         if window > 1:
             chunk.sort(key=lambda item: len(item[2][0]))
         for start in range(0, len(chunk), size):
             part = chunk[start : start + size]
             yield [i for i, _, _ in part], [post for _, post, _ in part], [text for _, _, text in part]
 
-    chunk: list[tuple[int, Post, tuple[str, str]]] = []
+    chunk: list[tuple[int, Post, Caption]] = []
     for i, post in enumerate(posts):
         chunk.append((i, post, caption(post)))
         if len(chunk) == span:
@@ -170,22 +169,22 @@ def _image_key(post: Post) -> Path | None:
         return Path(post.image).absolute()
 
 
-def _decode(path: Path, settings: ImageSettings) -> np.ndarray | str:
-    """Pixels [3, S, S], or the reason the image cannot be used."""
+def _decode(path: Path, settings: ImageSettings) -> np.ndarray | ImageError:
+    """Pixels [3, S, S], or why the image cannot be used."""
     try:
         return load_pixels(path, settings)
     except ImageError as e:
-        return str(e)
+        return e
     except Exception as e:  # a decoder bug on one odd file must not end the run
-        return f"image cannot be decoded: {type(e).__name__}: {e}"
+        return ImageError(f"image cannot be decoded: {type(e).__name__}: {e}", "image_undecodable")
 
 
-def _read_regions(path: Path, features_dir: Path) -> tuple[np.ndarray, np.ndarray] | str:
-    """An image's precomputed (features, boxes), or the reason they cannot be used."""
+def _read_regions(path: Path, features_dir: Path) -> tuple[np.ndarray, np.ndarray] | ImageError:
+    """An image's precomputed (features, boxes), or why they cannot be used."""
     try:
         return read_precomputed(precomputed_path(features_dir, path))
     except ImageError as e:
-        return str(e)
+        return e
 
 
 def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Callable, ahead: int, memory: RegionMemory):
@@ -216,15 +215,26 @@ def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Call
         yield ready(pending.popleft())
 
 
-def _text(post: Post, bundle: Bundle) -> tuple[str, str]:
-    """(model text, status should its image be usable): the caption cleaned once, for sorting and encoding."""
+class Caption(NamedTuple):
+    """A post's caption cleaned once, for sorting and encoding, and its record should its image be usable."""
+
+    text: str
+    status: str
+    reason: str
+
+
+def _text(post: Post, bundle: Bundle) -> Caption:
     notes = [post.note] if post.note else []
-    if not (post.caption or "").strip():
-        return "", "ok: " + "; ".join([*notes, NO_CAPTION])
-    text = clean_caption(post.caption, bundle.cleaning)
+    text = clean_caption(post.caption, bundle.cleaning) if (post.caption or "").strip() else ""
     if not text:
-        notes.append(EMPTY_CAPTION)
-    return text, ("ok: " + "; ".join(notes)) if notes else "ok"
+        notes.append(EMPTY_CAPTION if (post.caption or "").strip() else NO_CAPTION)
+    if not notes:
+        return Caption(text, "ok", "ok")
+    return Caption(text, "ok: " + "; ".join(notes), NOTE_CODES.get(notes[0], "note"))
+
+
+def _skip(record: dict, error: ImageError) -> None:
+    record["status"], record["reason"] = f"skipped: {error}", error.code
 
 
 class RegionMemory:
@@ -252,7 +262,7 @@ class RegionMemory:
 
 def _tag_batch(
     batch: list[Post],
-    captions: list[tuple[str, str]],
+    captions: list[Caption],
     pixels: dict,
     load: Callable,
     bundle: Bundle,
@@ -261,9 +271,9 @@ def _tag_batch(
     threshold: float | None,
     memory: RegionMemory,
 ) -> list[dict]:
-    """Records for one batch; `captions` holds each post's (cleaned text, status), `pixels` what was loaded for
-    its images not remembered in `memory`."""
-    records = [{"id": post.id, "status": "", "hashtags": []} for post in batch]
+    """Records for one batch; `captions` holds each post's Caption, `pixels` what was loaded for its images not
+    remembered in `memory`."""
+    records = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
         if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
@@ -271,9 +281,9 @@ def _tag_batch(
     good = []
     for i, key in enumerate(keys):
         if key is None:
-            records[i]["status"] = "skipped: no image named"
-        elif isinstance(pixels.get(key), str):
-            records[i]["status"] = "skipped: " + pixels[key]
+            _skip(records[i], ImageError("no image named", "no_image"))
+        elif isinstance(pixels.get(key), ImageError):
+            _skip(records[i], pixels[key])
         else:
             good.append(i)
     if not good:
@@ -292,16 +302,16 @@ def _tag_batch(
                 found[key] = (f, b)
                 memory.put(key, f, b)
         regions = [found[keys[i]] for i in good]
-        text = encode(bundle.tokenizer, [t for t, _ in texts], bundle.max_length)
+        text = encode(bundle.tokenizer, [c.text for c in texts], bundle.max_length)
         probs = runner.probabilities(text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
         reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         for i in good:
-            records[i]["status"] = f"skipped: inference failed: {reason}"
+            _skip(records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
         return records
-    for (i, (_, status)), scores in zip(zip(good, texts, strict=True), probs, strict=True):
+    for i, caption, scores in zip(good, texts, probs, strict=True):
         order = np.argsort(-scores, kind="stable")[:top_k]
-        records[i]["status"] = status
+        records[i]["status"], records[i]["reason"] = caption.status, caption.reason
         records[i]["hashtags"] = [
             {"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)}
             for j in order
@@ -324,6 +334,58 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
 
 
+@dataclass(frozen=True)
+class Tag:
+    tag: str  # without '#'
+    score: float  # the model's probability, rounded to 4 places
+
+
+class Tagger:
+    """An exported bundle opened once for any number of posts: its ONNX Runtime sessions on the device asked
+    for (auto: CUDA when it really works, else the CPU). No torch.
+
+        tagger = Tagger.open("exported", device="auto", top_k=5)
+        tagger.tag("photo.jpg", "Huge waves hitting the shore tonight")   # [Tag("hurricane", 0.61), ...]
+        for record in tagger.tag_many("posts/"): ...                      # the records `hashtagger tag` writes
+    """
+
+    def __init__(self, options: TagOptions):
+        self.options = options
+        self.bundle, self.runner = open_runner(options)
+        resolve_threshold(options.threshold, self.bundle)  # a bad value fails here, not at the first post
+
+    @classmethod
+    def open(cls, model: str | Path = "exported", device: str = "auto", **options: Any) -> Tagger:
+        """`options`: any other TagOptions field (top_k, threshold, batch_size, workers, threads, variant, ...)."""
+        return cls(TagOptions(model=model, device=device, **options))
+
+    @property
+    def provider(self) -> str:
+        """The ONNX Runtime provider that runs the model, e.g. CPUExecutionProvider."""
+        return self.runner.provider
+
+    def tag_many(self, posts: str | Path | Iterable[Post | tuple[str | Path, str | None]]) -> Iterator[dict]:
+        """One record per post, in input order: {"id", "status", "reason", "hashtags": [{"tag", "score"}]}.
+        `posts`: a folder or CSV, or Posts, or (image path, caption) pairs, read as they are needed."""
+        if isinstance(posts, (str, Path)):
+            posts = load_posts(posts, self.options.columns)
+        return tag_posts(map(_as_post, posts), self.bundle, self.runner, self.options)
+
+    def tag(self, image: str | Path, caption: str | None = None) -> list[Tag]:
+        """One post's hashtags, best first; ImageError (with its `code`) when the image cannot be used."""
+        (record,) = self.tag_many([(image, caption)])
+        if record["reason"] not in TAGGED:
+            raise ImageError(record["status"].removeprefix("skipped: "), record["reason"])
+        return [Tag(h["tag"], h["score"]) for h in record["hashtags"]]
+
+
+def _as_post(item: Post | tuple[str | Path, str | None]) -> Post:
+    if isinstance(item, Post):
+        return item
+    image, caption = item
+    return Post(str(image), Path(image), caption)
+
+
 def tag(
     input: str | Path,
     output: Path | None,
@@ -344,8 +406,8 @@ def tag(
     posts = load_posts(input, options.columns)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
-    bundle, runner = open_runner(options)
-    resolve_threshold(options.threshold, bundle)  # a bad value fails before anything is written
+    tagger = Tagger(options)
+    bundle, runner = tagger.bundle, tagger.runner
     console.print(
         f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]",
         highlight=False,
@@ -373,7 +435,7 @@ def tag(
     try:
         with progress_bar(console, PostsPerSecond()) as progress:
             task = progress.add_task("tagging", total=len(todo))
-            for record in tag_posts(todo, bundle, runner, options):
+            for record in tagger.tag_many(todo):
                 if summary.processed == 0:
                     summary.startup_s = time.perf_counter() - start
                 writer.write(record)

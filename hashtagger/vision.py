@@ -34,35 +34,35 @@ def file_digest(path: Path) -> str:
     try:
         return sha256_file(path)
     except FileNotFoundError:
-        raise ImageError("image file not found") from None
+        raise ImageError("image file not found", "image_not_found") from None
     except OSError as e:
-        raise ImageError(f"image file unreadable: {e.strerror or e}") from None
+        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
 
 
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode to an upright RGB image: EXIF-rotated, first frame, alpha composited on white."""
     path = Path(path)
     if not path.is_file():
-        raise ImageError("image file not found")
+        raise ImageError("image file not found", "image_not_found")
     if path.stat().st_size == 0:
-        raise ImageError("image file is empty")
+        raise ImageError("image file is empty", "image_empty")
     try:
         with Image.open(path) as im:
             if im.width * im.height > max_pixels:
-                raise ImageError(f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})")
+                raise ImageError(
+                    f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})", "image_too_large"
+                )
             im.seek(0)
             im.load()
             return _to_rgb(ImageOps.exif_transpose(im))
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"image too large (decompression bomb): {e}") from None
+        raise ImageError(f"image too large (decompression bomb): {e}", "image_too_large") from None
     except UnidentifiedImageError:
-        raise ImageError("not an image (unrecognised format)") from None
-    except OSError as e:
-        raise ImageError(f"image data is corrupt: {e}") from None
-    except (ValueError, SyntaxError, EOFError, IndexError) as e:
-        raise ImageError(f"image data is corrupt: {e}") from None
+        raise ImageError("not an image (unrecognised format)", "not_an_image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as e:
+        raise ImageError(f"image data is corrupt: {e}", "image_corrupt") from None
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

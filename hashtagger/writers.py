@@ -28,7 +28,7 @@ from .files import atomic_open
 
 FORMATS = ("json", "jsonl", "csv")
 EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-CSV_COLUMNS = ("id", "status", "hashtags", "scores")
+CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
 
 
 def output_format(output: Path | None, fmt: str | None) -> str:
@@ -50,6 +50,7 @@ def csv_row(record: dict) -> list[str]:
     return [
         record["id"],
         record["status"],
+        record.get("reason", ""),
         " ".join("#" + t["tag"] for t in tags),
         " ".join(f"{t['score']:.4f}" for t in tags),
     ]
@@ -61,6 +62,7 @@ def _from_csv_row(row: dict) -> dict:
     return {
         "id": row.get("id", ""),
         "status": row.get("status", ""),
+        "reason": row.get("reason", ""),
         "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores, strict=False)],
     }
 

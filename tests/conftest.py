@@ -1,4 +1,5 @@
-"""Generated posts whose hashtag depends on the caption (animal) and the image (colour) together."""
+"""Generated posts whose hashtag depends on the caption (animal) and the image (colour) together: 3 x 3 = 9
+hashtags, so that a top-5 can miss. Tests that take over ~5 s on 2 cores are marked `slow`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -13,8 +15,24 @@ import numpy as np
 import pytest
 from PIL import Image
 
-COLOURS = {"red": (220, 30, 30), "blue": (30, 40, 220)}
-ANIMALS = ("cat", "dog")
+COLOURS = {"red": (220, 30, 30), "blue": (30, 40, 220), "green": (30, 200, 40)}
+ANIMALS = ("cat", "dog", "bird")
+# Tiny models gain nothing from a second thread, and on a busy machine waiting threads cost the most. Set
+# before torch starts (in this process and the CLI subprocesses).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The bundle-verification cache (bundle.verify_files) goes to a throw-away folder, for subprocesses too.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hashtagger-test-cache-")
+
+
+TRAINED = {"tiny_run", "tiny_bundle"}  # fixtures that train and export a model: a minute or more on 2 cores
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINED & set(getattr(item, "fixturenames", ())):
+            item.add_marker("slow")
+
+
 FILLER = "look at this lovely picture from today in the park with friends".split()
 
 

@@ -91,21 +91,21 @@ def test_model_beats_prior_and_needs_both_streams(checkpoint_report):
 
 def test_split_all_counts_out_of_vocabulary_and_skipped_posts(tiny_bundle, tmp_path):
     root = make_posts(tmp_path / "other", n=12, seed=5)
-    (root / "post0000.txt").write_text("a small green bird sings #greenbird")  # only an unknown hashtag
+    (root / "post0000.txt").write_text("a small purple fish swims #purplefish")  # only an unknown hashtag
     (root / "post0001.txt").write_text("a dog in the park")  # no hashtag: cannot be evaluated
     (root / "post0002.png").write_bytes(b"not an image")  # unreadable: skipped, not fatal
     with open(root / "post0003.txt", "a") as f:
         f.write(" #extra")  # one hashtag in the vocabulary, one outside it
-    report = evaluate(root, model=tiny_bundle, split="all", device="cpu", console=QUIET)
-    assert report.posts == 10
+    report = evaluate(root, model=tiny_bundle, split="all", ks=(1, 9), device="cpu", console=QUIET)
+    assert report.posts == 10 and report.vocab_size == 9
     assert report.oov_posts == 1
     assert report.skipped == {"no image named": 0, "no hashtags": 1, "unreadable image": 1}
     assert report.true_hashtags == 11
-    # k = 5 > 4 hashtags in the vocabulary: all 4 are recommended, so every in-vocabulary label is found
-    # (9 posts), whatever the model. The out-of-vocabulary hashtags stay in recall's denominator.
+    # k = 9, the whole vocabulary: every in-vocabulary label is found (9 posts), whatever the model; the
+    # out-of-vocabulary hashtags stay in recall's denominator.
     for system in SYSTEMS:
-        assert report.systems[system][5] == pytest.approx(
-            {"precision": 9 / 40, "recall": 9 / 11, "f1": 2 * (9 / 40) * (9 / 11) / (9 / 40 + 9 / 11), "accuracy": 0.9}
+        assert report.systems[system][9] == pytest.approx(
+            {"precision": 9 / 90, "recall": 9 / 11, "f1": 2 * (9 / 90) * (9 / 11) / (9 / 90 + 9 / 11), "accuracy": 0.9}
         )
 
 

@@ -133,9 +133,9 @@ def test_formats_follow_the_extension_unless_told(posts, tiny_bundle, tmp_path):
     assert code == 0, stderr
     with open(tmp_path / "out.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["id", "status", "hashtags", "scores"] and len(rows) == 25
-    for _, status, tags, scores in rows[1:]:
-        assert status == "ok" and len(tags.split()) == len(scores.split()) == 2
+    assert rows[0] == ["id", "status", "reason", "hashtags", "scores"] and len(rows) == 25
+    for _, status, reason, tags, scores in rows[1:]:
+        assert status == reason == "ok" and len(tags.split()) == len(scores.split()) == 2
         assert all(t.startswith("#") for t in tags.split()) and all(0 <= float(s) <= 1 for s in scores.split())
 
     code, _, stderr = cli(

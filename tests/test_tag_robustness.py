@@ -82,14 +82,11 @@ def test_one_bad_post_never_aborts_the_run(mixed_run):
     assert [r["id"] for r in records] == sorted(CASES, key=lambda n: n)  # every post, in input (path) order
     good = sum(1 for *_, status in CASES.values() if status.startswith("ok"))
     assert summary.tagged == good
-    assert summary.skipped == {
-        "image file is empty": 1,
-        "not an image": 1,
-        "image data is corrupt": 1,
-        "image too large": 1,
-    }
-    assert summary.notes == {"no caption": 1, "caption is not valid UTF-8": 1}
-    assert "image data is corrupt" in log and "posts/s" in log
+    assert summary.skipped == {"image_empty": 1, "not_an_image": 1, "image_corrupt": 1, "image_too_large": 1}
+    assert summary.notes == {"no_caption": 1, "caption_not_utf8": 1}
+    reasons = {r["id"]: r["reason"] for r in records}
+    assert reasons["truncated.jpg"] == "image_corrupt" and reasons["bomb.png"] == "image_too_large"
+    assert "image_corrupt" in log and "posts/s" in log  # the summary counts reason codes
 
 
 def test_decoding_normalises_every_image_kind(tmp_path):
@@ -170,7 +167,8 @@ def test_csv_captions_and_missing_images(tiny_bundle, tmp_path):
         "skipped: image file not found",
         "skipped: no image named",
     ]
-    assert summary.tagged == 3 and summary.skipped == {"image file not found": 1, "no image named": 1}
+    assert [r["reason"] for r in got] == ["ok", "ok", "no_caption", "image_not_found", "no_image"]
+    assert summary.tagged == 3 and summary.skipped == {"image_not_found": 1, "no_image": 1}
     for r in got[:3]:
         tags, scores = r["hashtags"].split(), r["scores"].split()
         vocab = json.loads((tiny_bundle / "hashtags.json").read_text())["vocab"]
