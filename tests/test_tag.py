@@ -247,7 +247,7 @@ def test_exit_status_and_one_line_errors(posts, tiny_bundle, tmp_path):
     imgs.zero_byte(bad / "a.jpg")
     imgs.not_an_image(bad / "b.png")
     code, _, stderr = cli(bad, "--model", tiny_bundle, "-o", tmp_path / "bad.json")
-    assert code != 0 and "none of the 2 posts could be tagged: image file is empty (1), not an image (1)" in stderr
+    assert code != 0 and "none of the 2 posts could be tagged: image_empty (1), not_an_image (1)" in stderr
     assert [r["status"] for r in json.loads((tmp_path / "bad.json").read_text())] == [
         "skipped: image file is empty",
         "skipped: not an image (unrecognised format)",
