@@ -227,6 +227,11 @@ def tag(
     id_column: str | None = typer.Option(
         None, help="CSV column with the post id (default: post_id or id when present, else the image path)."
     ),
+    explain: bool = typer.Option(
+        False,
+        "--explain",
+        help="Add each hashtag's top words and regions and its image / caption shares (JSON / JSONL; one forward pass per word and region).",
+    ),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
     from .data import CsvColumns
@@ -244,6 +249,7 @@ def tag(
         features_dir=features_dir,
         variant=variant,
         columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
+        explain=explain,
     )
     try:
         summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
@@ -254,6 +260,34 @@ def tag(
     if summary.processed and not summary.tagged:
         reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common())
         fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
+
+
+@app.command()
+def explain(
+    image: Path = typer.Argument(..., help="The post's image."),
+    caption_file: Optional[Path] = typer.Argument(None, metavar="[CAPTION_FILE]", help="A text file with the caption."),
+    caption: Optional[str] = typer.Option(None, help="The caption as text (instead of CAPTION_FILE)."),
+    model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
+    output: Path = typer.Option(Path("why.png"), "--output", "-o", help="The picture to write (PNG)."),
+    top_k: int = typer.Option(3, min=1, help="Hashtags to explain, one panel each."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
+    features_dir: Optional[Path] = typer.Option(
+        None, help="<image stem>.npz region features, for a model trained on precomputed features."
+    ),
+) -> None:
+    """Draw why the post gets its top hashtags: a heat map over the image's regions, the caption's words shaded."""
+    from .explain import ExplainOptions, draw, explain_post, read_caption
+
+    try:
+        options = ExplainOptions(model=model, top_k=top_k, device=device, features_dir=features_dir)
+        bundle, explanations = explain_post(image, read_caption(caption, caption_file), options)
+        draw(image, explanations, output, bundle.image.max_pixels)
+    except HashtaggerError as e:
+        fail(str(e))
+    for e in explanations:
+        top = ", ".join(w for w, v in sorted(e.words, key=lambda item: -item[1])[:3] if v > 0) or "-"
+        err.print(f"#{e.tag} {e.score:.3f}: image {e.image_share:.0%}, caption {1 - e.image_share:.0%}; words: {top}")
+    err.print(f"explanation written to {output}")
 
 
 @app.command()

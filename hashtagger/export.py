@@ -19,6 +19,7 @@ from rich.console import Console
 from torch import nn
 
 from . import __version__, metrics
+from .attribution import write_background
 from .batching import TEXT_INPUTS, split_examples
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint
@@ -343,6 +344,7 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
             f"max |Δp| {variants['compact']['max_abs_diff']:.1e}"
         )
     options.report["variants"] = variants
+    background = write_background(work, *_background_regions(ckpt, inputs))
     spec = ckpt.extractor_spec
     info = {
         "format_version": FORMAT_VERSION,
@@ -359,6 +361,7 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         | ({"regions": 36} if extractor is not None else {}),
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
         "threshold": tune_threshold(onnx_probs, ckpt.vocab, inputs.labels),
+        "background": background,  # region features of reference images: what `explain` puts for an absent image
         "model": {
             "base_model": ckpt.meta["model_spec"]["base_model"],
             "hidden_size": config.hidden_size,
@@ -383,6 +386,15 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
     )  # image digests of train / val / test, as in the checkpoint
     ckpt.tokenizer.save(str(work / "tokenizer.json"))
     write_manifest(work)
+
+
+def _background_regions(ckpt: Checkpoint, inputs: ParityInputs, images: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Region features and boxes of up to `images` of the parity images (validation images where there are)."""
+    if inputs.regions is not None:
+        return inputs.regions[0][:images], inputs.regions[1][:images]
+    with torch.inference_mode():
+        feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels[:images]))
+    return feats.numpy(), boxes.numpy()
 
 
 def _agreement(

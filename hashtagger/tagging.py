@@ -27,6 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from . import attribution
 from .bundle import Bundle, read_bundle
 from .data import CAPTION_NOT_UTF8, CsvColumns, Post, load_posts
 from .display import PostsPerSecond, progress_bar
@@ -60,6 +61,7 @@ class TagOptions:
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
     columns: CsvColumns = field(default_factory=CsvColumns)
+    explain: bool = False  # each hashtag's top words and regions (attribution.py; a forward pass per word and region)
 
 
 @dataclass
@@ -126,7 +128,9 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     try:
         for batch, pixels in _decoded(batches(), pool, load, max(2, options.workers), memory):
             where, captions = pending.popleft()
-            records = _tag_batch(batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory)
+            records = _tag_batch(
+                batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory, options.explain
+            )
             done.update(zip(where, records, strict=True))
             while next_out in done:
                 yield done.pop(next_out)
@@ -270,9 +274,10 @@ def _tag_batch(
     top_k: int,
     threshold: float | None,
     memory: RegionMemory,
+    explain: bool = False,
 ) -> list[dict]:
     """Records for one batch; `captions` holds each post's Caption, `pixels` what was loaded for its images not
-    remembered in `memory`."""
+    remembered in `memory`; `explain` adds each hashtag's attribution record."""
     records = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
@@ -309,14 +314,15 @@ def _tag_batch(
         for i in good:
             _skip(records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
         return records
-    for i, caption, scores in zip(good, texts, probs, strict=True):
-        order = np.argsort(-scores, kind="stable")[:top_k]
+    rows = zip(good, texts, probs, regions, strict=True)
+    for i, caption, scores, (feats, boxes) in rows:
+        order = [j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold]
         records[i]["status"], records[i]["reason"] = caption.status, caption.reason
-        records[i]["hashtags"] = [
-            {"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)}
-            for j in order
-            if threshold is None or scores[j] >= threshold
-        ]
+        records[i]["hashtags"] = [{"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)} for j in order]
+        if explain and order:
+            whys = attribution.explain(runner, bundle, caption.text, feats, boxes, order)
+            for entry, why in zip(records[i]["hashtags"], whys, strict=True):
+                entry["explanation"] = why.record()
     return records
 
 
@@ -403,6 +409,8 @@ def tag(
     fmt = output_format(output, fmt)
     if resume and output is None:
         raise OutputError("--resume needs --output (the file to continue)")
+    if options.explain and fmt == "csv":
+        raise OutputError("--explain adds nested records: write JSON or JSONL, not CSV")
     posts = load_posts(input, options.columns)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")

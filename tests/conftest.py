@@ -36,8 +36,9 @@ def pytest_collection_modifyitems(items):
 FILLER = "look at this lovely picture from today in the park with friends".split()
 
 
-def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48) -> Path:
-    """n posts, one image each: the label is <colour><animal>; colour only in pixels, animal only in words."""
+def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48, separate_tags: bool = False) -> Path:
+    """n posts, one image each: the label is <colour><animal> (or, `separate_tags`, #<colour> #<animal>); colour
+    only in pixels, animal only in words."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,8 @@ def make_posts(root: Path, n: int = 320, seed: int = 0, size: int = 48) -> Path:
         Image.fromarray(pixels).save(root / f"post{i:04d}.png")
         words = [*rng.sample(FILLER, 5), animal]
         rng.shuffle(words)
-        (root / f"post{i:04d}.txt").write_text(" ".join(words) + f" #{colour}{animal}")
+        tags = f" #{colour} #{animal}" if separate_tags else f" #{colour}{animal}"
+        (root / f"post{i:04d}.txt").write_text(" ".join(words) + tags)
     return root
 
 
