@@ -55,12 +55,12 @@ class Explanation:
         return {
             "image_share": round(self.image_share, 3),
             "text_share": round(1 - self.image_share, 3),
-            "words": [{"word": w, "position": i, "weight": round(float(v), 4)} for i, (w, v) in words],
+            "words": [{"word": w, "position": i, "weight": round(float(v), 4) + 0.0} for i, (w, v) in words],
             "regions": [
                 {
                     "region": int(r),
                     "box": [round(float(x), 3) for x in self.boxes[r]],
-                    "weight": round(float(self.regions[r]), 4),
+                    "weight": round(float(self.regions[r]), 4) + 0.0,
                 }
                 for r in regions
             ],
@@ -78,7 +78,8 @@ def explain(
     batch_size: int = 64,
 ) -> list[Explanation]:
     """Explanations of one post (its cleaned caption `text`, region features [N, D] and boxes [N, 4]) for the
-    hashtags `tags` (vocabulary indices; default: the post's `top_k` best), in that order."""
+    hashtags `tags` (indices into runner.labels: the vocabulary, then any candidates; default: the post's `top_k`
+    best), in that order."""
     words = text.split()
     background = read_background(bundle, np.asarray(feats, np.float32), np.asarray(boxes, np.float32))
     rows = _variants(words, len(feats), len(background[0]))
@@ -92,11 +93,12 @@ def explain(
     region_probs = probs[2 + 2 * k + len(words) :]
     if tags is None:
         tags = [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
+    labels = runner.labels(bundle.vocab)
     out = []
     for t in tags:
         out.append(
             Explanation(
-                tag=bundle.vocab[t],
+                tag=labels[t],
                 score=float(full[t]),
                 image=float(0.5 * ((full[t] - no_image[t]) + (no_text[t] - neither[t]))),
                 text=float(0.5 * ((full[t] - no_text[t]) + (no_image[t] - neither[t]))),

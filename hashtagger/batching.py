@@ -67,13 +67,14 @@ def image_digests(examples: list[Example]) -> dict[Path, str | None]:
 def samples_by_split(
     examples: list[Example], digests: list[str], split: dict[str, list[str]], vocab: list[str]
 ) -> dict[str, list[Sample]]:
-    """The examples (with their image digests) as samples, in the split their image belongs to."""
+    """The examples (with their image digests) as samples, in the split their image belongs to; labels outside
+    `vocab` (hashtags held out of training) are left out."""
     where = {d: name for name, ds in split.items() for d in ds}
     label_index = {t: i for i, t in enumerate(vocab)}
     samples: dict[str, list[Sample]] = {name: [] for name in split}
     for e, d in zip(examples, digests, strict=True):
         if d in where:
-            samples[where[d]].append(Sample(e.text, [label_index[t] for t in e.labels], d))
+            samples[where[d]].append(Sample(e.text, [label_index[t] for t in e.labels if t in label_index], d))
     return samples
 
 

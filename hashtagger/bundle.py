@@ -10,6 +10,7 @@ exported/
     hashtags.json    the vocabulary (index order) and each hashtag's training count
     split.json       image digests of the training run's train / val / test posts (for `evaluate`)
     background.npz   region features of 16 validation images: the absent image of `explain`
+    names.onnx       name-head models: hashtag words -> unit vector (model.onnx then also outputs `projected`)
     model.int8.onnx / model.fp16.onnx   optional variants
 """
 

@@ -93,7 +93,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     if info.get("format") != FORMAT:
         raise DataError(f"{path}: checkpoint format {info.get('format')} is not {FORMAT}, the one this version reads")
     spec = from_dict(ModelSpec, info["model_spec"])
-    model = HashtagModel(LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout)
+    model = HashtagModel(LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout, head=spec.head)
     extractor_spec = from_dict(ExtractorSpec, info["extractor_spec"])
     extractor = None
     try:

@@ -94,6 +94,13 @@ def train(
     image_column: str = typer.Option("image", help="CSV column with the image path."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
     hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
+    head: str = typer.Option(
+        "linear",
+        help="linear: one weight vector per hashtag (the paper's); names: scores a hashtag by its name's embedding, so tag --candidates can rank hashtags never seen.",
+    ),
+    hold_out_tags: float = typer.Option(
+        0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
+    ),
 ) -> None:
     """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
     need("train", "training")
@@ -139,6 +146,8 @@ def train(
         cache_dir=str(cache_dir) if cache_dir else None,
         columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column),
         prep=prep,
+        head=head,
+        hold_out_tags=hold_out_tags,
     )
     try:
         run = None
@@ -227,6 +236,10 @@ def tag(
     id_column: str | None = typer.Option(
         None, help="CSV column with the post id (default: post_id or id when present, else the image path)."
     ),
+    candidates: Optional[Path] = typer.Option(
+        None,
+        help="File of hashtags (one a line, '#' optional) ranked beside the vocabulary, new ones included; entries then say \"seen\": true|false. Needs a model trained with --head names.",
+    ),
     explain: bool = typer.Option(
         False,
         "--explain",
@@ -250,6 +263,7 @@ def tag(
         variant=variant,
         columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
         explain=explain,
+        candidates=candidates,
     )
     try:
         summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
@@ -276,6 +290,7 @@ def explain(
     ),
 ) -> None:
     """Draw why the post gets its top hashtags: a heat map over the image's regions, the caption's words shaded."""
+    need("explain", "explain")
     from .explain import ExplainOptions, draw, explain_post, read_caption
 
     try:
@@ -325,6 +340,11 @@ def evaluate(
     hashtags_column: str | None = typer.Option(
         None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."
     ),
+    unseen: bool = typer.Option(
+        False,
+        "--unseen",
+        help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as candidates, on the test posts that carry them, against random and text-match rankings.",
+    ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
     if checkpoint:
@@ -343,6 +363,21 @@ def evaluate(
         columns = CsvColumns(
             image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags"
         )
+    if unseen:
+        from .evaluate import evaluate_unseen, unseen_table, write_unseen_report
+
+        if checkpoint is not None or plot is not None:
+            fail("--unseen evaluates an exported bundle (--model) and writes no plot")
+        try:
+            result = evaluate_unseen(
+                data, model, parse_ks(k), device, err, batch_size, cache_dir=cache_dir, columns=columns
+            )
+            StdoutConsole().print(unseen_table(result))
+            if report:
+                err.print(f"report written to {write_unseen_report(result, report)}")
+        except HashtaggerError as e:
+            fail(str(e))
+        return
     try:
         result = run_evaluation(
             data,

@@ -25,8 +25,9 @@ from .bundle import FORMAT_VERSION, read_bundle, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint
 from .errors import DataError, ImageError, ParityError
 from .files import atomic_folder
-from .model import HashtagModel
+from .model import HashtagModel, NameHead
 from .precomputed import precomputed_path, read_precomputed
+from .tagnames import tag_words
 from .text import encode
 from .vision import load_pixels
 
@@ -45,30 +46,66 @@ class ExportOptions:
 
 
 class _Probabilities(nn.Module):
+    """probs; with a name head also `projected`, the post's unit vector in name space (for new hashtags)."""
+
     def __init__(self, model: HashtagModel):
         super().__init__()
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos):
-        return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos))
+        pooled = self.model.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
+        probs = torch.sigmoid(self.model.head(pooled))
+        return (probs, self.model.head.project(pooled)) if isinstance(self.model.head, NameHead) else probs
 
 
 def export_model_graph(model: HashtagModel, path: Path, opset: int, example: dict[str, torch.Tensor]) -> None:
+    outputs = ["probs", "projected"] if isinstance(model.head, NameHead) else ["probs"]
     torch.onnx.export(
         _Probabilities(model).eval(),
         tuple(example[k] for k in (*TEXT_INPUTS, "visual_feats", "visual_pos")),
         str(path),
         input_names=[*TEXT_INPUTS, "visual_feats", "visual_pos"],
-        output_names=["probs"],
+        output_names=outputs,
         dynamic_axes={
             **{k: {0: "batch", 1: "tokens"} for k in TEXT_INPUTS},
             "visual_feats": {0: "batch", 1: "objects"},
             "visual_pos": {0: "batch", 1: "objects"},
-            "probs": {0: "batch"},
+            **{k: {0: "batch"} for k in outputs},
         },
         opset_version=opset,
         dynamo=False,
     )
+
+
+def export_names_graph(ckpt: Checkpoint, path: Path, opset: int, console: Console) -> dict:
+    """The name encoder as names.onnx (hashtag words -> unit vector), so `tag --candidates` embeds new hashtags
+    without torch; checked against PyTorch on the vocabulary's names. Returns its parity report."""
+    names = [tag_words(t) for t in ckpt.vocab]
+    text = {k: torch.from_numpy(v) for k, v in encode(ckpt.tokenizer, names, NAME_TOKENS).items()}
+    encoder = ckpt.model.name_encoder.eval()
+    torch.onnx.export(
+        encoder,
+        tuple(text[k] for k in TEXT_INPUTS),
+        str(path),
+        input_names=list(TEXT_INPUTS),
+        output_names=["embedding"],
+        dynamic_axes={**{k: {0: "batch", 1: "tokens"} for k in TEXT_INPUTS}, "embedding": {0: "batch"}},
+        opset_version=opset,
+        dynamo=False,
+    )
+    offline_optimize(path)
+    with torch.inference_mode():
+        reference = encoder(*(text[k] for k in TEXT_INPUTS)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(["embedding"], {k: v.numpy() for k, v in text.items()})[0]
+    diff = float(np.max(np.abs(reference - got)))
+    if diff > 1e-4:
+        raise ParityError(f"names.onnx parity failed: max |e_torch - e_onnx| = {diff:.2e}; nothing written")
+    console.print(f"names graph: {len(names)} hashtag names, max |Δe| {diff:.2e}")
+    return {"max_abs_diff": diff, "names": len(names)}
+
+
+NAME_TOKENS = 32  # a hashtag's words fit in far fewer tokens
 
 
 def export_extractor_graph(extractor: nn.Module, path: Path, opset: int, pixels: torch.Tensor) -> None:
@@ -293,6 +330,16 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         offline_optimize(work / "model.onnx")
     full_precision = torch_probabilities(ckpt, inputs)
     graphs = {"model": "model.onnx"} | ({"extractor": extractor.name} if extractor is not None else {})
+    head = {"kind": "linear"}
+    if isinstance(ckpt.model.head, NameHead):
+        options.report["names_parity"] = export_names_graph(ckpt, work / "names.onnx", options.opset, console)
+        graphs["names"] = "names.onnx"
+        head = {
+            "kind": "names",
+            "scale": float(ckpt.model.head.log_scale.detach().exp()),
+            "unseen_bias": ckpt.model.head.unseen_bias(),
+            "name_tokens": NAME_TOKENS,
+        }
     # Variants come from the fp32 graph and are compared with the checkpoint as trained.
     variants = {}
     if options.int8:
@@ -321,6 +368,8 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
                 round_weights_to_fp16(module)
         for graph in [work / "model.onnx"] + ([extractor] if extractor is not None else []):
             store_weights_fp16(graph)
+        if "names" in graphs:  # its parity was checked in fp32; candidates move by the fp16 rounding only
+            store_weights_fp16(work / "names.onnx")
         reference = torch_probabilities(ckpt, inputs)
     onnx_probs = onnx_probabilities(extractor, work / "model.onnx", inputs)
     parity = compare(reference, onnx_probs, ckpt.vocab, inputs.labels)
@@ -361,7 +410,8 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         | ({"regions": 36} if extractor is not None else {}),
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
         "threshold": tune_threshold(onnx_probs, ckpt.vocab, inputs.labels),
-        "background": background,  # region features of reference images: what `explain` puts for an absent image
+        "background": background,
+        "head": head,  # region features of reference images: what `explain` puts for an absent image
         "model": {
             "base_model": ckpt.meta["model_spec"]["base_model"],
             "hidden_size": config.hidden_size,
@@ -379,7 +429,13 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
     counts = ckpt.meta.get("label_counts", {})
     (work / "hashtags.json").write_text(
-        json.dumps({"vocab": ckpt.vocab, "train_counts": [counts.get(t, 0) for t in ckpt.vocab]})
+        json.dumps(
+            {
+                "vocab": ckpt.vocab,
+                "train_counts": [counts.get(t, 0) for t in ckpt.vocab],
+                "held_out": ckpt.meta.get("held_out_tags", []),
+            }
+        )
     )
     (work / "split.json").write_text(
         json.dumps(ckpt.split)

@@ -14,7 +14,10 @@ from .errors import MissingExtraError
 
 DISTRIBUTION = "lxmert-hashtagger"  # pyproject.toml's name: "hashtagger" on the index is another project
 # The top-level modules that each extra installs (by import name), as listed in pyproject.toml.
-MODULES = {"train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib"})}
+MODULES = {
+    "train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib"}),
+    "explain": frozenset({"matplotlib"}),
+}
 
 
 def install_command(extra: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, LxmertConfig, LxmertModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, LxmertConfig, LxmertModel
 
 from .errors import DataError, DeviceError
 
@@ -58,13 +58,96 @@ def is_preset(name: str) -> bool:
     return name in PRESETS
 
 
-class HashtagModel(nn.Module):
-    def __init__(self, config: LxmertConfig, num_labels: int, dropout: float = 0.1, lxmert: LxmertModel | None = None):
+HEADS = ("linear", "names")
+
+
+class NameEncoder(nn.Module):
+    """A frozen BERT-shaped text encoder, mean-pooled and L2-normalised: hashtag names -> vectors.
+
+    It is a copy of the model's own language side as it was before fine-tuning (for `--text-init minilm`, the
+    MiniLM sentence encoder itself), so that new hashtags are embedded at tag time exactly as the training
+    vocabulary was."""
+
+    def __init__(self, config: LxmertConfig):
         super().__init__()
+        bert = BertConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.l_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_act=config.hidden_act,
+            max_position_embeddings=config.max_position_embeddings,
+            type_vocab_size=config.type_vocab_size,
+        )
+        self.bert = BertModel(bert, add_pooling_layer=False)
+        self.requires_grad_(False)
+
+    def copy_language_side(self, lxmert: LxmertModel) -> None:
+        """Take LXMERT's embeddings and language layers (they carry BERT's own parameter names)."""
+        ours = self.bert.state_dict()
+        theirs = lxmert.state_dict()
+        for name in ours:
+            if name in theirs and theirs[name].shape == ours[name].shape:
+                ours[name] = theirs[name].detach().clone()
+        self.bert.load_state_dict(ours)
+
+    def forward(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
+
+
+class NameHead(nn.Module):
+    """logit(post, hashtag) = s * cos(P h, e_hashtag) + b_hashtag: the cross-modal vector h projected by P into
+    the name encoder's space and compared with the hashtag's name embedding e; s is a learned scale, b the
+    learned per-hashtag term. A hashtag never seen in training is scored with its name alone (b: see
+    `unseen_bias`)."""
+
+    def __init__(self, hidden_size: int, num_labels: int, name_size: int):
+        super().__init__()
+        self.proj = nn.Linear(hidden_size, name_size)
+        self.log_scale = nn.Parameter(torch.tensor(2.3))  # e^2.3 = 10: cosines in [-1, 1] become usable logits
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+        self.register_buffer("names", torch.zeros(num_labels, name_size))
+
+    @property
+    def out_features(self) -> int:
+        return self.bias.shape[0]
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(pooled), dim=-1)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.log_scale.exp() * self.project(pooled) @ self.names.T + self.bias
+
+    def unseen_bias(self) -> float:
+        """The term given to a hashtag never seen in training: the median of the seen hashtags' terms, a typical
+        hashtag of the vocabulary, decided without looking at any held-out one."""
+        return float(self.bias.detach().median())
+
+
+class HashtagModel(nn.Module):
+    def __init__(
+        self,
+        config: LxmertConfig,
+        num_labels: int,
+        dropout: float = 0.1,
+        lxmert: LxmertModel | None = None,
+        head: str = "linear",
+    ):
+        """head: "linear", the paper's multi-label layer, or "names", NameHead over a frozen NameEncoder."""
+        super().__init__()
+        if head not in HEADS:
+            raise DataError(f"unknown head '{head}' ({', '.join(HEADS)})")
         self.config = config
         self.lxmert = lxmert if lxmert is not None else LxmertModel(config)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(config.hidden_size, num_labels)
+        if head == "names":
+            self.head = NameHead(config.hidden_size, num_labels, config.hidden_size)
+            self.name_encoder = NameEncoder(config)
+        else:
+            self.head = nn.Linear(config.hidden_size, num_labels)
 
     def forward(
         self,
@@ -75,6 +158,10 @@ class HashtagModel(nn.Module):
         visual_pos: torch.Tensor,
     ) -> torch.Tensor:
         """Logits [batch, num_labels]; sigmoid gives each hashtag's probability."""
+        return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)))
+
+    def pooled(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos) -> torch.Tensor:
+        """The cross-modal vector the head reads [batch, hidden]."""
         out = self.lxmert(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -83,7 +170,7 @@ class HashtagModel(nn.Module):
             visual_pos=visual_pos,
             return_dict=True,
         )
-        return self.head(self.dropout(out.pooled_output))
+        return out.pooled_output
 
     def new_parameters(self) -> list[str]:
         """Names of the parameters that did not come from a pretrained checkpoint (set by the builders)."""
@@ -100,6 +187,7 @@ class ModelSpec:
     vocab_size: int = 30522
     dropout: float = 0.1
     lxmert_overrides: dict = field(default_factory=dict)
+    head: str = "linear"  # linear | names
 
 
 def lxmert_config(spec: ModelSpec, text_config=None) -> LxmertConfig:
@@ -125,13 +213,13 @@ def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
     if is_preset(spec.base_model):
         text_config = AutoConfig.from_pretrained(text_init) if text_init else None
         config = lxmert_config(spec, text_config)
-        model = HashtagModel(config, spec.num_labels, spec.dropout)
+        model = HashtagModel(config, spec.num_labels, spec.dropout, head=spec.head)
         pretrained = init_text_from_bert(model, text_init) if text_init else set()
     else:
         lxmert = LxmertModel.from_pretrained(
             spec.base_model, visual_feat_dim=spec.visual_feat_dim, **spec.lxmert_overrides
         )
-        model = HashtagModel(lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert)
+        model = HashtagModel(lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert, head=spec.head)
         # visn_fc is re-initialised by from_pretrained when the feature width differs from the checkpoint's.
         pretrained = {
             "lxmert." + n
@@ -139,7 +227,19 @@ def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
             if not (n.startswith("encoder.visn_fc.visn_fc") and spec.visual_feat_dim != 2048)
         }
     model._new_parameters = [n for n, _ in model.named_parameters() if n not in pretrained]
+    if spec.head == "names":
+        model.name_encoder.copy_language_side(model.lxmert)  # before fine-tuning moves it
     return model
+
+
+@torch.no_grad()
+def set_hashtag_names(model: HashtagModel, tokenizer, names: list[str], max_length: int = 32) -> None:
+    """Embed each hashtag's name (its words) with the model's name encoder into the name head."""
+    from .text import encode
+
+    model.name_encoder.eval()
+    batch = {k: torch.from_numpy(v) for k, v in encode(tokenizer, names, max_length).items()}
+    model.head.names.copy_(model.name_encoder(**batch).to(model.head.names.dtype))
 
 
 def init_text_from_bert(model: HashtagModel, source: str) -> set[str]:

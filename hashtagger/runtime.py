@@ -18,6 +18,8 @@ import onnxruntime as ort
 from .bundle import Bundle
 from .errors import BundleError, DeviceError
 from .extras import gpu_hint
+from .tagnames import tag_words
+from .text import encode
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -137,13 +139,30 @@ def _reason(log: str) -> str:
 
 
 @dataclass
+class Candidates:
+    """Hashtags added at tag time, scored by a name head: sigmoid(scale * projected . embedding + unseen_bias)."""
+
+    tags: list[str]  # not in the vocabulary
+    embeddings: np.ndarray  # [tags, dim], unit vectors from the bundle's names graph
+    scale: float
+    bias: float
+
+    def probabilities(self, projected: np.ndarray) -> np.ndarray:
+        if not self.tags:
+            return np.zeros((len(projected), 0), projected.dtype)
+        return 1.0 / (1.0 + np.exp(-(self.scale * projected @ self.embeddings.T + self.bias)))
+
+
+@dataclass
 class Runner:
-    """The bundle's two graphs: region features from pixels, then hashtag probabilities."""
+    """The bundle's two graphs: region features from pixels, then hashtag probabilities (of the vocabulary, then
+    of any candidates added with `add_candidates`)."""
 
     extractor: ort.InferenceSession | None
     model: ort.InferenceSession
     provider: str
     fallback: str = ""  # --device auto ended on the CPU: why the GPU provider could not be used
+    candidates: Candidates | None = None
 
     @classmethod
     def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> Runner:
@@ -165,4 +184,38 @@ class Runner:
             text, visual_feats=feats.astype(np.float32, copy=False), visual_pos=boxes.astype(np.float32, copy=False)
         )
         names = {i.name for i in self.model.get_inputs()}
-        return self.model.run(["probs"], {k: v for k, v in inputs.items() if k in names})[0]
+        feeds = {k: v for k, v in inputs.items() if k in names}
+        if self.candidates is None:
+            return self.model.run(["probs"], feeds)[0]
+        probs, projected = self.model.run(["probs", "projected"], feeds)
+        return np.concatenate([probs, self.candidates.probabilities(projected).astype(probs.dtype)], axis=1)
+
+    def labels(self, vocab: list[str]) -> list[str]:
+        """The hashtag of each column `probabilities` returns."""
+        return vocab + (self.candidates.tags if self.candidates else [])
+
+    def add_candidates(self, bundle: Bundle, tags: list[str], device: str = "cpu") -> list[str]:
+        """Score `tags` beside the vocabulary from now on: each new one embedded once, here, with the bundle's
+        names graph. Returns those already in the vocabulary (scored as before). BundleError for a bundle whose
+        head cannot rank new hashtags."""
+        head = bundle.info.get("head", {"kind": "linear"})
+        if head["kind"] != "names":
+            raise BundleError(
+                f"{bundle.path}: this model scores its own {len(bundle.vocab)} hashtags only (a '{head['kind']}' "
+                "head); --candidates needs a model trained with --head names"
+            )
+        if "names" not in bundle.info["graphs"]:
+            raise BundleError(
+                f"{bundle.path}: the bundle has no name-embedding graph (names.onnx; exported by an older "
+                "hashtagger); re-export the checkpoint to rank --candidates"
+            )
+        known = set(bundle.vocab)
+        new = [t for t in tags if t not in known]
+        embeddings = np.zeros((0, 0), np.float32)
+        if new:
+            sess, _ = session(bundle.graph("names"), device)
+            text = encode(bundle.tokenizer, [tag_words(t) for t in new], head.get("name_tokens", 32))
+            names = {i.name for i in sess.get_inputs()}
+            embeddings = sess.run(["embedding"], {k: v for k, v in text.items() if k in names})[0]
+        self.candidates = Candidates(new, embeddings, float(head["scale"]), float(head["unseen_bias"]))
+        return [t for t in tags if t in known]

@@ -34,6 +34,7 @@ from .display import PostsPerSecond, progress_bar
 from .errors import BundleError, DataError, ImageError, OutputError
 from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
+from .tagnames import read_candidates
 from .text import clean_caption, encode
 from .vision import ImageSettings, load_pixels
 from .writers import done_ids, open_writer, output_format, remaining
@@ -61,6 +62,7 @@ class TagOptions:
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
     columns: CsvColumns = field(default_factory=CsvColumns)
+    candidates: str | Path | None = None  # file of hashtags to rank beside the vocabulary (a names-head bundle)
     explain: bool = False  # each hashtag's top words and regions (attribution.py; a forward pass per word and region)
 
 
@@ -314,11 +316,15 @@ def _tag_batch(
         for i in good:
             _skip(records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
         return records
+    labels = runner.labels(bundle.vocab)
     rows = zip(good, texts, probs, regions, strict=True)
     for i, caption, scores, (feats, boxes) in rows:
         order = [j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold]
         records[i]["status"], records[i]["reason"] = caption.status, caption.reason
-        records[i]["hashtags"] = [{"tag": bundle.vocab[j], "score": round(float(scores[j]), 4)} for j in order]
+        records[i]["hashtags"] = [{"tag": labels[j], "score": round(float(scores[j]), 4)} for j in order]
+        if runner.candidates is not None:  # with --candidates, say which hashtags the model never trained on
+            for entry, j in zip(records[i]["hashtags"], order, strict=True):
+                entry["seen"] = bool(j < len(bundle.vocab))
         if explain and order:
             whys = attribution.explain(runner, bundle, caption.text, feats, boxes, order)
             for entry, why in zip(records[i]["hashtags"], whys, strict=True):
@@ -414,8 +420,17 @@ def tag(
     posts = load_posts(input, options.columns)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
+    candidates = read_candidates(Path(options.candidates)) if options.candidates is not None else None
     tagger = Tagger(options)
     bundle, runner = tagger.bundle, tagger.runner
+    if candidates is not None:
+        known = runner.add_candidates(bundle, candidates)
+        console.print(
+            f"candidates: {len(runner.candidates.tags)} new hashtags ranked beside the {len(bundle.vocab)} of the "
+            f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(
         f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]",
         highlight=False,

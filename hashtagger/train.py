@@ -37,10 +37,11 @@ from .display import metrics_table, preparation_table, progress_bar
 from .errors import DataError, HashtaggerError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
-from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, torch_device
+from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, set_hashtag_names, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .structs import from_dict
+from .tagnames import hold_out, tag_words
 from .text import train_wordpiece
 from .vision import ImageSettings
 
@@ -68,6 +69,8 @@ class TrainConfig:
     device: str = "auto"
     cache_dir: str | None = None  # default: <output>/feature-cache
     max_train_posts: int | None = None
+    head: str = "linear"  # linear | names (scores hashtags by their names; can rank hashtags never seen)
+    hold_out_tags: float = 0.0  # seeded share of the vocabulary removed from the labels, for `evaluate --unseen`
     columns: CsvColumns = field(default_factory=CsvColumns)
     prep: PrepOptions = field(default_factory=PrepOptions)
 
@@ -251,6 +254,7 @@ class Samples:
     features: FeatureStore
     extractor: GridExtractor | None
     extractor_spec: ExtractorSpec
+    held_out: list[str] = field(default_factory=list)  # vocabulary hashtags removed from the labels
 
 
 def prepare_samples(start: Start, device: str, console: Console) -> Samples:
@@ -270,16 +274,23 @@ def prepare_samples(start: Start, device: str, console: Console) -> Samples:
     if spec.kind == "precomputed":
         spec.feature_dim = int(features.get(digests[0])[0].shape[1])
     split = last.split if last else split_groups(digests, cfg.seed)
-    by_split = samples_by_split(examples, digests, split, prepared.vocab)
+    if last is not None:  # prepared with last.vocab, which already leaves the held-out hashtags out
+        vocab, held_out = last.vocab, last.meta.get("held_out_tags", [])
+    else:
+        vocab, held_out = hold_out(prepared.vocab, cfg.hold_out_tags, cfg.seed)
+    by_split = samples_by_split(examples, digests, split, vocab)
+    if held_out:  # a post whose hashtags were all held out has nothing left to learn or validate
+        by_split = {name: [s for s in samples if s.labels] for name, samples in by_split.items()}
     if cfg.max_train_posts:
         by_split["train"] = by_split["train"][: cfg.max_train_posts]
     if not by_split["train"]:
         raise DataError("the training split is empty")
     console.print(
         f"posts: train {len(by_split['train'])}, val {len(by_split['val'])}, test {len(by_split['test'])}; "
-        f"hashtags in vocabulary: {len(prepared.vocab)}; images: {len(set(digests))}"
+        f"hashtags in vocabulary: {len(vocab)}; images: {len(set(digests))}"
+        + (f"; held out of training: {len(held_out)} hashtags" if held_out else "")
     )
-    return Samples(prepared.vocab, split, by_split, features, extractor, spec)
+    return Samples(vocab, split, by_split, features, extractor, spec, held_out)
 
 
 def _extractor_spec(cfg: TrainConfig) -> ExtractorSpec:
@@ -311,8 +322,11 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
             visual_feat_dim=data.extractor_spec.feature_dim,
             vocab_size=tokenizer.get_vocab_size(),
             dropout=cfg.dropout,
+            head=cfg.head,
         )
         model = build_model(spec, text_init)
+        if cfg.head == "names":
+            set_hashtag_names(model, tokenizer, [tag_words(t) for t in data.vocab])
     frequency = torch.zeros(len(data.vocab))
     for s in train:
         frequency[s.labels] += 1
@@ -386,6 +400,7 @@ class Trainer:
             "max_length": cfg.max_length,
             "label_counts": {t: counts[t] for t in data.vocab},
             "new_parameters": new_parameters,
+            "held_out_tags": data.held_out,
             "args": asdict(cfg),
             "history": [],
         }

@@ -1,0 +1,211 @@
+"""Hashtags never seen in training: hashtag names, held-out vocabulary, candidates at tag time (torch-free, embedded
+once per run), `evaluate --unseen` and its baselines, and the clear errors around them."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import cli_without_torch
+from rich.console import Console
+from typer.testing import CliRunner
+
+from hashtagger import ranking
+from hashtagger.bundle import write_manifest
+from hashtagger.cli import app
+from hashtagger.errors import BundleError, DataError
+from hashtagger.tagnames import hold_out, read_candidates, tag_words
+
+
+def test_tag_words_segments_hashtags():
+    assert tag_words("hurricanesandy") == "hurricane sandy"
+    assert tag_words("#HurricaneSandy") == "hurricane sandy"
+    assert tag_words("prayforboston") == "pray for boston"
+    assert tag_words("summerdrop26") == "summer drop 26"
+    assert tag_words("nepal_quake") == "nepal quake"
+
+
+def test_hold_out_is_seeded_and_keeps_order():
+    vocab = [f"tag{i}" for i in range(50)]
+    kept, held = hold_out(vocab, 0.2, seed=0)
+    assert len(held) == 10 and len(kept) == 40 and set(kept) | set(held) == set(vocab)
+    assert kept == [t for t in vocab if t in kept]
+    assert hold_out(vocab, 0.2, seed=0) == (kept, held)
+    assert hold_out(vocab, 0.2, seed=1)[1] != held
+    assert hold_out(vocab, 0.0, seed=0) == (vocab, [])
+    with pytest.raises(DataError, match="hold-out-tags"):
+        hold_out(vocab, 1.0, seed=0)
+
+
+def test_read_candidates(tmp_path):
+    f = tmp_path / "tags.txt"
+    f.write_text("#SummerDrop26\nsandy\n\n  #sandy  \nnew_thing\n")
+    assert read_candidates(f) == ["summerdrop26", "sandy", "new_thing"]
+    f.write_text("\n  \n")
+    with pytest.raises(DataError, match="has no hashtags"):
+        read_candidates(f)
+    for bad in ("two words", "#!!!", "###", "#a-b"):
+        f.write_text(f"ok\n{bad}\n")
+        with pytest.raises(DataError, match="line 2: .* is not a hashtag"):
+            read_candidates(f)
+    with pytest.raises(DataError, match="does not exist"):
+        read_candidates(tmp_path / "missing.txt")
+
+
+def test_ranks_with_ties_are_expected_values():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.0, 0.0, 0.0, 0.0]])
+    h = ranking.hits(scores, [[1], [3]], ks=(1, 2, 3))
+    # post 0: one better, tied with one -> rank 2 or 3; post 1: four-way tie -> uniform over 1..4
+    assert np.allclose(h.at_k[0], [0.0, 0.5, 1.0]) and np.isclose(h.reciprocal[0], (1 / 2 + 1 / 3) / 2)
+    assert np.allclose(h.at_k[1], [0.25, 0.5, 0.75]) and np.isclose(h.reciprocal[1], np.mean(1 / np.arange(1, 5)))
+    out = ranking.summary(h, (1, 2, 3), resamples=50)
+    assert np.isclose(out["recall@k"][2][0], 0.5) and out["mrr"][1] <= out["mrr"][0] <= out["mrr"][2]
+    m = ranking.text_match_scores(["the hurricane hit", "nothing here"], ["hurricane sandy", "dog"], ["hs", "dog"])
+    assert m.tolist() == [[0.5, 0.0], [0.0, 0.0]]
+
+
+@pytest.fixture(scope="module")
+def held_out_bundle(posts_dir, tmp_path_factory):
+    """A name-head model of the generated posts (hashtags <colour><animal>) with half of its 4 hashtags held out."""
+    from hashtagger.export import ExportOptions, export
+    from hashtagger.train import TrainConfig, train
+
+    quiet = Console(file=io.StringIO())
+    out = tmp_path_factory.mktemp("held-out")
+    cfg = TrainConfig(
+        data=str(posts_dir),
+        output=str(out),
+        base_model="tiny",
+        run_name="held",
+        epochs=3,
+        batch_size=16,
+        lr=3e-3,
+        new_lr=3e-3,
+        head="names",
+        hold_out_tags=0.5,
+        max_train_posts=96,
+    )
+    run = train(cfg, quiet)
+    return export(run / "best", ExportOptions(output=str(out / "exported")), quiet)
+
+
+def test_hold_out_leaves_the_held_hashtags_out_of_the_model(held_out_bundle):
+    hashtags = json.loads((held_out_bundle / "hashtags.json").read_text())
+    assert len(hashtags["vocab"]) == 2 and len(hashtags["held_out"]) == 2
+    assert not set(hashtags["vocab"]) & set(hashtags["held_out"])
+    info = json.loads((held_out_bundle / "bundle.json").read_text())
+    assert info["head"]["kind"] == "names" and info["graphs"]["names"] == "names.onnx"
+
+
+def test_evaluate_unseen_against_baselines(held_out_bundle, posts_dir, tmp_path):
+    report = tmp_path / "unseen.json"
+    proc = cli_without_torch(
+        "evaluate",
+        str(posts_dir),
+        "--model",
+        str(held_out_bundle),
+        "--unseen",
+        "--device",
+        "cpu",
+        "--report",
+        str(report),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "torch not imported" in proc.stderr
+    result = json.loads(report.read_text())
+    assert result["posts"] > 0 and result["pairs"] >= result["posts"] and result["held_out"] == 2
+    candidates = result["vocabulary"] + result["held_out"]
+    random = result["systems"]["random"]
+    for k in range(1, 5):  # a random ranking of 4 candidates: exactly k / 4 in expectation
+        assert random["recall@k"][str(k)][0] == pytest.approx(min(1.0, k / candidates))
+    for system in result["systems"].values():
+        value, low, high = system["mrr"]
+        assert 0 < value <= 1 and low <= value <= high
+
+
+def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):
+    from hashtagger import runtime
+    from hashtagger.tagging import TagOptions, tag
+
+    hashtags = json.loads((held_out_bundle / "hashtags.json").read_text())
+    seen, new = hashtags["vocab"][0], hashtags["held_out"][0]
+    candidates = tmp_path / "tags.txt"
+    candidates.write_text(f"#{new}\n{seen}\n#summerdrop26\n")
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    for image in sorted(posts_dir.glob("*.png"))[:40]:
+        shutil.copy(image, posts / image.name)
+        shutil.copy(image.with_suffix(".txt"), posts / image.with_suffix(".txt").name)
+    embedded = []
+    real_session = runtime.session
+
+    def counting(path, *args, **kwargs):
+        if path.name == "names.onnx":
+            embedded.append(path)
+        return real_session(path, *args, **kwargs)
+
+    monkeypatch.setattr(runtime, "session", counting)
+    out = tmp_path / "tags.jsonl"
+    options = TagOptions(model=held_out_bundle, device="cpu", top_k=5, batch_size=8, candidates=candidates)
+    summary = tag(posts, out, options=options, console=Console(file=io.StringIO()))
+    assert summary.tagged == 40 and len(embedded) == 1  # 5 batches, one embedding of the candidates
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    for r in records:
+        tags = {t["tag"]: t["seen"] for t in r["hashtags"]}
+        assert len(tags) == 4  # the 2 of the vocabulary (one also a candidate) and the 2 new candidates
+        assert tags[new] is False and tags["summerdrop26"] is False and tags[seen] is True
+        assert all(tags[t] for t in hashtags["vocab"])
+    # Without --candidates, entries carry no "seen" and only the vocabulary.
+    plain = tag(
+        posts,
+        tmp_path / "plain.jsonl",
+        options=TagOptions(model=held_out_bundle, device="cpu"),
+        console=Console(file=io.StringIO()),
+    )
+    assert plain.tagged == 40
+    first = json.loads((tmp_path / "plain.jsonl").read_text().splitlines()[0])
+    assert {t["tag"] for t in first["hashtags"]} == set(hashtags["vocab"]) and "seen" not in first["hashtags"][0]
+
+
+def test_candidates_errors_are_one_line(held_out_bundle, tiny_bundle, posts_dir, tmp_path):
+    def run(bundle, text):
+        candidates = tmp_path / "c.txt"
+        candidates.write_text(text)
+        result = CliRunner().invoke(
+            app,
+            [
+                "tag",
+                str(posts_dir),
+                "--model",
+                str(bundle),
+                "--candidates",
+                str(candidates),
+                "-o",
+                str(tmp_path / "o.json"),
+            ],
+            env={"COLUMNS": "300"},
+        )
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert not (tmp_path / "o.json").exists()
+        return lines[0]
+
+    assert "no hashtags" in run(held_out_bundle, "\n")
+    assert "is not a hashtag" in run(held_out_bundle, "fine\nnot fine\n")
+    assert "--head names" in run(tiny_bundle, "sandy\n")  # a linear head cannot score names
+    older = tmp_path / "older"
+    shutil.copytree(held_out_bundle, older)
+    info = json.loads((older / "bundle.json").read_text())
+    del info["graphs"]["names"]
+    (older / "bundle.json").write_text(json.dumps(info))
+    (older / "names.onnx").unlink()
+    write_manifest(older)
+    assert "no name-embedding graph" in run(older, "sandy\n")
+
+
+def test_unseen_needs_a_held_out_model(tiny_bundle, posts_dir):
+    result = CliRunner().invoke(app, ["evaluate", str(posts_dir), "--model", str(tiny_bundle), "--unseen"])
+    assert result.exit_code == 1 and "without --hold-out-tags" in result.stderr
