@@ -102,7 +102,7 @@ def explain(
                 score=float(full[t]),
                 image=float(0.5 * ((full[t] - no_image[t]) + (no_text[t] - neither[t]))),
                 text=float(0.5 * ((full[t] - no_text[t]) + (no_image[t] - neither[t]))),
-                words=[(w, float(full[t] - p)) for w, p in zip(words, word_probs[:, t])],
+                words=[(w, float(full[t] - p)) for w, p in zip(words, word_probs[:, t], strict=True)],
                 regions=(full[t] - region_probs[:, t]).astype(np.float32),
                 boxes=np.asarray(boxes, np.float32),
             )

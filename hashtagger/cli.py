@@ -96,7 +96,8 @@ def train(
     hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
     head: str = typer.Option(
         "linear",
-        help="linear: one weight vector per hashtag (the paper's); names: scores a hashtag by its name's embedding, so tag --candidates can rank hashtags never seen.",
+        help="linear: one weight vector per hashtag (the paper's); names: scores a hashtag by its name's embedding, "
+        "so tag --candidates can rank hashtags never seen.",
     ),
     hold_out_tags: float = typer.Option(
         0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
@@ -236,14 +237,16 @@ def tag(
     id_column: str | None = typer.Option(
         None, help="CSV column with the post id (default: post_id or id when present, else the image path)."
     ),
-    candidates: Optional[Path] = typer.Option(
+    candidates: Path | None = typer.Option(
         None,
-        help="File of hashtags (one a line, '#' optional) ranked beside the vocabulary, new ones included; entries then say \"seen\": true|false. Needs a model trained with --head names.",
+        help="File of hashtags (one a line, '#' optional) ranked beside the vocabulary, new ones included; entries "
+        'then say "seen": true|false. Needs a model trained with --head names.',
     ),
     explain: bool = typer.Option(
         False,
         "--explain",
-        help="Add each hashtag's top words and regions and its image / caption shares (JSON / JSONL; one forward pass per word and region).",
+        help="Add each hashtag's top words and regions and its image / caption shares (JSON / JSONL; one forward "
+        "pass per word and region).",
     ),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
@@ -279,13 +282,13 @@ def tag(
 @app.command()
 def explain(
     image: Path = typer.Argument(..., help="The post's image."),
-    caption_file: Optional[Path] = typer.Argument(None, metavar="[CAPTION_FILE]", help="A text file with the caption."),
-    caption: Optional[str] = typer.Option(None, help="The caption as text (instead of CAPTION_FILE)."),
+    caption_file: Path | None = typer.Argument(None, metavar="[CAPTION_FILE]", help="A text file with the caption."),
+    caption: str | None = typer.Option(None, help="The caption as text (instead of CAPTION_FILE)."),
     model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
     output: Path = typer.Option(Path("why.png"), "--output", "-o", help="The picture to write (PNG)."),
     top_k: int = typer.Option(3, min=1, help="Hashtags to explain, one panel each."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
-    features_dir: Optional[Path] = typer.Option(
+    features_dir: Path | None = typer.Option(
         None, help="<image stem>.npz region features, for a model trained on precomputed features."
     ),
 ) -> None:
@@ -343,7 +346,8 @@ def evaluate(
     unseen: bool = typer.Option(
         False,
         "--unseen",
-        help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as candidates, on the test posts that carry them, against random and text-match rankings.",
+        help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as "
+        "candidates, on the test posts that carry them, against random and text-match rankings.",
     ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""

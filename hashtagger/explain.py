@@ -115,7 +115,7 @@ def _rgba(shade: float) -> tuple[float, float, float, float]:
 def _heat(e: Explanation, cells: int = 120) -> np.ndarray:
     """An RGBA overlay: each region's shade painted over its box (the strongest where boxes overlap)."""
     overlay = np.zeros((cells, cells, 4), np.float32)
-    for shade, (x1, y1, x2, y2) in zip(_shades(e.regions, e.image_share), np.clip(e.boxes, 0, 1)):
+    for shade, (x1, y1, x2, y2) in zip(_shades(e.regions, e.image_share), np.clip(e.boxes, 0, 1), strict=True):
         rows = slice(int(y1 * cells), max(int(y1 * cells) + 1, round(y2 * cells)))
         cols = slice(int(x1 * cells), max(int(x1 * cells) + 1, round(x2 * cells)))
         stronger = overlay[rows, cols, 3] < 0.8 * abs(shade)
@@ -135,7 +135,7 @@ def _shaded_words(ax, e: Explanation) -> None:
     renderer = ax.figure.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
     x, y, line = 0.0, 0.95, 0.16
-    for (word, _), shade in zip(e.words, shades):
+    for (word, _), shade in zip(e.words, shades, strict=True):
         t = ax.text(
             x, y, word, fontsize=9, va="top", bbox={"boxstyle": "round,pad=0.15", "fc": _rgba(shade), "ec": "none"}
         )

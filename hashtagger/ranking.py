@@ -65,6 +65,6 @@ def text_match_scores(texts: list[str], candidate_words: list[str], candidates: 
     out = np.zeros((len(texts), len(candidates)), np.float32)
     for row, text in enumerate(texts):
         present = set(text.lower().split())
-        for column, (tag, words) in enumerate(zip(candidates, names)):
+        for column, (tag, words) in enumerate(zip(candidates, names, strict=True)):
             out[row, column] = 1.0 if tag in present else len(words & present) / max(1, len(words))
     return out

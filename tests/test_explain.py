@@ -127,7 +127,7 @@ def test_explain_command_writes_a_png(split_bundle, tmp_path):
 def test_explain_on_an_unreadable_image_says_why(split_bundle, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(ImageError, match="broken.jpg"):
+    with pytest.raises(ImageError, match=r"broken\.jpg"):
         explain_post(bad, "a cat", ExplainOptions(model=split_bundle, device="cpu"))
     out = tmp_path / "why.png"
     result = CliRunner().invoke(

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from hashtagger import ranking
 from hashtagger.bundle import write_manifest
 from hashtagger.cli import app
-from hashtagger.errors import BundleError, DataError
+from hashtagger.errors import DataError
 from hashtagger.tagnames import hold_out, read_candidates, tag_words
 
 
@@ -49,7 +49,7 @@ def test_read_candidates(tmp_path):
         read_candidates(f)
     for bad in ("two words", "#!!!", "###", "#a-b"):
         f.write_text(f"ok\n{bad}\n")
-        with pytest.raises(DataError, match="line 2: .* is not a hashtag"):
+        with pytest.raises(DataError, match=r"line 2: .* is not a hashtag"):
             read_candidates(f)
     with pytest.raises(DataError, match="does not exist"):
         read_candidates(tmp_path / "missing.txt")
