@@ -83,9 +83,9 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def preprocess(im: Image.Image, settings: ImageSettings) -> np.ndarray:
     """RGB image -> normalised float32 [3, size, size]."""
     resized = im.resize((settings.size, settings.size), Image.Resampling.BILINEAR)
-    a = np.asarray(resized, dtype=np.float32) / 255.0
-    a = (a - np.asarray(settings.mean, dtype=np.float32)) / np.asarray(settings.std, dtype=np.float32)
-    return np.ascontiguousarray(a.transpose(2, 0, 1))
+    rgb = np.asarray(resized, dtype=np.float32) / 255.0
+    normalised = (rgb - np.asarray(settings.mean, dtype=np.float32)) / np.asarray(settings.std, dtype=np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
 def load_pixels(path: Path, settings: ImageSettings) -> np.ndarray:
