@@ -112,6 +112,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     threshold = resolve_threshold(options.threshold, bundle)
     pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
     memory = RegionMemory()
+    load: Callable[[Path], np.ndarray | tuple[np.ndarray, np.ndarray] | ImageError]
     if options.features_dir is not None:
         load = partial(_read_regions, features_dir=Path(options.features_dir))
     else:
@@ -231,7 +232,7 @@ class Caption(NamedTuple):
 
 def _text(post: Post, bundle: Bundle) -> Caption:
     notes = [post.note] if post.note else []
-    text = clean_caption(post.caption, bundle.cleaning) if (post.caption or "").strip() else ""
+    text = clean_caption(post.caption or "", bundle.cleaning) if (post.caption or "").strip() else ""
     if not text:
         notes.append(EMPTY_CAPTION if (post.caption or "").strip() else NO_CAPTION)
     if not notes:
@@ -280,35 +281,42 @@ def _tag_batch(
 ) -> list[dict]:
     """Records for one batch; `captions` holds each post's Caption, `pixels` what was loaded for its images not
     remembered in `memory`; `explain` adds each hashtag's attribution record."""
-    records = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
+    records: list[dict[str, Any]] = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
     keys = [_image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
         if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
             pixels[key] = load(key)
-    good = []
-    for i, key in enumerate(keys):
-        if key is None:
+    good: list[int] = []
+    good_keys: list[Path] = []  # the image of each post in `good`
+    for i, maybe_key in enumerate(keys):
+        if maybe_key is None:
             _skip(records[i], ImageError("no image named", "no_image"))
-        elif isinstance(pixels.get(key), ImageError):
-            _skip(records[i], pixels[key])
+        elif isinstance(pixels.get(maybe_key), ImageError):
+            _skip(records[i], pixels[maybe_key])
         else:
             good.append(i)
+            good_keys.append(maybe_key)
     if not good:
         return records
     texts = [captions[i] for i in good]
     try:
         # The extractor runs once per image, not per post: only for images not already in memory.
-        found = {key: memory.get(key) for key in dict.fromkeys(keys[i] for i in good)}
-        for key in found:
-            if found[key] is None and isinstance(pixels.get(key), tuple):  # precomputed: the regions themselves
-                found[key] = pixels[key]
-        new = [key for key, regions in found.items() if regions is None]
+        found: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+        new: list[Path] = []
+        for key in dict.fromkeys(good_keys):
+            remembered, loaded = memory.get(key), pixels.get(key)
+            if remembered is not None:
+                found[key] = remembered
+            elif isinstance(loaded, tuple):  # precomputed: the regions themselves
+                found[key] = loaded
+            else:
+                new.append(key)
         if new:
             feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
             for key, f, b in zip(new, feats, boxes, strict=True):
                 found[key] = (f, b)
                 memory.put(key, f, b)
-        regions = [found[keys[i]] for i in good]
+        regions = [found[key] for key in good_keys]
         text = encode(bundle.tokenizer, [c.text for c in texts], bundle.max_length)
         probs = runner.probabilities(text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
@@ -444,7 +452,7 @@ def tag(
         )
     summary = TagSummary(provider=runner.provider)
     todo = posts
-    if resume and output.exists():
+    if resume and output is not None and output.exists():
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
