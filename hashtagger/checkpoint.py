@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
-from transformers import LxmertConfig, ResNetConfig, ResNetModel
+from transformers import ResNetConfig, ResNetModel
 
+from . import archs
 from .data import PrepOptions
 from .errors import DataError
 from .features import GridExtractor
@@ -68,7 +69,7 @@ def save_checkpoint(
         info = {
             "format": FORMAT,
             "model_spec": asdict(model_spec),
-            "lxmert_config": model.config.to_dict(),
+            **archs.config_entry(model),
             "extractor_spec": asdict(extractor_spec),
             "vocab": vocab,
             "prep": asdict(prep),
@@ -93,7 +94,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     if info.get("format") != FORMAT:
         raise DataError(f"{path}: checkpoint format {info.get('format')} is not {FORMAT}, the one this version reads")
     spec = from_dict(ModelSpec, info["model_spec"])
-    model = HashtagModel(LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout, head=spec.head)
+    model = archs.rebuild(spec, info)
     extractor_spec = from_dict(ExtractorSpec, info["extractor_spec"])
     extractor = None
     try:
@@ -109,7 +110,8 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     except OSError as e:
         raise DataError(f"{path}: checkpoint file unreadable ({e})") from None
     model.eval()
-    meta = {k: v for k, v in info.items() if k not in ("format", "lxmert_config", "extractor_spec", "vocab", "prep")}
+    skip = ("format", "lxmert_config", "arch_config", "extractor_spec", "vocab", "prep")
+    meta = {k: v for k, v in info.items() if k not in skip}
     return Checkpoint(
         path=path,
         model=model,

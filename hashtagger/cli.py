@@ -35,6 +35,10 @@ def train(
     data: Path = typer.Argument(
         ..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."
     ),
+    arch: str = typer.Option(
+        "lxmert",
+        help="lxmert (LXMERT4Hashtag), or a comparison system of the paper: tab-lstm, lstm-cnn, coa, amnn, tweetembd.",
+    ),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
     run_name: str | None = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
     base_model: str = typer.Option(
@@ -128,6 +132,7 @@ def train(
     )
     cfg = TrainConfig(
         data=str(data),
+        arch=arch,
         output=str(output),
         run_name=run_name,
         base_model=base_model,
@@ -321,10 +326,18 @@ def evaluate(
     checkpoint: Path | None = typer.Option(
         None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."
     ),
+    compare: list[Path] | None = typer.Option(
+        None,
+        "--compare",
+        help="Score several systems (bundles or runs, e.g. of different --arch) on the same posts, with the prior; "
+        "repeat it.",
+    ),
     split: str = typer.Option(
         "test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."
     ),
-    k: str = typer.Option("1..5", "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5)."),
+    k: str | None = typer.Option(
+        None, "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5). Default 1..5; 2 with --compare."
+    ),
     report: Path | None = typer.Option(None, help="Write the metrics as JSON to this file."),
     plot: Path | None = typer.Option(
         None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
@@ -358,6 +371,7 @@ def evaluate(
     from rich.console import Console as StdoutConsole
 
     from .data import CsvColumns
+    from .evaluate import compare as run_comparison
     from .evaluate import evaluate as run_evaluation
     from .evaluate import parse_ks, report_table, write_report
     from .evaluate import plot as write_plot
@@ -383,18 +397,15 @@ def evaluate(
             fail(str(e))
         return
     try:
-        result = run_evaluation(
-            data,
-            model=model,
-            checkpoint=checkpoint,
-            split=split,
-            ks=parse_ks(k),
-            device=device,
-            console=err,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-            columns=columns,
+        common = dict(
+            split=split, device=device, console=err, batch_size=batch_size, cache_dir=cache_dir, columns=columns
         )
+        if compare:
+            if model or checkpoint:
+                fail("give --compare alone, or --model / --checkpoint, not both")
+            result = run_comparison(data, compare, ks=parse_ks(k or "2"), **common)
+        else:
+            result = run_evaluation(data, model=model, checkpoint=checkpoint, ks=parse_ks(k or "1..5"), **common)
         StdoutConsole().print(report_table(result))
         if report:
             err.print(f"report written to {write_report(result, report)}")

@@ -80,6 +80,10 @@ class Report:
     skipped: dict[str, int]  # reason -> posts not evaluated
     systems: dict[str, dict[int, dict[str, float]]]  # system -> k -> metric -> value
     missing_test_images: int = 0  # split test: images of the stored test split not found in DATA
+    arch: str = "lxmert"  # the model's architecture (archs.py)
+    vocab_id: str = ""  # identity of the hashtag vocabulary: systems compare directly only when equal
+    posts_id: str = ""  # identity of the evaluated posts (images and texts)
+    notes: list[str] = field(default_factory=list)  # shown under the table (e.g. --compare's vocabularies)
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
 
 
@@ -119,6 +123,7 @@ class _Model:
     extractor_spec: ExtractorSpec
     cache_id: str  # FeatureCache folder: valid only for this extractor and image preprocessing
     cache_root: Path | None  # an existing cache to reuse (the training run's), else None
+    arch: str
     probabilities: Callable[[list[Sample], FeatureStore, str | None], np.ndarray]
 
 
@@ -154,6 +159,7 @@ def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
         extractor_spec=spec,
         cache_id=cache_id,
         cache_root=training_cache if training_cache and training_cache.is_dir() else None,
+        arch=ckpt.meta["model_spec"].get("arch", "lxmert"),
         probabilities=probabilities,
     )
 
@@ -189,6 +195,7 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
         cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
         cache_root=None,
+        arch=bundle.info["model"].get("arch", "lxmert"),
         probabilities=probabilities,
     )
 
@@ -252,6 +259,7 @@ def evaluate(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     columns: CsvColumns | None = None,
+    ablations: bool = True,
 ) -> Report:
     """Score the model (a bundle via ONNX Runtime, or a checkpoint via PyTorch; default: exported/),
     its text-only / image-only ablations and the frequency prior on the same posts.
@@ -259,6 +267,7 @@ def evaluate(
     data: the posts (folder or CSV); for split "test" None means the training data the model records.
     cache_dir: region-feature cache (default: a checkpoint's training cache if present, else a temporary one).
     columns: CSV column names (default: training's for split "test", the standard ones for "all").
+    ablations: False scores the model and the prior only.
     """
     console = console or Console(stderr=True)
     if split not in SPLITS:
@@ -293,7 +302,7 @@ def evaluate(
         samples = [Sample(e.text, [index[t] for t in truth if t in index], d) for e, d, truth in usable]
         store = FeatureStore(cache)
         ranked = {}
-        for name, blank in ABLATIONS.items():
+        for name, blank in ABLATIONS.items() if ablations else [("model", None)]:
             with console.status(f"{name}: scoring {len(samples)} posts"):
                 ranked[name] = metrics.rank(m.probabilities(samples, store, blank), vocab, ks[-1])
 
@@ -314,6 +323,88 @@ def evaluate(
         skipped=posts.skipped,
         systems={name: metrics.topk_metrics(r, truths, ks) for name, r in ranked.items()},
         missing_test_images=posts.missing_test_images,
+        arch=m.arch,
+        vocab_id=_digest(vocab),
+        posts_id=_digest([f"{s.digest}:{s.text}" for s in samples]),
+    )
+
+
+def _digest(items: list[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+def compare(
+    data: str | Path | None,
+    models: list[str | Path],
+    names: list[str] | None = None,
+    split: str = "test",
+    ks: tuple[int, ...] = (2,),
+    device: str = "auto",
+    console: Console | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    columns: CsvColumns | None = None,
+) -> Report:
+    """Several trained systems (bundles or checkpoints, e.g. of different --arch) on the same posts, with
+    the frequency prior: the paper's Table 3. Each is scored on its own vocabulary; where vocabularies or
+    the evaluated posts differ the prior is given per vocabulary and the notes say so."""
+    if not models:
+        raise DataError("--compare needs at least one bundle or run")
+    reports = []
+    for path in map(Path, models):
+        bundle = (path / "bundle.json").is_file()
+        reports.append(
+            evaluate(
+                data,
+                model=path if bundle else None,
+                checkpoint=None if bundle else path,
+                split=split,
+                ks=ks,
+                device=device,
+                console=console,
+                batch_size=batch_size,
+                cache_dir=cache_dir,
+                columns=columns,
+                ablations=False,
+            )
+        )
+    names = list(names or [r.arch for r in reports])
+    for i, name in enumerate(names):  # the same architecture twice: tell them apart by folder
+        if names.count(name) > 1:
+            names[i] = f"{name} ({Path(reports[i].model).name})"
+    systems = {name: r.systems["model"] for name, r in zip(names, reports)}
+    first = reports[0]
+    shared = all(r.vocab_id == first.vocab_id and r.posts_id == first.posts_id for r in reports)
+    notes = [f"{name}: {r.model} ({r.backend})" for name, r in zip(names, reports)]
+    if shared:
+        systems[PRIOR] = first.systems[PRIOR]
+        notes.append(f"one vocabulary ({first.vocab_size} hashtags) and the same {first.posts} posts for every system")
+    else:
+        for name, r in zip(names, reports):
+            systems[f"{PRIOR} ({name}'s vocabulary)"] = r.systems[PRIOR]
+        notes.append(
+            "vocabularies or posts differ: each system is scored on its own vocabulary and split, beside the "
+            "prior of that vocabulary; "
+            + "; ".join(f"{n}: {r.vocab_size} hashtags, {r.posts} posts" for n, r in zip(names, reports))
+        )
+    return Report(
+        data=first.data,
+        split=split,
+        model=", ".join(r.model for r in reports),
+        backend=", ".join(sorted({r.backend for r in reports})),
+        device=", ".join(sorted({r.device for r in reports})),
+        ks=first.ks,
+        posts=first.posts,
+        oov_posts=first.oov_posts,
+        true_hashtags=first.true_hashtags,
+        vocab_size=first.vocab_size,
+        skipped=first.skipped,
+        systems=systems,
+        missing_test_images=first.missing_test_images,
+        arch="compare",
+        vocab_id=first.vocab_id if shared else "",
+        posts_id=first.posts_id if shared else "",
+        notes=notes,
     )
 
 
@@ -334,6 +425,7 @@ def report_table(report: Report) -> Table:
     ]
     if report.missing_test_images:
         notes.append(f"{report.missing_test_images} test-split images not found in the data")
+    notes += report.notes
     table.caption = "\n".join(notes)
     return table
 

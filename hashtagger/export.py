@@ -18,7 +18,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from . import __version__, metrics
+from . import __version__, archs, metrics
 from .attribution import write_background
 from .batching import TEXT_INPUTS, split_examples
 from .bundle import FORMAT_VERSION, read_bundle, write_manifest
@@ -326,7 +326,9 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         export_model_graph(
             ckpt.model, work / "model.onnx", options.opset, dict(text, visual_feats=feats, visual_pos=boxes)
         )
-        fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
+        fusions = {}
+        if isinstance(ckpt.model, HashtagModel):  # the comparison systems have no BERT-shaped layers to fuse
+            fusions = fuse_transformer(work / "model.onnx", config.num_attention_heads, config.hidden_size)
         offline_optimize(work / "model.onnx")
     full_precision = torch_probabilities(ckpt, inputs)
     graphs = {"model": "model.onnx"} | ({"extractor": extractor.name} if extractor is not None else {})
@@ -412,12 +414,9 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         "threshold": tune_threshold(onnx_probs, ckpt.vocab, inputs.labels),
         "background": background,
         "head": head,  # region features of reference images: what `explain` puts for an absent image
-        "model": {
-            "base_model": ckpt.meta["model_spec"]["base_model"],
-            "hidden_size": config.hidden_size,
-            "layers": {"language": config.l_layers, "cross": config.x_layers, "object": config.r_layers},
-            "hashtags": len(ckpt.vocab),
-        },
+        "model": {"base_model": ckpt.meta["model_spec"]["base_model"]}
+        | archs.describe(ckpt.model)
+        | {"hashtags": len(ckpt.vocab)},
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
         "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},

@@ -188,6 +188,7 @@ class ModelSpec:
     dropout: float = 0.1
     lxmert_overrides: dict = field(default_factory=dict)
     head: str = "linear"  # linear | names
+    arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or a comparison system
 
 
 def lxmert_config(spec: ModelSpec, text_config=None) -> LxmertConfig:

@@ -29,7 +29,7 @@ from rich.progress import Progress, TaskID, TextColumn
 from tokenizers import Tokenizer
 from transformers import get_linear_schedule_with_warmup
 
-from . import metrics
+from . import archs, metrics
 from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, samples_by_split
 from .checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from .data import CsvColumns, Example, Prepared, PrepOptions, load_posts, prepare, split_groups
@@ -37,7 +37,7 @@ from .display import metrics_table, preparation_table, progress_bar
 from .errors import DataError, HashtaggerError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
-from .model import PRESETS, HashtagModel, ModelSpec, build_model, init_head_bias, set_hashtag_names, torch_device
+from .model import PRESETS, HashtagModel, ModelSpec, set_hashtag_names, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .structs import from_dict
@@ -49,6 +49,7 @@ from .vision import ImageSettings
 @dataclass
 class TrainConfig:
     data: str
+    arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or one of the paper's comparison systems
     output: str = "runs"
     run_name: str | None = None
     base_model: str = "unc-nlp/lxmert-base-uncased"  # hub id or folder of an LXMERT checkpoint, or a preset name
@@ -142,7 +143,7 @@ def validate(
         loss_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
         return torch.sigmoid(logits).cpu().numpy()
 
-    num_labels = model.head.out_features
+    num_labels = archs.num_labels(model)
     probs = predict(score, samples, tokenizer, features, num_labels, max_length, batch_size)
     return probs, loss_sum / max(1, len(samples) * num_labels)
 
@@ -323,14 +324,15 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
             vocab_size=tokenizer.get_vocab_size(),
             dropout=cfg.dropout,
             head=cfg.head,
+            arch=cfg.arch,
         )
-        model = build_model(spec, text_init)
+        model = archs.build(spec, text_init, [s.text for s in train], tokenizer, cfg.seed)
         if cfg.head == "names":
             set_hashtag_names(model, tokenizer, [tag_words(t) for t in data.vocab])
     frequency = torch.zeros(len(data.vocab))
     for s in train:
         frequency[s.labels] += 1
-    init_head_bias(model, frequency / len(train))
+    archs.init_head_bias(model, frequency / len(train))
     return tokenizer, spec, model, sorted(model.new_parameters())
 
 
@@ -385,6 +387,7 @@ class Trainer:
     def start(cls, cfg: TrainConfig, console: Console, resume: Path | None = None) -> Trainer:
         start = begin(cfg, resume, console)
         cfg, device = start.cfg, torch_device(start.cfg.device)
+        archs.check_arch(cfg.arch)  # before the data is read: a typo fails in a second
         _seed_everything(cfg.seed)
         data = prepare_samples(start, device, console)
         tokenizer, spec, model, new_parameters = build_tokenizer_and_model(start, data)
@@ -525,8 +528,7 @@ class Trainer:
         arrays = make_batch(samples, self.tokenizer, d.features, len(d.vocab), self.cfg.max_length)
         batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            logits = self.model(*(batch[k] for k in MODEL_INPUTS))
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+            loss = archs.training_loss(self.model, [batch[k] for k in MODEL_INPUTS], batch["labels"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

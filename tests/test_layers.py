@@ -13,7 +13,9 @@ import hashtagger
 PACKAGE = Path(hashtagger.__file__).parent
 COMMANDS = {"cli", "train", "export", "evaluate", "explain"}  # may import anything below them, never each other
 HEAVY = {"torch", "transformers", "safetensors", "onnx", "matplotlib"}
-NEEDS_TORCH = {"model", "features", "checkpoint", "train", "export"}
+NEEDS_TORCH = {"model", "features", "checkpoint", "train", "export", "encoders", "archs"} | {
+    p.stem for p in PACKAGE.glob("arch_*.py")
+}
 
 
 def imports(top_level_only: bool) -> dict[str, set[str]]:

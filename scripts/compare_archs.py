@@ -1,0 +1,157 @@
+"""The paper's comparison (its Table 3) on real posts: every architecture of `hashtagger train --arch` trained
+with the same data, split, extractor and feature cache, epoch budget and validation-based selection (the
+best epoch on validation F1@2 is kept), exported, and scored on the same test split, next to the paper's
+figures, with each system's training time, tagging throughput, parameters and bundle size.
+
+    python scripts/compare_archs.py [DATA] [--epochs 5] [--output runs/compare] [--archs lxmert,coa,...]
+        [--reuse lxmert=exported]   # an existing bundle (trained the same way) instead of training that arch
+
+Finished runs and bundles are kept and reused: an interrupted comparison continues where it stopped.
+Writes OUTPUT/comparison.md and OUTPUT/comparison.json; the table also goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from hashtagger.archs import ARCHS
+from hashtagger.bundle import read_bundle
+from hashtagger.export import ExportOptions, export
+from hashtagger.runtime import Runner
+from hashtagger.text import encode
+from hashtagger.train import TrainConfig, resolve_text_init, train
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = {  # Table 3 of the paper, top-2 hashtags, InstaNY100K test split: precision, recall, F1
+    "lxmert": (0.599, 0.233, 0.335),
+    "coa": (0.532, 0.202, 0.293),
+    "lstm-cnn": (0.51, 0.192, 0.279),
+    "tab-lstm": (0.469, 0.177, 0.257),
+    "amnn": (0.327, 0.103, 0.156),
+    "tweetembd": (0.272, 0.106, 0.152),
+}
+
+
+def train_arch(arch: str, args, console: Console) -> tuple[Path, float]:
+    """The run's best/ checkpoint and its training wall time (recorded the first time it ran)."""
+    run = Path(args.output) / arch
+    timing = run / "train_seconds.json"
+    if timing.is_file() and (run / "best" / "hashtagger.json").is_file():
+        return run / "best", json.loads(timing.read_text())["seconds"]
+    cfg = TrainConfig(
+        data=args.data,
+        arch=arch,
+        output=args.output,
+        run_name=arch,
+        base_model="mini",
+        text_init="minilm",
+        epochs=args.epochs,
+        seed=args.seed,
+        cache_dir=str(Path(args.output) / "feature-cache"),
+    )
+    started = time.perf_counter()
+    train(cfg, console, resume=run if (run / "last" / "training_state.pt").is_file() else None)
+    seconds = time.perf_counter() - started
+    timing.write_text(json.dumps({"seconds": seconds}))
+    return run / "best", seconds
+
+
+def model_throughput(bundle: Path, data_texts: list[str], repeats: int = 3, batch: int = 32) -> float:
+    """Posts/s of the bundle's model graph alone (ONNX Runtime, CPU, batches of `batch` posts, region
+    features given): the per-post cost that differs between architectures. The extractor graph runs once
+    per image and is the same for all of them."""
+    b = read_bundle(bundle)
+    runner = Runner.load(b, "cpu")
+    rng = np.random.default_rng(0)
+    batches = []
+    for i in range(0, len(data_texts), batch):
+        texts = data_texts[i : i + batch]
+        feats = rng.normal(size=(len(texts), 36, b.info["extractor"]["feature_dim"])).astype(np.float32)
+        boxes = np.tile(np.linspace(0, 1, 4, dtype=np.float32), (len(texts), 36, 1))
+        batches.append((encode(b.tokenizer, texts, b.max_length), feats, boxes))
+    best = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for text, feats, boxes in batches:
+            runner.probabilities(text, feats, boxes)
+        best = max(best, len(data_texts) / (time.perf_counter() - started))
+    return best
+
+
+def parameters(checkpoint: Path) -> int:
+    from hashtagger.checkpoint import load_checkpoint
+
+    return sum(p.numel() for p in load_checkpoint(checkpoint).model.parameters())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared/data/mediaeval2016/posts.csv"))
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="runs/compare")
+    parser.add_argument("--archs", default=",".join(ARCHS))
+    parser.add_argument("--reuse", action="append", default=[], help="ARCH=BUNDLE: use this bundle for ARCH")
+    parser.add_argument("--train-only", action="store_true", help="train and export; no table")
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    reuse = dict(r.split("=", 1) for r in args.reuse)
+    systems: dict[str, dict] = {}
+    for arch in args.archs.split(","):
+        if arch in reuse:
+            systems[arch] = {"bundle": Path(reuse[arch]), "train_seconds": None, "parameters": None}
+            continue
+        console.rule(f"{arch}: training ({args.epochs} epochs)")
+        best, seconds = train_arch(arch, args, console)
+        bundle = out / f"exported-{arch}"
+        if not (bundle / "manifest.json").is_file():
+            export(best, ExportOptions(output=str(bundle)), console)
+        systems[arch] = {"bundle": bundle, "train_seconds": seconds, "parameters": parameters(best)}
+    if args.train_only:
+        return
+    from hashtagger.evaluate import compare, report_table
+
+    result = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
+    test_texts = result.texts
+    for arch, s in systems.items():
+        s["bundle_mb"] = sum(f.stat().st_size for f in s["bundle"].iterdir() if f.is_file()) / 1e6
+        s["posts_per_s"] = model_throughput(s["bundle"], test_texts)
+        s["bundle"] = str(s["bundle"])
+    Console().print(report_table(result.report))
+    lines = [
+        f"Test split of `{args.data}` (seed {args.seed}, split by image): {result.report.posts} posts; "
+        f"k = 2. Every system: `--base-model mini --text-init minilm` extractor and tokenizer, "
+        f"{args.epochs} epochs, best epoch on validation F1@2.",
+        "",
+        "| system | P@2 | R@2 | F1@2 | paper P / R / F1 (InstaNY100K) | training | model posts/s | parameters | bundle MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, by_k in result.report.systems.items():
+        m = by_k[2]
+        s = systems.get(name, {})
+        paper = " / ".join(f"{v:.3f}" for v in PAPER[name]) if name in PAPER else "-"
+        train_time = f"{s['train_seconds'] / 60:.1f} min" if s.get("train_seconds") else "-"
+        rate = f"{s['posts_per_s']:.0f}" if "posts_per_s" in s else "-"
+        params = f"{s['parameters'] / 1e6:.2f} M" if s.get("parameters") else "-"
+        size = f"{s['bundle_mb']:.1f}" if "bundle_mb" in s else "-"
+        lines.append(
+            f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {paper} | {train_time} "
+            f"| {rate} | {params} | {size} |"
+        )
+    lines += ["", *(f"- {n}" for n in result.notes)]
+    (out / "comparison.md").write_text("\n".join(lines) + "\n")
+    (out / "comparison.json").write_text(json.dumps({"systems": systems, "metrics": result.report.systems}, indent=1))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    resolve_text_init("minilm")  # fail at once, with the install line, where the package is missing
+    main()
