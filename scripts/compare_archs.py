@@ -22,6 +22,7 @@ from rich.console import Console
 
 from hashtagger.archs import ARCHS
 from hashtagger.bundle import read_bundle
+from hashtagger.data import PrepOptions, load_posts, prepare
 from hashtagger.export import ExportOptions, export
 from hashtagger.runtime import Runner
 from hashtagger.text import encode
@@ -119,22 +120,24 @@ def main() -> None:
         return
     from hashtagger.evaluate import compare, report_table
 
-    result = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
-    test_texts = result.texts
+    report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
+    texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]
     for arch, s in systems.items():
         s["bundle_mb"] = sum(f.stat().st_size for f in s["bundle"].iterdir() if f.is_file()) / 1e6
-        s["posts_per_s"] = model_throughput(s["bundle"], test_texts)
+        s["posts_per_s"] = model_throughput(s["bundle"], texts)
         s["bundle"] = str(s["bundle"])
-    Console().print(report_table(result.report))
+    Console().print(report_table(report))
     lines = [
-        f"Test split of `{args.data}` (seed {args.seed}, split by image): {result.report.posts} posts; "
-        f"k = 2. Every system: `--base-model mini --text-init minilm` extractor and tokenizer, "
-        f"{args.epochs} epochs, best epoch on validation F1@2.",
+        (
+            f"Test split of `{args.data}` (seed {args.seed}, split by image): {report.posts} posts; "
+            f"k = 2. Every system: `--base-model mini --text-init minilm` extractor and tokenizer, "
+            f"{args.epochs} epochs, best epoch on validation F1@2."
+        ),
         "",
         "| system | P@2 | R@2 | F1@2 | paper P / R / F1 (InstaNY100K) | training | model posts/s | parameters | bundle MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, by_k in result.report.systems.items():
+    for name, by_k in report.systems.items():
         m = by_k[2]
         s = systems.get(name, {})
         paper = " / ".join(f"{v:.3f}" for v in PAPER[name]) if name in PAPER else "-"
@@ -146,9 +149,9 @@ def main() -> None:
             f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {paper} | {train_time} "
             f"| {rate} | {params} | {size} |"
         )
-    lines += ["", *(f"- {n}" for n in result.notes)]
+    lines += ["", *(f"- {n}" for n in report.notes)]
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
-    (out / "comparison.json").write_text(json.dumps({"systems": systems, "metrics": result.report.systems}, indent=1))
+    (out / "comparison.json").write_text(json.dumps({"systems": systems, "metrics": report.systems}, indent=1))
     print("\n".join(lines))
 
 
