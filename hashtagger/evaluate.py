@@ -372,20 +372,20 @@ def compare(
     for i, name in enumerate(names):  # the same architecture twice: tell them apart by folder
         if names.count(name) > 1:
             names[i] = f"{name} ({Path(reports[i].model).name})"
-    systems = {name: r.systems["model"] for name, r in zip(names, reports)}
+    systems = {name: r.systems["model"] for name, r in zip(names, reports, strict=True)}
     first = reports[0]
     shared = all(r.vocab_id == first.vocab_id and r.posts_id == first.posts_id for r in reports)
-    notes = [f"{name}: {r.model} ({r.backend})" for name, r in zip(names, reports)]
+    notes = [f"{name}: {r.model} ({r.backend})" for name, r in zip(names, reports, strict=True)]
     if shared:
         systems[PRIOR] = first.systems[PRIOR]
         notes.append(f"one vocabulary ({first.vocab_size} hashtags) and the same {first.posts} posts for every system")
     else:
-        for name, r in zip(names, reports):
+        for name, r in zip(names, reports, strict=True):
             systems[f"{PRIOR} ({name}'s vocabulary)"] = r.systems[PRIOR]
         notes.append(
             "vocabularies or posts differ: each system is scored on its own vocabulary and split, beside the "
             "prior of that vocabulary; "
-            + "; ".join(f"{n}: {r.vocab_size} hashtags, {r.posts} posts" for n, r in zip(names, reports))
+            + "; ".join(f"{n}: {r.vocab_size} hashtags, {r.posts} posts" for n, r in zip(names, reports, strict=True))
         )
     return Report(
         data=first.data,

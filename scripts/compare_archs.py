@@ -122,7 +122,7 @@ def main() -> None:
 
     report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
     texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]
-    for arch, s in systems.items():
+    for s in systems.values():
         s["bundle_mb"] = sum(f.stat().st_size for f in s["bundle"].iterdir() if f.is_file()) / 1e6
         s["posts_per_s"] = model_throughput(s["bundle"], texts)
         s["bundle"] = str(s["bundle"])
@@ -134,7 +134,8 @@ def main() -> None:
             f"{args.epochs} epochs, best epoch on validation F1@2."
         ),
         "",
-        "| system | P@2 | R@2 | F1@2 | paper P / R / F1 (InstaNY100K) | training | model posts/s | parameters | bundle MB |",
+        "| system | P@2 | R@2 | F1@2 | paper P / R / F1 (InstaNY100K) | training | model posts/s | parameters "
+        "| bundle MB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, by_k in report.systems.items():
