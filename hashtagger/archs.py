@@ -64,6 +64,8 @@ def build(spec: ModelSpec, text_init: str | None, train_texts: list[str], tokeni
     arch = check_arch(spec.arch)
     if arch.model is None:
         return build_model(spec, text_init)
+    if spec.head != "linear":
+        raise DataError(f"--head {spec.head} is LXMERT4Hashtag's; --arch {spec.arch} has its own output layer")
     sizes = SIZES.get(spec.base_model, DEFAULT_SIZE)
     embeddings = AutoModel.from_pretrained(text_init).get_input_embeddings().weight if text_init else None
     config = ArchConfig(
