@@ -307,9 +307,10 @@ def explain(
         draw(image, explanations, output, bundle.image.max_pixels)
     except HashtaggerError as e:
         fail(str(e))
-    for e in explanations:
-        top = ", ".join(w for w, v in sorted(e.words, key=lambda item: -item[1])[:3] if v > 0) or "-"
-        err.print(f"#{e.tag} {e.score:.3f}: image {e.image_share:.0%}, caption {1 - e.image_share:.0%}; words: {top}")
+    for why in explanations:
+        top = ", ".join(w for w, v in sorted(why.words, key=lambda item: -item[1])[:3] if v > 0) or "-"
+        share = why.image_share
+        err.print(f"#{why.tag} {why.score:.3f}: image {share:.0%}, caption {1 - share:.0%}; words: {top}")
     err.print(f"explanation written to {output}")
 
 
@@ -387,12 +388,12 @@ def evaluate(
         if checkpoint is not None or plot is not None:
             fail("--unseen evaluates an exported bundle (--model) and writes no plot")
         try:
-            result = evaluate_unseen(
+            unseen_report = evaluate_unseen(
                 data, model, parse_ks(k), device, err, batch_size, cache_dir=cache_dir, columns=columns
             )
-            StdoutConsole().print(unseen_table(result))
+            StdoutConsole().print(unseen_table(unseen_report))
             if report:
-                err.print(f"report written to {write_unseen_report(result, report)}")
+                err.print(f"report written to {write_unseen_report(unseen_report, report)}")
         except HashtaggerError as e:
             fail(str(e))
         return

@@ -516,7 +516,7 @@ def evaluate_unseen(
     with ExitStack() as stack:
         root = cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
-        errors = fill_cache({d: e.post.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
+        errors = fill_cache({d: e.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
         rows = [r for r in rows if r[1] not in errors]
         if not rows:
             raise DataError("no test post carries a held-out hashtag (and a readable image)")

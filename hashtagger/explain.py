@@ -38,7 +38,7 @@ def explain_post(image: Path, caption: str | None, options: ExplainOptions) -> t
     try:
         if has_extractor:
             pixels = preprocess(load_image(image, bundle.image.max_pixels), bundle.image)
-        else:
+        elif options.features_dir is not None:  # checked above: a precomputed-feature bundle needs it
             feats, boxes = read_precomputed(precomputed_path(Path(options.features_dir), image))
     except ImageError as e:
         raise ImageError(f"{image}: {e}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -332,7 +333,7 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
         offline_optimize(work / "model.onnx")
     full_precision = torch_probabilities(ckpt, inputs)
     graphs = {"model": "model.onnx"} | ({"extractor": extractor.name} if extractor is not None else {})
-    head = {"kind": "linear"}
+    head: dict[str, Any] = {"kind": "linear"}
     if isinstance(ckpt.model.head, NameHead):
         options.report["names_parity"] = export_names_graph(ckpt, work / "names.onnx", options.opset, console)
         graphs["names"] = "names.onnx"
@@ -445,10 +446,11 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
 
 def _background_regions(ckpt: Checkpoint, inputs: ParityInputs, images: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Region features and boxes of up to `images` of the parity images (validation images where there are)."""
-    if inputs.regions is not None:
-        return inputs.regions[0][:images], inputs.regions[1][:images]
+    if ckpt.extractor is None:
+        feats, boxes = inputs.region_arrays()
+        return feats[:images], boxes[:images]
     with torch.inference_mode():
-        feats, boxes = ckpt.extractor(torch.from_numpy(inputs.pixels[:images]))
+        feats, boxes = ckpt.extractor(torch.from_numpy(inputs.grid_pixels()[:images]))
     return feats.numpy(), boxes.numpy()
 
 

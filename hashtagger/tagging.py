@@ -433,8 +433,9 @@ def tag(
     bundle, runner = tagger.bundle, tagger.runner
     if candidates is not None:
         known = runner.add_candidates(bundle, candidates)
+        added = runner.candidates.tags if runner.candidates is not None else []
         console.print(
-            f"candidates: {len(runner.candidates.tags)} new hashtags ranked beside the {len(bundle.vocab)} of the "
+            f"candidates: {len(added)} new hashtags ranked beside the {len(bundle.vocab)} of the "
             f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
             highlight=False,
             soft_wrap=True,
