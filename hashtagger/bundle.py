@@ -69,6 +69,11 @@ class Bundle:
         return self.path / files[name]
 
 
+def is_bundle(folder: Path) -> bool:
+    """A folder that `export` wrote (it may be outdated or damaged: it is still ours to replace)."""
+    return (folder / "bundle.json").is_file() and (folder / "manifest.json").is_file()
+
+
 def write_manifest(folder: Path) -> None:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in UNCHECKED)
     manifest = {p.name: sha256_file(p) for p in files}
@@ -78,6 +83,10 @@ def write_manifest(folder: Path) -> None:
 def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     """Open and check a bundle: known format version, every listed file present and unchanged."""
     path = Path(path)
+    if path.is_file():
+        raise BundleError(
+            f"{path} is a file; --model takes the bundle's folder (the one holding bundle.json), e.g. {path.parent}"
+        )
     if not path.is_dir():
         raise BundleError(f"model bundle {path} does not exist (run `hashtagger export` or pass --model)")
     info = _read_json(path / "bundle.json")
@@ -90,15 +99,80 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     manifest = _read_json(path / "manifest.json")
     if verify:
         verify_files(path, manifest)
+    _check_info(info, path / "bundle.json")
     for name in [*list(info["graphs"].values()), "tokenizer.json", "hashtags.json"]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
     hashtags = _read_json(path / "hashtags.json")
+    vocab = hashtags.get("vocab") if isinstance(hashtags, dict) else None
+    if not isinstance(vocab, list) or not vocab or not all(isinstance(t, str) for t in vocab):
+        raise BundleError(f"{path / 'hashtags.json'}: 'vocab' must be a non-empty list of hashtags")
     try:
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
         raise BundleError(f"{path / 'tokenizer.json'}: not a valid tokenizer ({e})") from None
-    return Bundle(path, info, hashtags["vocab"], tokenizer)
+    return Bundle(path, info, vocab, tokenizer)
+
+
+def _check_info(info: dict, file: Path) -> None:
+    """Every section and value `tag` reads from bundle.json, so that a hand-edited one fails here, in one line."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{file}: {what}")
+
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    for section in ("graphs", "image", "text"):
+        need(isinstance(info.get(section), dict), f"section '{section}' is missing or not an object")
+    graphs, image, text = info["graphs"], info["image"], info["text"]
+    need("model" in graphs and all(isinstance(v, str) for v in graphs.values()), "'graphs' must name a 'model' file")
+    need(isinstance(image.get("size"), int) and image["size"] > 0, "'image.size' must be a positive integer")
+    for key in ("mean", "std"):
+        value = image.get(key)
+        need(isinstance(value, list) and len(value) == 3 and all(map(number, value)), f"'image.{key}' needs 3 numbers")
+    need(isinstance(image.get("max_pixels"), int) and image["max_pixels"] > 0, "'image.max_pixels' must be positive")
+    need(isinstance(text.get("max_length"), int) and text["max_length"] > 1, "'text.max_length' must be an integer > 1")
+    known = set(CleaningOptions.__dataclass_fields__)
+    cleaning = text.get("cleaning")
+    need(
+        isinstance(cleaning, dict) and set(cleaning) <= known,
+        f"'text.cleaning' may only hold {', '.join(sorted(known))}",
+    )
+    need(number(info.get("threshold")) and 0 <= info["threshold"] <= 1, "'threshold' must be a number in 0..1")
+
+
+def check_graph_shapes(
+    bundle: Bundle, model_inputs: dict, model_outputs: dict, extractor: tuple[dict, dict] | None
+) -> None:
+    """The graphs against the bundle's own files: hashtags scored = vocabulary, image size and region
+    features as the extractor makes them. Each argument maps a graph's input / output names to shapes
+    (dimension names for dynamic axes, numbers for fixed ones)."""
+
+    def fixed(shape):  # the last axis, when the graph fixes it
+        dim = shape[-1] if shape else None
+        return dim if isinstance(dim, int) and dim > 0 else None
+
+    scores = fixed(model_outputs.get("probs"))
+    if scores is not None and scores != len(bundle.vocab):
+        raise BundleError(
+            f"{bundle.path / 'hashtags.json'}: {len(bundle.vocab)} hashtags, but the model scores {scores}; "
+            "the vocabulary does not belong to this model"
+        )
+    if extractor is None:
+        return
+    inputs, outputs = extractor
+    side = fixed(inputs.get("pixel_values"))
+    if side is not None and side != bundle.image.size:
+        raise BundleError(
+            f"{bundle.path / 'bundle.json'}: image size {bundle.image.size}, but the extractor takes {side} pixels"
+        )
+    made, taken = fixed(outputs.get("visual_feats")), fixed(model_inputs.get("visual_feats"))
+    if made is not None and taken is not None and made != taken:
+        raise BundleError(
+            f"{bundle.path}: the extractor makes {made}-wide region features, but the model takes {taken}"
+        )
 
 
 def verify_files(folder: Path, manifest: dict[str, str]) -> None:

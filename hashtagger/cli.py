@@ -5,6 +5,8 @@ keeps its traceback."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+
 
 import typer
 from rich.console import Console
@@ -56,36 +58,40 @@ def train(
         help="Grid extractor CNN: preset name or ResNet hub id / folder "
         "(default: the preset's, or microsoft/resnet-50).",
     ),
-    extractor: str = typer.Option(
+    extractor: Literal["grid", "precomputed"] = typer.Option(
         "grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."
     ),
     features_dir: Path | None = typer.Option(
         None, help="Folder of <image stem>.npz files for --extractor precomputed."
     ),
     image_size: int | None = typer.Option(
-        None, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
+        None, min=32, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
     ),
-    epochs: int | None = typer.Option(None, help="Epochs (default: the paper's 75; when resuming, the run's own)."),
-    batch_size: int = typer.Option(18, help="Posts per step (paper: 18)."),
-    lr: float = typer.Option(5e-5, help="Learning rate of pretrained parts."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Epochs (default: the paper's 75; when resuming, the run's own)."
+    ),
+    batch_size: int = typer.Option(18, min=1, help="Posts per step (paper: 18)."),
+    lr: float = typer.Option(5e-5, min=0.0, help="Learning rate of pretrained parts."),
     new_lr: float = typer.Option(
-        2e-4, help="Learning rate of parts that start random (cross-modal, object layers, head)."
+        2e-4, min=0.0, help="Learning rate of parts that start random (cross-modal, object layers, head)."
     ),
-    warmup: float = typer.Option(0.1, help="Share of steps spent warming up the learning rate."),
-    max_length: int = typer.Option(128, help="Tokens per caption (paper: 128)."),
-    seed: int = typer.Option(0, help="Seed of the split, initialisation and data order."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    warmup: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of steps spent warming up the learning rate."),
+    max_length: int = typer.Option(
+        128, min=2, max=512, help="Tokens per caption, [CLS] and [SEP] included (paper: 128)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the split, initialisation and data order."),
+    device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
     cache_dir: Path | None = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
-    vocab_size: int = typer.Option(500, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
+    vocab_size: int = typer.Option(500, min=1, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
     stop_tags: str = typer.Option(
         "", help="Comma-separated hashtags never used as labels (the paper drops city names)."
     ),
     min_tags: int = typer.Option(
-        1, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."
+        1, min=0, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."
     ),
     min_words: int = typer.Option(
-        1, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."
+        1, min=0, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."
     ),
     keep_reposts: bool = typer.Option(False, help="Keep retweets (RT/MT) and posts whose text repeats an earlier one."),
     keep_mentions: bool = typer.Option(False, help="Keep @mentions in the text."),
@@ -171,13 +177,16 @@ def export(
     checkpoint: Path = typer.Argument(
         Path("runs"), help="Checkpoint folder, run folder, or runs folder (latest run's best)."
     ),
-    output: Path = typer.Option(Path("exported"), help="Bundle folder to write (replaced atomically)."),
+    output: Path = typer.Option(
+        Path("exported"), help="Bundle folder to write (replaced atomically if it holds a bundle or nothing)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace --output even if it is not a bundle."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (for CUDA)."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic quantisation, for CPU)."),
     compact: bool = typer.Option(
         False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."
     ),
-    opset: int = typer.Option(17, help="ONNX opset (>= 17)."),
+    opset: int = typer.Option(17, min=17, help="ONNX opset (>= 17)."),
     data: Path | None = typer.Option(
         None, help="Where the checkpoint's training data now lives (for the parity posts)."
     ),
@@ -187,13 +196,17 @@ def export(
     from .export import ExportOptions
     from .export import export as run_export
 
-    if opset < 17:
-        fail("--opset must be 17 or higher")
     try:
         path = run_export(
             checkpoint,
             ExportOptions(
-                output=str(output), opset=opset, fp16=fp16, int8=int8, compact=compact, data=str(data) if data else None
+                output=str(output),
+                opset=opset,
+                fp16=fp16,
+                int8=int8,
+                compact=compact,
+                data=str(data) if data else None,
+                force=force,
             ),
             err,
         )
@@ -222,19 +235,24 @@ def tag(
         "--output",
         "-o",
         help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; "
-        "JSONL is appended record by record.",
+        "JSONL is appended record by record. An existing non-empty file needs --resume or --overwrite.",
     ),
     batch_size: int = typer.Option(
         32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."
     ),
-    device: str = typer.Option("auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."),
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = typer.Option(
+        "auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Skip posts already in --output and add the rest."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --output (once the run has tagged a post)."
+    ),
     workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
     threads: int | None = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
     features_dir: Path | None = typer.Option(
         None, help="<image stem>.npz region features, for a model trained on precomputed features."
     ),
-    variant: str = typer.Option(
+    variant: Literal["model", "int8", "fp16"] = typer.Option(
         "model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."
     ),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
@@ -274,7 +292,7 @@ def tag(
         candidates=candidates,
     )
     try:
-        summary = run_tagging(input, output, fmt, options, resume=resume, console=err)
+        summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
     except KeyboardInterrupt:
         fail(interrupted_message(output, fmt), 130)
     except HashtaggerError as e:
@@ -333,7 +351,7 @@ def evaluate(
         help="Score several systems (bundles or runs, e.g. of different --arch) on the same posts, with the prior; "
         "repeat it.",
     ),
-    split: str = typer.Option(
+    split: Literal["test", "all"] = typer.Option(
         "test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."
     ),
     k: str | None = typer.Option(
@@ -343,8 +361,10 @@ def evaluate(
     plot: Path | None = typer.Option(
         None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
     ),
-    device: str = typer.Option("auto", help="auto, cpu or cuda (tensorrt too with --model)."),
-    batch_size: int = typer.Option(64, help="Posts per forward pass."),
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = typer.Option(
+        "auto", help="auto, cpu or cuda (tensorrt too with --model)."
+    ),
+    batch_size: int = typer.Option(64, min=1, help="Posts per forward pass."),
     cache_dir: Path | None = typer.Option(
         None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."
     ),

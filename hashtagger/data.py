@@ -5,7 +5,9 @@ No torch here: `tag` reads posts with the same code that training does.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import random
 import sys
 from collections import Counter
@@ -33,6 +35,7 @@ class Post:
     caption: str | None  # None when the post has no caption
     hashtags: list[str] = field(default_factory=list)  # lower-cased, without '#'
     note: str = ""  # a non-fatal problem met while reading, e.g. a caption that is not UTF-8
+    unusable: str = ""  # why the post cannot be used at all, e.g. its caption file cannot be read
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,51 @@ class CsvColumns:
 
 CAPTION_NOT_UTF8 = "caption is not valid UTF-8; undecodable bytes replaced"
 
+# Byte-order marks and their encodings; UTF-32's come first because UTF-32-LE's starts with UTF-16-LE's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
+
 
 def read_caption_bytes(raw: bytes) -> tuple[str, str]:
-    """Decode a caption; bad UTF-8 is replaced, not fatal, and reported in the note."""
+    """Decode a caption: UTF-8, or UTF-16 / UTF-32 when a byte-order mark says so. Bad bytes are replaced,
+    not fatal, and reported in the note."""
+    encoding = next((name for bom, name in BOMS if raw.startswith(bom)), "utf-8-sig")
     try:
-        return raw.decode("utf-8-sig"), ""
+        return raw.decode(encoding), ""
     except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace"), CAPTION_NOT_UTF8
+        label = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
+        note = CAPTION_NOT_UTF8 if label == "UTF-8" else f"caption is not valid {label}; undecodable bytes replaced"
+        return raw.decode(encoding, errors="replace"), note
+
+
+def escape_undecodable(text: str) -> str:
+    r"""Text that any output can hold. A file name's bytes that are not UTF-8 (which Python keeps as lone
+    surrogates) become \xNN escapes: the file b"caf\xe9.jpg" gets the id "caf\xe9.jpg"."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _read_side_file(path: Path | None, what: str) -> tuple[str | None, str, str]:
+    """(text, note, why unusable) of the caption / hashtags file beside an image; no text when there is none."""
+    if path is None:
+        return None, "", ""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return None, "", f"{what} file unreadable: {e.strerror or e}"
+    return (*read_caption_bytes(raw), "")
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
@@ -72,31 +113,36 @@ def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[P
 
 
 def _load_directory(root: Path) -> list[Post]:
+    files = [p for p in root.rglob("*") if p.is_file()]
     images = sorted(
-        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
+        (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS),
         key=lambda p: p.relative_to(root).as_posix(),
     )
+    # Caption and tags files by (folder, stem): `a.txt` or `a.TXT` beside `a.jpg`, the lower-case one first.
+    side: dict[tuple[Path, str, str], Path] = {}
+    for p in sorted(files, key=lambda p: p.suffix != p.suffix.lower()):
+        if p.suffix.lower() in (".txt", ".tags"):
+            side.setdefault((p.parent, p.stem, p.suffix.lower()), p)
     posts = []
     for image in images:
-        caption, note = None, ""
-        caption_file = image.with_suffix(".txt")
-        if caption_file.is_file():
-            caption, note = read_caption_bytes(caption_file.read_bytes())
-        tags_file = image.with_suffix(".tags")
-        if tags_file.is_file():
-            hashtags = parse_tag_list(read_caption_bytes(tags_file.read_bytes())[0])
-        else:
-            hashtags = extract_hashtags(caption or "")
-        posts.append(Post(image.relative_to(root).as_posix(), image, caption, hashtags, note))
+        caption, note, unusable = _read_side_file(side.get((image.parent, image.stem, ".txt")), "caption")
+        tags_text, _, tags_unusable = _read_side_file(side.get((image.parent, image.stem, ".tags")), "hashtags")
+        hashtags = parse_tag_list(tags_text) if tags_text is not None else extract_hashtags(caption or "")
+        post_id = escape_undecodable(image.relative_to(root).as_posix())
+        posts.append(Post(post_id, image, caption, hashtags, note, unusable or tags_unusable))
     return posts
 
 
 def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
-    text, note = read_caption_bytes(path.read_bytes())
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    text, note = read_caption_bytes(raw)
     if note:
-        print(f"warning: {path} is not valid UTF-8; undecodable bytes replaced", file=sys.stderr)
+        print(f"warning: {path}: {note.removeprefix('caption ')}", file=sys.stderr)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    reader = csv.DictReader(text.splitlines(keepends=True))
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # not splitlines: it also splits at \x1e, \u2028, ...
     header = reader.fieldnames or []
     for needed in (columns.image, columns.caption):
         if needed not in header:
@@ -166,7 +212,8 @@ def prepare(posts: list[Post], options: PrepOptions = PrepOptions(), vocab: list
         report.append((rule, len(items) - len(kept)))
         return kept
 
-    items = keep("no image named", posts, lambda p: p.image is not None)
+    items = keep("caption or tags file unreadable", posts, lambda p: not p.unusable)
+    items = keep("no image named", items, lambda p: p.image is not None)
     if options.drop_reposts:
         items = keep("re-post (RT / MT)", items, lambda p: not is_repost(p.caption or ""))
     examples = [Example(p, clean_caption(p.caption or "", options.cleaning), p.hashtags) for p in items]

@@ -22,9 +22,9 @@ from torch import nn
 from . import __version__, archs, metrics
 from .attribution import write_background
 from .batching import TEXT_INPUTS, split_examples
-from .bundle import FORMAT_VERSION, read_bundle, write_manifest
+from .bundle import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from .checkpoint import Checkpoint, load_checkpoint
-from .errors import DataError, ImageError, ParityError
+from .errors import DataError, ImageError, OutputError, ParityError
 from .files import atomic_folder
 from .model import HashtagModel, NameHead
 from .precomputed import precomputed_path, read_precomputed
@@ -43,6 +43,7 @@ class ExportOptions:
     tolerance: float = 1e-4
     parity_posts: int = 512  # validation posts for parity, variant agreement and the threshold (all, up to this)
     data: str | None = None  # where the checkpoint's validation posts are; default: its training data
+    force: bool = False  # replace options.output even when it is not a bundle or an empty folder
     report: dict = field(default_factory=dict)  # filled in: parity, fusions, variants
 
 
@@ -298,12 +299,29 @@ def tune_threshold(probs: np.ndarray, vocab: list[str], labels: list[set[str]]) 
     return round(best, 3)
 
 
+def check_export_target(output: Path, force: bool = False) -> None:
+    """An export replaces a bundle or an empty folder; anything else only with `force`."""
+    if force or not (output.exists() or output.is_symlink()):
+        return
+    if output.is_symlink() or not output.is_dir():
+        raise OutputError(
+            f"{output} exists and is not a folder; choose another --output, or pass --force to replace it"
+        )
+    if any(output.iterdir()) and not is_bundle(output):
+        raise OutputError(
+            f"{output} is a folder that is not a hashtagger bundle; choose another --output, "
+            "or pass --force to replace it and everything in it"
+        )
+
+
 def export(checkpoint: str | Path, options: ExportOptions | None = None, console: Console | None = None) -> Path:
-    """Write the bundle to options.output; on any failure an existing bundle there is left untouched."""
+    """Write the bundle to options.output; on any failure an existing bundle there is left untouched.
+    Raises OutputError (before any work) when the output is neither absent, empty nor a bundle, unless forced."""
     options = options or ExportOptions()  # a fresh one per call: export records its report in it
     console = console or Console(stderr=True)
-    ckpt = load_checkpoint(Path(checkpoint))
     output = Path(options.output)
+    check_export_target(output, options.force)
+    ckpt = load_checkpoint(Path(checkpoint))
     with atomic_folder(output) as work:
         _build(ckpt, work, options, console)
     read_bundle(output)  # what we wrote must open

@@ -11,13 +11,13 @@ import hashlib
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import OutputError
+from .outputs import new_file_mode, umask
 
 
 @contextmanager
@@ -35,7 +35,7 @@ def atomic_open(path: str | Path, mode: str = "wb", **kwargs: Any) -> Iterator[I
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make the result private to its writer
+        os.chmod(tmp, new_file_mode(path))  # mkstemp's 0600 would make the result private to its writer
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
@@ -55,7 +55,8 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
 @contextmanager
 def atomic_folder(dest: Path) -> Iterator[Path]:
     """Yield an empty folder beside `dest`; when the block succeeds its files are fsynced and it replaces
-    `dest`, when it fails it is deleted and `dest` is left as it was."""
+    `dest` (whatever is there: callers decide what may be replaced), when it fails it is deleted and `dest`
+    is left as it was."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -63,14 +64,22 @@ def atomic_folder(dest: Path) -> Iterator[Path]:
     except OSError as e:
         raise OutputError(f"cannot write {dest}: {e.strerror or e}") from None
     try:
-        work.chmod(0o755)  # mkdtemp's 0700 would make the result private to its writer
+        work.chmod(0o777 & ~umask())  # mkdtemp's 0700 would make the result private to its writer
         yield work
         _fsync_files(work)
-        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-        if dest.exists():
-            dest.rename(old)
-        work.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
+        if not (dest.exists() or dest.is_symlink()):
+            work.rename(dest)
+            return
+        # The old one moves into a fresh folder of its own, so that no other name beside it is ever touched.
+        trash = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+        dest.rename(trash / dest.name)
+        try:
+            work.rename(dest)
+        except BaseException:
+            (trash / dest.name).rename(dest)
+            raise
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
     except OSError as e:
         raise OutputError(f"cannot write {dest}: {e.strerror or e}") from None
     finally:

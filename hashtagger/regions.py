@@ -14,7 +14,7 @@ import numpy as np
 from .errors import DataError, ImageError, OutputError
 from .files import atomic_open
 from .precomputed import precomputed_path, read_precomputed
-from .vision import ImageSettings, load_pixels
+from .vision import DecodeBudget, ImageSettings, load_pixels
 
 # pixels [B, 3, S, S] -> (features [B, N, D], boxes [B, N, 4])
 Encoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -92,10 +92,12 @@ def fill_cache(
             on_progress(1)
         return errors
 
+    budget = DecodeBudget()
+
     def decode(item: tuple[str, Path]) -> tuple[str, np.ndarray | str]:
         digest, path = item
         try:
-            return digest, load_pixels(path, spec.image)
+            return digest, load_pixels(path, spec.image, budget)
         except ImageError as e:
             return digest, str(e)
 

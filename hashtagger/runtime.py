@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .bundle import Bundle
+from .bundle import Bundle, check_graph_shapes
 from .errors import BundleError, DeviceError
 from .extras import gpu_hint
 from .tagnames import tag_words
@@ -138,6 +138,10 @@ def _reason(log: str) -> str:
     return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 
 
+def _shapes(args) -> dict[str, list]:
+    return {a.name: list(a.shape or []) for a in args}
+
+
 @dataclass
 class Candidates:
     """Hashtags added at tag time, scored by a name head: sigmoid(scale * projected . embedding + unseen_bias)."""
@@ -172,6 +176,12 @@ class Runner:
             extractor, _ = session(
                 bundle.graph("extractor"), device if provider != "CPUExecutionProvider" else "cpu", threads
             )
+        check_graph_shapes(
+            bundle,
+            _shapes(model.get_inputs()),
+            _shapes(model.get_outputs()),
+            (_shapes(extractor.get_inputs()), _shapes(extractor.get_outputs())) if extractor else None,
+        )
         return cls(extractor, model, provider, fallback)
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

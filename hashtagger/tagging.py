@@ -14,6 +14,7 @@ A bad post (unreadable image, no image) gets a record that says why and the run 
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -29,14 +30,15 @@ from rich.table import Table
 
 from . import attribution
 from .bundle import Bundle, read_bundle
-from .data import CAPTION_NOT_UTF8, CsvColumns, Post, load_posts
+from .data import CAPTION_NOT_UTF8, CsvColumns, Post, escape_undecodable, load_posts
 from .display import PostsPerSecond, progress_bar
 from .errors import BundleError, DataError, ImageError, OutputError
+from .outputs import Claim, claim_output
 from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
 from .tagnames import read_candidates
-from .text import clean_caption, encode
-from .vision import ImageSettings, load_pixels
+from .text import caption_prefix, clean_caption, encode
+from .vision import DecodeBudget, ImageSettings, load_pixels
 from .writers import done_ids, open_writer, output_format, remaining
 
 CPU = "CPUExecutionProvider"
@@ -60,6 +62,7 @@ class TagOptions:
     threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
     variant: str = "model"  # model | int8 | fp16: which LXMERT graph of the bundle
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
+    decode_bytes: int = 256 << 20  # decoded pixels held at once by all workers (one larger image runs alone)
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
     columns: CsvColumns = field(default_factory=CsvColumns)
     candidates: str | Path | None = None  # file of hashtags to rank beside the vocabulary (a names-head bundle)
@@ -91,6 +94,10 @@ class TagSummary:
             self.skipped[reason] += 1
 
 
+def is_tagged(record: dict) -> bool:
+    return record["reason"] in TAGGED
+
+
 def resolve_threshold(value: float | str | None, bundle: Bundle) -> float | None:
     if value is None or value == "":
         return None
@@ -116,7 +123,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     if options.features_dir is not None:
         load = partial(_read_regions, features_dir=Path(options.features_dir))
     else:
-        load = partial(_decode, settings=settings)
+        load = partial(_decode, settings=settings, budget=DecodeBudget(options.decode_bytes))
     # Each batch's input positions and cleaned captions, in the order _decoded yields its batches.
     pending: deque[tuple[list[int], list[Caption]]] = deque()
 
@@ -168,7 +175,7 @@ def _grouped_batches(
 
 def _image_key(post: Post) -> Path | None:
     """The resolved path: posts naming one image in different ways share one decode and one extractor row."""
-    if post.image is None:
+    if post.image is None or post.unusable:
         return None
     try:
         return Path(post.image).resolve()
@@ -176,10 +183,10 @@ def _image_key(post: Post) -> Path | None:
         return Path(post.image).absolute()
 
 
-def _decode(path: Path, settings: ImageSettings) -> np.ndarray | ImageError:
+def _decode(path: Path, settings: ImageSettings, budget: DecodeBudget | None = None) -> np.ndarray | ImageError:
     """Pixels [3, S, S], or why the image cannot be used."""
     try:
-        return load_pixels(path, settings)
+        return load_pixels(path, settings, budget)
     except ImageError as e:
         return e
     except Exception as e:  # a decoder bug on one odd file must not end the run
@@ -232,7 +239,8 @@ class Caption(NamedTuple):
 
 def _text(post: Post, bundle: Bundle) -> Caption:
     notes = [post.note] if post.note else []
-    text = clean_caption(post.caption or "", bundle.cleaning) if (post.caption or "").strip() else ""
+    caption = caption_prefix(post.caption or "", bundle.max_length) if (post.caption or "").strip() else ""
+    text = clean_caption(caption, bundle.cleaning) if caption else ""
     if not text:
         notes.append(EMPTY_CAPTION if (post.caption or "").strip() else NO_CAPTION)
     if not notes:
@@ -241,7 +249,7 @@ def _text(post: Post, bundle: Bundle) -> Caption:
 
 
 def _skip(record: dict, error: ImageError) -> None:
-    record["status"], record["reason"] = f"skipped: {error}", error.code
+    record["status"], record["reason"] = f"skipped: {escape_undecodable(str(error))}", error.code
 
 
 class RegionMemory:
@@ -289,7 +297,9 @@ def _tag_batch(
     good: list[int] = []
     good_keys: list[Path] = []  # the image of each post in `good`
     for i, maybe_key in enumerate(keys):
-        if maybe_key is None:
+        if batch[i].unusable:
+            _skip(records[i], ImageError(batch[i].unusable, "caption_unreadable"))
+        elif maybe_key is None:
             _skip(records[i], ImageError("no image named", "no_image"))
         elif isinstance(pixels.get(maybe_key), ImageError):
             _skip(records[i], pixels[maybe_key])
@@ -320,7 +330,7 @@ def _tag_batch(
         text = encode(bundle.tokenizer, [c.text for c in texts], bundle.max_length)
         probs = runner.probabilities(text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
-        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        reason = escape_undecodable(str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__)
         for i in good:
             _skip(records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
         return records
@@ -413,18 +423,35 @@ def tag(
     options: TagOptions | None = None,
     resume: bool = False,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> TagSummary:
     """Tag every post of `input` into `output` (None: stdout). Raises a HashtaggerError (DataError, BundleError,
-    DeviceError, OutputError) for a run that cannot start; bad posts are reported in their records."""
-    start = time.perf_counter()
+    DeviceError, OutputError) for a run that cannot start; bad posts are reported in their records.
+
+    An existing non-empty output is extended with `resume` or replaced with `overwrite`, never otherwise;
+    a run that tags nothing leaves it as it was."""
     options = options or TagOptions()
     console = console or Console(stderr=True)
     output = Path(output) if output is not None else None
     fmt = output_format(output, fmt)
-    if resume and output is None:
-        raise OutputError("--resume needs --output (the file to continue)")
     if options.explain and fmt == "csv":
         raise OutputError("--explain adds nested records: write JSON or JSONL, not CSV")
+    cores = usable_cores()
+    if options.threads and options.threads > cores:
+        console.print(
+            f"[yellow]warning:[/yellow] --threads {options.threads} is more than the {cores} cores this process "
+            f"may use; using {cores} (more threads than cores only wait on each other)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        options = replace(options, threads=cores)
+    with claim_output(output, resume, overwrite) as claim:  # before any work: a run must not fail at its end
+        return _tag_into(claim, input, fmt, options, resume, console)
+
+
+def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, resume: bool, console: Console):
+    start = time.perf_counter()
+    output = claim.path
     posts = load_posts(input, options.columns)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
@@ -453,7 +480,7 @@ def tag(
         )
     summary = TagSummary(provider=runner.provider)
     todo = posts
-    if resume and output is not None and output.exists():
+    if resume and claim.had_content:
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
@@ -462,7 +489,7 @@ def tag(
             highlight=False,
             soft_wrap=True,
         )
-    writer = open_writer(output, fmt, resume)
+    writer = open_writer(claim, fmt, resume)
     run_start = time.perf_counter()
     try:
         with progress_bar(console, PostsPerSecond()) as progress:
@@ -470,17 +497,31 @@ def tag(
             for record in tagger.tag_many(todo):
                 if summary.processed == 0:
                     summary.startup_s = time.perf_counter() - start
+                if not summary.tagged and is_tagged(record):
+                    writer.commit()
                 writer.write(record)
                 summary.count(record)
                 progress.advance(task)
     except BaseException:
         writer.abort()
         raise
-    writer.close()
+    if claim.had_content and summary.processed and not summary.tagged:
+        writer.discard()
+        console.print(f"no post was tagged: {output} left as it was", highlight=False, soft_wrap=True)
+    else:
+        writer.close()
     summary.seconds = time.perf_counter() - run_start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
     console.print(summary_table(summary, output))
     return summary
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def interrupted_message(output: Path | None, fmt: str | None) -> str:

@@ -48,6 +48,20 @@ def is_repost(caption: str) -> bool:
     return bool(RETWEET.match(caption or ""))
 
 
+CHARS_PER_TOKEN = 16  # a caption prefix of max_length * this many characters holds max_length tokens' worth
+
+
+def caption_prefix(caption: str, max_length: int) -> str:
+    """The part of a caption the model can see, with room to spare: cleaning and tokenizing a 5 MB caption
+    whole costs seconds and gigabytes for tokens truncation then throws away. Cut at a space when one is near."""
+    limit = max(1, max_length) * CHARS_PER_TOKEN
+    if len(caption) <= limit:
+        return caption
+    cut = caption[:limit]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    return cut[:space] if space > limit // 2 else cut
+
+
 def clean_caption(caption: str, options: CleaningOptions = CleaningOptions()) -> str:
     """Apply the paper's text rules; the result is what the tokenizer sees."""
     text = html.unescape(caption or "")  # tweets arrive with &amp; / &gt; escapes

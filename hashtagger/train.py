@@ -37,6 +37,7 @@ from .display import metrics_table, preparation_table, progress_bar
 from .errors import DataError, HashtaggerError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
+from .hub import offline_unless_reachable, source_kind
 from .model import PRESETS, HashtagModel, ModelSpec, set_hashtag_names, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
@@ -215,17 +216,51 @@ class Start:
     replanned_from: int | None = None  # the run's own epochs, when --epochs changed them on resume
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """Every number and choice of a run, before any work (the CLI checks the same with typer's ranges)."""
+    rules = [
+        (cfg.epochs is None or cfg.epochs >= 1, f"--epochs must be at least 1, not {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"--batch-size must be at least 1, not {cfg.batch_size}"),
+        (cfg.lr >= 0 and cfg.new_lr >= 0, f"learning rates cannot be negative (--lr {cfg.lr}, --new-lr {cfg.new_lr})"),
+        (0 <= cfg.warmup <= 1, f"--warmup is a share of the steps, between 0 and 1, not {cfg.warmup}"),
+        (2 <= cfg.max_length <= 512, f"--max-length must be between 2 and 512 tokens, not {cfg.max_length}"),
+        (cfg.image_size is None or cfg.image_size >= 32, f"--image-size must be at least 32, not {cfg.image_size}"),
+        (cfg.prep.vocab_size >= 1, f"--vocab-size must be at least 1, not {cfg.prep.vocab_size}"),
+        (cfg.seed >= 0, f"--seed cannot be negative, not {cfg.seed}"),
+        (cfg.extractor in ("grid", "precomputed"), f"--extractor is grid or precomputed, not '{cfg.extractor}'"),
+        (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise DataError(message)
+
+
+def check_sources(cfg: TrainConfig, console: Console) -> None:
+    """--base-model and --backbone name a preset, a folder or a hub id; an unreachable hub is found out now."""
+    kinds = [source_kind(cfg.base_model, "--base-model", PRESETS)]
+    if cfg.backbone:
+        kinds.append(source_kind(cfg.backbone, "--backbone", PRESETS))
+    text_init = resolve_text_init(cfg.text_init)  # a missing package fails before the data is read
+    if text_init and not Path(text_init).exists():
+        kinds.append("hub")
+    if "hub" in kinds or (kinds[0] == "folder" and not cfg.backbone):  # a folder's default backbone is a hub id
+        why = offline_unless_reachable()
+        if why:
+            console.print(f"[yellow]the Hugging Face hub is not used ({why}): models load from the local cache only")
+
+
 def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
     """The one decision up front: a new run, or the run in `resume` continued with its own settings
     (only `epochs` and `device` may change: a resumed run must see the data and model it started with)."""
+    check_config(cfg)
     if resume is None:
         if cfg.extractor == "precomputed" and not cfg.features_dir:
             raise DataError("--extractor precomputed needs --features-dir")
-        resolve_text_init(cfg.text_init)  # a missing package fails before the data is read
+        check_sources(cfg, console)
         run_dir = Path(cfg.output) / (cfg.run_name or datetime.now().strftime("run-%Y%m%d-%H%M%S"))
         if (run_dir / "last").exists():
             raise DataError(f"{run_dir} already holds a run; use --resume or another --run-name")
-        return Start(replace(cfg, epochs=cfg.epochs or PAPER_EPOCHS), run_dir)
+        return Start(replace(cfg, epochs=PAPER_EPOCHS if cfg.epochs is None else cfg.epochs), run_dir)
     run_dir = Path(resume)
     if not (run_dir / "last" / "training_state.pt").is_file():
         raise DataError(f"{run_dir} has no resumable checkpoint (last/)")
@@ -233,7 +268,7 @@ def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
     state = load_training_state(run_dir / "last")
     own = replace(from_dict(TrainConfig, last.meta["args"]), device=cfg.device)
     start = Start(own, run_dir, last, state)
-    if cfg.epochs and cfg.epochs != own.epochs:
+    if cfg.epochs is not None and cfg.epochs != own.epochs:
         done = int(state["epoch"]) + (1 if int(state["batch"]) else 0)
         if cfg.epochs < done:
             raise DataError(
@@ -498,8 +533,9 @@ class Trainer:
             "epoch": torch.tensor(self.epoch),
             "batch": torch.tensor(self.batch),
             "step": torch.tensor(self.step),
-            "best_f1": torch.tensor(self.best_f1),
-            "best_loss": torch.tensor(self.best_loss),
+            # float64: a float32 copy would compare differently after --resume and could pick another best/
+            "best_f1": torch.tensor(self.best_f1, dtype=torch.float64),
+            "best_loss": torch.tensor(self.best_loss, dtype=torch.float64),
             "rng": torch.get_rng_state(),
         }
 

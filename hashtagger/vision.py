@@ -5,9 +5,14 @@ Every way an image file can be bad ends in an ImageError whose message is the re
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -39,22 +44,74 @@ def file_digest(path: Path) -> str:
         raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
 
 
-def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode to an upright RGB image: EXIF-rotated, first frame, alpha composited on white."""
+class DecodeBudget:
+    """Bytes of decoded pixels held at once by all decoding threads. A decode waits until its bytes fit;
+    one bigger than the whole budget runs once nothing else is held. Keeps a run's memory near a batch's
+    needs however many workers decode, and however large the images (up to the pixel limit) are."""
+
+    def __init__(self, limit_bytes: int = 256 << 20):
+        self.limit, self.used, self.peak = limit_bytes, 0, 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.limit)
+            self.used += nbytes
+            self.peak = max(self.peak, self.used)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= nbytes
+                self._cond.notify_all()
+
+
+def decoded_bytes(width: int, height: int) -> int:
+    """What decoding an image of this size may hold at its peak: RGBA, plus one converted copy."""
+    return width * height * 4 * 2
+
+
+REDUCE_MODES = {"1", "L", "LA", "RGB", "RGBA", "RGBa", "La", "CMYK", "YCbCr", "I", "F"}
+
+
+def load_image(
+    path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, size: int | None = None, budget: DecodeBudget | None = None
+) -> Image.Image:
+    """Decode to an upright RGB image: EXIF-rotated, first frame, alpha composited on white.
+
+    With `size` (the side the image will be resized to) a large image is decoded at a reduced scale no
+    smaller than twice that side (JPEG draft mode), or reduced right after decoding (Image.reduce), as
+    Pillow's own reducing_gap does: memory and time follow the output size, the result barely moves."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError("image file not found", "image_not_found")
-    if path.stat().st_size == 0:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError("image file not found", "image_not_found") from None
+    except OSError as e:
+        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
+    if not stat.S_ISREG(info.st_mode):
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError("image file not found", "image_not_found")
+        raise ImageError("image is not a regular file", "image_not_regular")
+    if info.st_size == 0:
         raise ImageError("image file is empty", "image_empty")
     try:
-        with Image.open(path) as im:
+        file = open(path, "rb")
+    except OSError as e:
+        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
+    try:
+        with file, Image.open(file) as im:
             if im.width * im.height > max_pixels:
                 raise ImageError(
                     f"image too large ({im.width}x{im.height} pixels; limit {max_pixels})", "image_too_large"
                 )
             im.seek(0)
-            im.load()
-            return _to_rgb(ImageOps.exif_transpose(im))
+            if size:
+                im.draft(im.mode, (2 * size, 2 * size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale; others: no-op
+            with budget.hold(decoded_bytes(*im.size)) if budget else _nothing():
+                im.load()
+                return _to_rgb(ImageOps.exif_transpose(_reduced(im, 2 * size) if size else im))
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -63,6 +120,21 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         raise ImageError("not an image (unrecognised format)", "not_an_image") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as e:
         raise ImageError(f"image data is corrupt: {e}", "image_corrupt") from None
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def _reduced(im: Image.Image, least: int) -> Image.Image:
+    """`im` shrunk by whole factors per axis while each side stays >= `least` (box filter, alpha-aware)."""
+    fx, fy = max(1, im.width // least), max(1, im.height // least)
+    if (fx, fy) == (1, 1) or im.mode not in REDUCE_MODES:
+        return im
+    reduced = im.reduce((fx, fy))
+    reduced.info = im.info  # keep the EXIF orientation for exif_transpose
+    return reduced
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -88,8 +160,8 @@ def preprocess(im: Image.Image, settings: ImageSettings) -> np.ndarray:
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
 
-def load_pixels(path: Path, settings: ImageSettings) -> np.ndarray:
-    return preprocess(load_image(path, settings.max_pixels), settings)
+def load_pixels(path: Path, settings: ImageSettings, budget: DecodeBudget | None = None) -> np.ndarray:
+    return preprocess(load_image(path, settings.max_pixels, settings.size, budget), settings)
 
 
 def grid_boxes(rows: int = 6, cols: int = 6) -> np.ndarray:

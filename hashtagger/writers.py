@@ -1,10 +1,16 @@
 """Writers for `tag`'s records: JSON (array), JSONL (one record a line) and CSV; reading an output back for --resume.
 
-Nothing already written is lost:
+Nothing already written is lost (outputs.claim_output decides up front what a run may touch):
 - JSON and CSV files are written to a temporary file in the output's folder and renamed over the output only
   when complete (os.replace is atomic), so an existing output is never left half-written.
 - JSONL is appended and flushed record by record: a killed run keeps every record it finished, and a line
-  cut short by the kill is dropped when the run is resumed.
+  cut short by the kill is dropped when the run is resumed. Replacing an existing JSONL (--overwrite)
+  writes a temporary file that takes the output's place at the run's first tagged post.
+- A run that tags nothing leaves an existing output as it was (`discard`).
+- Non-regular outputs (/dev/stdout, a FIFO) are streamed into, never replaced.
+- CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or carriage return) get a
+  leading apostrophe, as OWASP recommends; so does a cell that starts with an apostrophe, so that reading
+  an output back (--resume) can remove exactly one.
 
 Resume and repeated ids: ids repeat when many CSV rows share an image. `done_ids` therefore counts each id;
 an id found n times in the output skips the first n input posts with that id (records are written in input
@@ -18,6 +24,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,10 +32,12 @@ from typing import IO
 
 from .errors import OutputError
 from .files import atomic_open
+from .outputs import Claim, new_file_mode
 
 FORMATS = ("json", "jsonl", "csv")
 EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def output_format(output: Path | None, fmt: str | None) -> str:
@@ -45,23 +54,32 @@ def output_format(output: Path | None, fmt: str | None) -> str:
     return EXTENSIONS[output.suffix.lower()]
 
 
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula (OWASP CSV injection)."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS + ("'",)) else cell
+
+
+def _restore(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def csv_row(record: dict) -> list[str]:
     tags = record.get("hashtags") or []
     return [
-        record["id"],
-        record["status"],
+        neutralise(record["id"]),
+        neutralise(record["status"]),
         record.get("reason", ""),
-        " ".join("#" + t["tag"] for t in tags),
+        neutralise(" ".join("#" + t["tag"] for t in tags)),
         " ".join(f"{t['score']:.4f}" for t in tags),
     ]
 
 
 def _from_csv_row(row: dict) -> dict:
-    tags = (row.get("hashtags") or "").split()
+    tags = _restore(row.get("hashtags") or "").split()
     scores = (row.get("scores") or "").split()
     return {
-        "id": row.get("id", ""),
-        "status": row.get("status", ""),
+        "id": _restore(row.get("id") or ""),
+        "status": _restore(row.get("status") or ""),
         "reason": row.get("reason", ""),
         "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores, strict=False)],
     }
@@ -72,10 +90,14 @@ def _json_line(record: dict) -> str:
 
 
 class Writer:
-    """write(record) for each record, then close(); abort() leaves any existing output as it was."""
+    """write(record) for each record, then close(). abort(): the run failed, keep what can be resumed;
+    discard(): the run produced nothing worth keeping, leave an existing output exactly as it was."""
 
     def write(self, record: dict) -> None:
         raise NotImplementedError
+
+    def commit(self) -> None:
+        """The run has tagged a post: from now on its output replaces the old one."""
 
     def close(self) -> None:
         pass
@@ -83,20 +105,33 @@ class Writer:
     def abort(self) -> None:
         self.close()
 
+    def discard(self) -> None:
+        self.abort()
+
 
 class JsonlWriter(Writer):
-    def __init__(self, stream: IO[str], owned: bool):
-        self.stream, self.owned = stream, owned
+    """Appends a line per record. Replacing an existing output writes `tmp` until commit() moves it over
+    the output (the open file moves with it); a run that never commits leaves the old output."""
+
+    def __init__(self, stream: IO[str], owned: bool, path: Path | None = None, tmp: Path | None = None):
+        self.stream, self.owned, self.path, self.tmp = stream, owned, path, tmp
+        self.start = stream.tell() if owned and stream.seekable() else 0
 
     @classmethod
-    def open(cls, path: Path | None, resume: bool = False) -> JsonlWriter:
+    def open(cls, claim: Claim, resume: bool = False) -> JsonlWriter:
+        path = claim.path
         if path is None:
             return cls(sys.stdout, owned=False)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if claim.special:
+                return cls(open(path, "a", encoding="utf-8", newline="\n"), owned=True)
+            if claim.had_content and not resume:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                os.chmod(tmp, new_file_mode(path))
+                return cls(os.fdopen(fd, "w", encoding="utf-8", newline="\n"), True, path, Path(tmp))
             if resume and path.exists():
                 _drop_partial_line(path)
-            return cls(open(path, "a" if resume else "w", encoding="utf-8", newline="\n"), owned=True)
+            return cls(open(path, "a" if resume else "w", encoding="utf-8", newline="\n"), owned=True, path=path)
         except OSError as e:
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
 
@@ -107,9 +142,32 @@ class JsonlWriter(Writer):
         except OSError as e:
             raise OutputError(f"cannot write {getattr(self.stream, 'name', 'the output')}: {e.strerror or e}") from None
 
+    def commit(self) -> None:
+        if self.tmp is not None:
+            os.fsync(self.stream.fileno())
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+
     def close(self) -> None:
+        self.commit()
         if self.owned:
             self.stream.close()
+
+    def abort(self) -> None:
+        """Interrupted: records already in the output stay (--resume continues); an uncommitted
+        replacement is dropped and the old output kept."""
+        if self.tmp is not None:
+            self.stream.close()
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+        elif self.owned:
+            self.stream.close()
+
+    def discard(self) -> None:
+        if self.tmp is None and self.owned and self.path is not None:
+            self.stream.flush()
+            self.stream.truncate(self.start)  # what this run appended goes; what was there stays
+        self.abort()
 
 
 class _AtomicWriter(Writer):
@@ -149,7 +207,7 @@ class CsvWriter(_AtomicWriter):
 
 
 class JsonStreamWriter(Writer):
-    """JSON to stdout: the array is written as records come, and is valid once closed."""
+    """JSON to stdout or a non-regular file: the array is written as records come, and is valid once closed."""
 
     def __init__(self, stream: IO[str]):
         self.stream, self.count = stream, 0
@@ -162,13 +220,15 @@ class JsonStreamWriter(Writer):
     def close(self) -> None:
         self.stream.write("[]\n" if self.count == 0 else "\n]\n")
         self.stream.flush()
+        _close_unless_std(self.stream)
 
     def abort(self) -> None:
         self.stream.flush()  # left unterminated: a failed run's JSON must not parse as a complete one
+        _close_unless_std(self.stream)
 
 
 class CsvStreamWriter(Writer):
-    """CSV to stdout, row by row."""
+    """CSV to stdout or a non-regular file, row by row."""
 
     def __init__(self, stream: IO[str]):
         self.stream, self.out = stream, csv.writer(stream)
@@ -178,28 +238,48 @@ class CsvStreamWriter(Writer):
         self.out.writerow(csv_row(record))
         self.stream.flush()
 
+    def close(self) -> None:
+        self.stream.flush()
+        _close_unless_std(self.stream)
 
-def open_writer(path: Path | None, fmt: str, resume: bool = False) -> Writer:
-    """The writer for a format; with resume, new records follow those already in the output."""
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _close_unless_std(stream: IO[str]) -> None:
+    if stream not in (sys.stdout, sys.stderr):
+        stream.close()
+
+
+def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> Writer:
+    """The writer for a format; with resume, new records follow those already in the output. `target` is
+    the run's claim on its output (a bare path: a new or replaceable file)."""
+    claim = target if isinstance(target, Claim) else Claim(target)
     if fmt == "jsonl":
-        return JsonlWriter.open(path, resume)
-    if path is None:
-        return JsonStreamWriter(sys.stdout) if fmt == "json" else CsvStreamWriter(sys.stdout)
-    previous = read_records(path, fmt) if resume and path.exists() else []
-    return (JsonWriter if fmt == "json" else CsvWriter)(path, previous)
+        return JsonlWriter.open(claim, resume)
+    if claim.path is None or claim.special:
+        stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")
+        return JsonStreamWriter(stream) if fmt == "json" else CsvStreamWriter(stream)
+    previous = read_records(claim.path, fmt) if resume and _has_content(claim.path) else []
+    return (JsonWriter if fmt == "json" else CsvWriter)(claim.path, previous)
 
 
 def read_records(path: Path, fmt: str) -> list[dict]:
     """The records of an existing output. JSONL: every complete line; JSON / CSV: the whole (complete) file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
+            text = f.read()
     except FileNotFoundError:
         return []
     except (OSError, UnicodeDecodeError) as e:
         raise OutputError(f"cannot resume from {path}: {e}") from None
     if fmt == "jsonl":
         records = []
-        for line in text.splitlines():
+        for line in text.split("\n"):  # not splitlines: JSON keeps \u2028 and \x85 inside strings
             try:
                 record = json.loads(line)
             except ValueError:

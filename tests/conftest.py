@@ -127,3 +127,18 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("bundle") / "exported"
     return export(tiny_run / "best", ExportOptions(output=str(out), int8=True), Console(stderr=True, quiet=True))
+
+
+def interrupt_tagging_after(monkeypatch, n: int) -> None:
+    """Make `tag` stop with Ctrl-C once it has produced `n` records (0: before the first)."""
+    import hashtagger.tagging as tagging
+
+    real = tagging.tag_posts
+
+    def interrupted(*args, **kwargs):
+        for i, record in enumerate(real(*args, **kwargs)):
+            if i == n:
+                raise KeyboardInterrupt
+            yield record
+
+    monkeypatch.setattr(tagging, "tag_posts", interrupted)

@@ -76,29 +76,38 @@ def small_config(data: Path, out: Path, **kw) -> TrainConfig:
 def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     data = make_posts(tmp_path / "posts", n=60, seed=1)
     straight = train(small_config(data, tmp_path / "a"), QUIET)
+    per_epoch = load_checkpoint(straight / "last").meta["history"][0]["step"]
 
     calls = {"n": 0}
     real_make_batch = train_module.make_batch
 
-    def interrupt_after_three(*args, **kwargs):
+    def interrupt_in_the_second_epoch(*args, **kwargs):  # after best/ exists, three steps into epoch 2
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == per_epoch + 3:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
         return real_make_batch(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "make_batch", interrupt_after_three)
+    monkeypatch.setattr(train_module, "make_batch", interrupt_in_the_second_epoch)
     with pytest.raises(Interrupted, match="--resume"):
         train(small_config(data, tmp_path / "b"), QUIET)
     monkeypatch.setattr(train_module, "make_batch", real_make_batch)
     saved = load_training_state(tmp_path / "b" / "r" / "last")
-    assert int(saved["step"]) == 3 and int(saved["batch"]) == 3 and int(saved["epoch"]) == 0
+    assert int(saved["step"]) == per_epoch + 3 and int(saved["batch"]) == 3 and int(saved["epoch"]) == 1
+    # The best score and loss come back exactly as compared (not rounded to float32), so the resumed run
+    # keeps the same best/ as the uninterrupted one.
+    first = load_checkpoint(tmp_path / "b" / "r" / "last").meta["history"][0]
+    assert float(saved["best_loss"]) == first["val_loss"] and float(saved["best_f1"]) == first["val_f1@2"]
 
     resumed = train(small_config(data, tmp_path / "b"), QUIET, resume=tmp_path / "b" / "r")
     final = load_training_state(resumed / "last")
     assert int(final["step"]) == int(load_training_state(straight / "last")["step"])
-    a = load_checkpoint(straight / "last").model.state_dict()
-    b = load_checkpoint(resumed / "last").model.state_dict()
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    for name in ("last", "best"):  # best/ is what export uses: it must be the same epoch's weights too
+        a, b = load_checkpoint(straight / name), load_checkpoint(resumed / name)
+        wa, wb = a.model.state_dict(), b.model.state_dict()
+        assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa), name
+    assert (
+        load_checkpoint(straight / "best").meta["val_metrics"] == load_checkpoint(resumed / "best").meta["val_metrics"]
+    )
 
 
 @pytest.mark.slow
