@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-
 import typer
 from rich.console import Console
 from rich.markup import escape

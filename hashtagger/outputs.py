@@ -14,10 +14,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from .errors import OutputError
 
@@ -181,10 +181,8 @@ def _locked(path: Path) -> Iterator[None]:
         os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        try:
+        with suppress(OSError):
             os.unlink(lock)
-        except OSError:
-            pass
         os.close(fd)
 
 

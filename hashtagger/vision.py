@@ -9,10 +9,10 @@ import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -97,7 +97,7 @@ def load_image(
     if info.st_size == 0:
         raise ImageError("image file is empty", "image_empty")
     try:
-        file = open(path, "rb")
+        file = open(path, "rb")  # noqa: SIM115 (closed below; opened apart to tell unreadable from corrupt)
     except OSError as e:
         raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
     try:

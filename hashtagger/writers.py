@@ -56,7 +56,7 @@ def output_format(output: Path | None, fmt: str | None) -> str:
 
 def neutralise(cell: str) -> str:
     """A cell a spreadsheet will show as text, never run as a formula (OWASP CSV injection)."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS + ("'",)) else cell
+    return "'" + cell if cell.startswith((*FORMULA_STARTS, "'")) else cell
 
 
 def _restore(cell: str) -> str:
@@ -262,7 +262,8 @@ def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> 
     if fmt == "jsonl":
         return JsonlWriter.open(claim, resume)
     if claim.path is None or claim.special:
-        stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")
+        # Owned by the writer, which closes it (a FIFO or a device: written through, never replaced).
+        stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         return JsonStreamWriter(stream) if fmt == "json" else CsvStreamWriter(stream)
     previous = read_records(claim.path, fmt) if resume and _has_content(claim.path) else []
     return (JsonWriter if fmt == "json" else CsvWriter)(claim.path, previous)

@@ -15,23 +15,23 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import helpers_images as imgs
 import numpy as np
 import pytest
+from conftest import interrupt_tagging_after, make_posts
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-import helpers_images as imgs
-from conftest import interrupt_tagging_after, make_posts
 import hashtagger.tagging as tagging
 from hashtagger.bundle import write_manifest
 from hashtagger.cli import app
 from hashtagger.data import escape_undecodable, load_posts, read_caption_bytes
+from hashtagger.errors import DataError, OutputError
 from hashtagger.export import ExportOptions, export
 from hashtagger.files import atomic_folder
-from hashtagger.errors import DataError, OutputError
 from hashtagger.outputs import claim_output, lock_path
 from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts, usable_cores
 from hashtagger.text import CHARS_PER_TOKEN
@@ -239,10 +239,9 @@ def test_the_lock_survives_its_file_being_replaced_between_open_and_lock(tmp_pat
     first.__enter__()
     stale = os.open(lock_path(out), os.O_RDWR)  # a racing run opened the file, then lost the CPU
     first.__exit__(None, None, None)
-    with claim_output(out):  # a third run takes the lock on a new file
-        with pytest.raises(OutputError, match="being written"):
-            with claim_output(out):
-                pass
+    # a third run locks the new file; the racing one must not think it holds the lock too
+    with claim_output(out), pytest.raises(OutputError, match="being written"), claim_output(out):
+        pass
     os.close(stale)
 
 
