@@ -5,7 +5,7 @@ keeps its traceback."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import typer
 from rich.console import Console
@@ -408,7 +408,7 @@ def evaluate(
             fail("--unseen evaluates an exported bundle (--model) and writes no plot")
         try:
             unseen_report = evaluate_unseen(
-                data, model, parse_ks(k), device, err, batch_size, cache_dir=cache_dir, columns=columns
+                data, model, parse_ks(k or "1..5"), device, err, batch_size, cache_dir=cache_dir, columns=columns
             )
             StdoutConsole().print(unseen_table(unseen_report))
             if report:
@@ -417,7 +417,7 @@ def evaluate(
             fail(str(e))
         return
     try:
-        common = dict(
+        common: dict[str, Any] = dict(
             split=split, device=device, console=err, batch_size=batch_size, cache_dir=cache_dir, columns=columns
         )
         if compare:

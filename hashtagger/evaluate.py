@@ -30,7 +30,7 @@ import json
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -335,7 +335,7 @@ def _digest(items: list[str]) -> str:
 
 def compare(
     data: str | Path | None,
-    models: list[str | Path],
+    models: Sequence[str | Path],
     names: list[str] | None = None,
     split: str = "test",
     ks: tuple[int, ...] = (2,),
