@@ -15,7 +15,7 @@ from .errors import MissingExtraError
 DISTRIBUTION = "lxmert-hashtagger"  # pyproject.toml's name: "hashtagger" on the index is another project
 # The top-level modules that each extra installs (by import name), as listed in pyproject.toml.
 MODULES = {
-    "train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib"}),
+    "train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib", "sklearn"}),
     "explain": frozenset({"matplotlib"}),
 }
 
