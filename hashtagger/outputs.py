@@ -24,7 +24,7 @@ from .errors import OutputError
 try:
     import fcntl
 except ImportError:  # Windows: msvcrt locks a byte range instead
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
     import msvcrt
 
 

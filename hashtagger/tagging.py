@@ -480,7 +480,7 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
         )
     summary = TagSummary(provider=runner.provider)
     todo = posts
-    if resume and claim.had_content:
+    if resume and output is not None and claim.had_content:
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)

@@ -144,6 +144,7 @@ class JsonlWriter(Writer):
 
     def commit(self) -> None:
         if self.tmp is not None:
+            assert self.path is not None, "a temporary file is only made for a named output"
             os.fsync(self.stream.fileno())
             os.replace(self.tmp, self.path)
             self.tmp = None
