@@ -55,6 +55,8 @@ class _Probabilities(nn.Module):
         self.model = model
 
     def forward(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos):
+        if not isinstance(self.model, HashtagModel):  # a comparison system (archs.py): logits, one output
+            return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos))
         pooled = self.model.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
         probs = torch.sigmoid(self.model.head(pooled))
         return (probs, self.model.head.project(pooled)) if isinstance(self.model.head, NameHead) else probs
