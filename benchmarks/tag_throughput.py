@@ -12,7 +12,7 @@ captions as long as the MediaEval 2016 tweets (--captions long: 20-30 words), en
         and tokenising with dynamic padding, LXMERT + head, top-k, JSONL writer).
   b     the naive loop: PyTorch eager model + extractor, one post at a time, sequential decoding, captions
         padded to 128 tokens, sigmoid, top-k, one JSON line per post.
-  c     (a) with the bundle's int8 LXMERT graph (dynamic quantisation; the extractor stays fp32).
+  c     (a) with the bundle's int8 graphs: LXMERT (dynamic quantisation) and the extractor (static, calibrated).
   cuda  (a) on the CUDA provider in fp32 and fp16, and on TensorRT (fp16) where present; b on CUDA when the
         installed torch has CUDA. On a machine without a usable GPU these rows say why and are skipped.
 
@@ -44,6 +44,7 @@ import random
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -438,7 +439,9 @@ def tensorrt_runner(bundle_dir: Path, batch_size: int, cache: Path) -> Runner:
 
 def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda_why: str) -> list[System]:
     def tag_with(**overrides) -> Callable[[Path, Path], Run]:
-        options = TagOptions(model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, **overrides)
+        # fp32 unless a row names its variant: tag's default, auto, may pick int8 graphs
+        settings = {"variant": "model", **overrides}
+        options = TagOptions(model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, **settings)
         return lambda posts, out: run_tag(posts, out, options)
 
     naive_cpu = NaiveTagger(ckpt, "cpu")
@@ -457,7 +460,7 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
         System("b", "naive loop, PyTorch eager CPU, 1 post, 128 tokens", naive_cpu.run, flops_key="naive"),
         System(
             "c",
-            "tag pipeline, ONNX Runtime CPU, int8 LXMERT",
+            "tag pipeline, ONNX Runtime CPU, int8 graphs (LXMERT; extractor where exported)",
             tag_with(device="cpu", variant="int8") if cpu_rows and has_int8 else None,
             skip_cpu or ("" if has_int8 else "the bundle has no int8 graph"),
             fp32=False,
@@ -491,7 +494,12 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
     ]
     if gpu and trt:
         options = TagOptions(
-            model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, device="tensorrt"
+            model=bundle,
+            top_k=TOP_K,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device="tensorrt",
+            variant="model",
         )
         holder: dict[str, Runner] = {}
 
@@ -559,6 +567,72 @@ def measure(systems: list[System], posts_dir: Path, warmup_dir: Path, out_dir: P
                 f"round {r + 1}/{rounds} {s.key:<12} {run.posts_per_s:8.2f} posts/s  ({run.seconds:.1f} s, "
                 f"start-up {run.startup_s:.1f} s, peak {memory.peak_mib or 0:,.0f} MiB)  load {os.getloadavg()[0]:.2f}"
             )
+
+
+# ----------------------------------------------------------------------------------------------- start-up
+
+# Run in a fresh interpreter: `tag` as a user starts it, with none of this process's imports, sessions or page
+# cache of Python modules counting (the bundle's files stay in the OS page cache: a warm disk).
+STARTUP_SCRIPT = """
+import json, sys, time
+started = time.time()
+t0 = time.perf_counter()
+from pathlib import Path
+from rich.console import Console
+from hashtagger import tagging
+imported = time.perf_counter() - t0
+spent = {}
+def timed(name, fn):
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+    return wrapper
+tagging.read_bundle = timed("bundle_s", tagging.read_bundle)
+tagging.Runner.load = timed("sessions_s", tagging.Runner.load)
+bundle, posts, out, variant, batch, workers = sys.argv[1:7]
+options = tagging.TagOptions(model=bundle, device="cpu", variant=variant, batch_size=int(batch), workers=int(workers))
+quiet = Console(stderr=True, quiet=True)
+summary = tagging.tag(Path(posts), Path(out), "jsonl", options, console=quiet, overwrite=True)
+print(json.dumps({"started": started, "import_s": imported, "first_record_s": summary.startup_s,
+                  "variant": getattr(summary, "variant", "model fp32"), **spent}))
+"""
+
+
+def fresh_startup(bundle: Path, posts_dir: Path, output: Path, variant: str, args) -> dict:
+    """Time to the first record of `tag` in a new Python process: imports, bundle read and check, sessions, the
+    first batch. "total_s" runs from the process's spawn to the first record."""
+    spawned = time.time()
+    command = [sys.executable, "-c", STARTUP_SCRIPT, str(bundle), str(posts_dir), str(output), variant]
+    done = subprocess.run(
+        [*command, str(args.batch_size), str(args.workers)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    interpreter = result.pop("started") - spawned
+    result["total_s"] = interpreter + result["import_s"] + result["first_record_s"]
+    result["load"] = os.getloadavg()[0]
+    return result
+
+
+def measure_startup(bundle: Path, posts_dir: Path, out_dir: Path, args) -> dict[str, list[dict]]:
+    """fresh_startup() for fp32 (a) and `--variant auto` (the CPU default), interleaved over --rounds after one
+    warm-up each (which also fills the bundle's verification cache, as any earlier run of `tag` does)."""
+    variants = {"a": "model", "auto": "auto"}
+    runs: dict[str, list[dict]] = {key: [] for key in variants}
+    for r in range(args.rounds + 1):
+        for key, variant in variants.items():
+            result = fresh_startup(bundle, posts_dir, out_dir / f"startup-{key}-{r}.jsonl", variant, args)
+            if r:
+                runs[key].append(result)
+            console.print(
+                f"start-up {'warm-up' if not r else f'round {r}/{args.rounds}'} {key:<5} first record "
+                f"{result['total_s']:.2f} s from spawn (imports {result['import_s']:.2f}, bundle "
+                f"{result['bundle_s']:.2f}, sessions {result['sessions_s']:.2f}, tag() to first record "
+                f"{result['first_record_s']:.2f}; {result['variant']})  load {result['load']:.2f}"
+            )
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------- agreement
@@ -706,6 +780,12 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
         for variant in variants:
             if variant != "model":
                 runner = Runner.load(bundle, "cpu", variant, threads=threads)
+                if runner.variant.endswith("extractor int8"):  # the int8 variant's own extractor
+                    runner.features(pixels[:batch_size])
+                    t = time.perf_counter()
+                    for b in batches:
+                        runner.features(pixels[b])
+                    ms.setdefault("extractor (int8)", {})[column] = per_post(t)
             runner.probabilities(texts[0], feats[0], boxes[0])
             t = time.perf_counter()
             probs = [runner.probabilities(x, f, bx) for x, f, bx in zip(texts, feats, boxes, strict=True)]
@@ -775,7 +855,45 @@ def fmt(value: float | None, spec: str = ",.2f", missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine) -> dict:
+def startup_table(startup: dict[str, list[dict]]) -> None:
+    table = Table(
+        title="Time to the first record, `tag` in a fresh process, warm disk (s, median over rounds)",
+        title_justify="left",
+    )
+    for col in (
+        "row",
+        "graphs",
+        "spawn to first record",
+        "imports",
+        "bundle read + check",
+        "sessions",
+        "tag() to first record",
+        "rounds (spawn to first record)",
+        "load",
+    ):
+        table.add_column(col, justify="left" if col in ("row", "graphs") else "right")
+    for key, runs in startup.items():
+        if not runs:
+            continue
+
+        def median(name: str, runs=runs) -> str:
+            return f"{statistics.median(r[name] for r in runs):.2f}"
+
+        table.add_row(
+            key,
+            runs[0]["variant"],
+            f"[bold]{median('total_s')}",
+            median("import_s"),
+            median("bundle_s"),
+            median("sessions_s"),
+            median("first_record_s"),
+            " ".join(f"{r['total_s']:.2f}" for r in runs),
+            " ".join(f"{r['load']:.2f}" for r in runs),
+        )
+    console.print(table)
+
+
+def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine, startup) -> dict:
     naive = next(s for s in systems if s.key == "b")
     table = Table(
         title=f"hashtagger tag throughput, --size {args.size}, {args.posts} posts, median of {args.rounds} rounds",
@@ -850,17 +968,7 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
                 f"[bold]{s.key}/b = {headline[f'{s.key}/b']:.2f}[/bold]" + (" (target >= 3)" if s.key == "a" else "")
             )
     console.print("   ".join(ratios) or "no ratio: (a) or (b) did not run")
-    startups = [
-        f"{s.key} {statistics.median(r.startup_s for r in s.runs):.1f} s"
-        for s in systems
-        if s.runs and s.key != "b" and not s.key.startswith("b-")
-    ]
-    if startups:
-        console.print(
-            "tag's time to its first record (read and SHA-256-check the bundle, open the ONNX Runtime sessions, run "
-            "the "
-            "first batch, or with length grouping the first window of batches), median: " + ", ".join(startups)
-        )
+    startup_table(startup)
     if "c" in agreements:
         console.print(
             f"c (int8) vs b: same top-5 set on {agreements['c']['same_top5_set']:.1%}. Not indicative with random "
@@ -1005,6 +1113,7 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         "profile_ms_per_post": {"tag": profile, "naive": naive_ms},
         "tokens": {"median": statistics.median(tokens), "mean": statistics.mean(tokens)},
         "training": training,
+        "startup_fresh_process": startup,
         "process_peak_rss_mib": process_peak_mib(),
         "machine": dict(machine, load_end=list(load)),
     }
@@ -1136,6 +1245,9 @@ def main(argv=None) -> dict:
                 if s.runs and s.key != "b":
                     agreements[s.key] = agreement(reference, s.runs[-1].output)
 
+        console.print("time to the first record, each in a fresh process")
+        startup = measure_startup(bundle, posts_dir, out_dir, args)
+
         console.print("profiling the stages on their own")
         variants = ["model"] + (["int8"] if "int8" in bundle_info.info["graphs"] else [])
         profile = profile_tag(bundle, posts_dir, args.batch_size, variants)
@@ -1152,7 +1264,7 @@ def main(argv=None) -> dict:
             )
             training = train_throughput(posts_dir, work / "train", args.train_size, args.train_batch_size)
 
-        result = report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine)
+        result = report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine, startup)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1, default=str))

@@ -106,7 +106,11 @@ def rebuild(spec: ModelSpec, info: dict) -> nn.Module:
     arch = check_arch(spec.arch)
     if arch.model is None:
         return HashtagModel(
-            LxmertConfig.from_dict(info["lxmert_config"]), spec.num_labels, spec.dropout, head=spec.head
+            LxmertConfig.from_dict(info["lxmert_config"]),
+            spec.num_labels,
+            spec.dropout,
+            head=spec.head,
+            pooling=spec.pooling,
         )
     return arch.model(from_dict(ArchConfig, info["arch_config"]))
 

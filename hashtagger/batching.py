@@ -4,6 +4,7 @@ region features. Training converts batches to tensors; evaluation feeds them to 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,15 +36,18 @@ def make_batch(
     features: FeatureStore,
     num_labels: int,
     max_length: int,
-    blank: str | None = None,
+    blank: str | Sequence[str | None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Arrays for one batch (MODEL_INPUTS and float32 `labels`); `blank` = "text" or "image" removes that
-    stream (the ablations)."""
-    texts = ["" if blank == "text" else s.text for s in samples]
+    stream from every post (the ablations), or, as a sequence, from each post as it says (modality dropout:
+    training sees blanked posts exactly as the ablations make them)."""
+    blanks = [blank] * len(samples) if blank is None or isinstance(blank, str) else list(blank)
+    texts = ["" if b == "text" else s.text for s, b in zip(samples, blanks, strict=True)]
     batch = encode(tokenizer, texts, max_length)
     feats, boxes = zip(*(features.get(s.digest) for s in samples), strict=True)
     visual = np.stack(feats)
-    batch["visual_feats"] = np.zeros_like(visual) if blank == "image" else visual
+    visual[[b == "image" for b in blanks]] = 0.0
+    batch["visual_feats"] = visual
     batch["visual_pos"] = np.stack(boxes)
     labels = np.zeros((len(samples), num_labels), np.float32)
     for row, s in enumerate(samples):
@@ -95,6 +99,13 @@ def split_examples(
 ) -> list[tuple[Example, str]]:
     """The model's `which` split (train / val / test) of `data` (default: the data it was trained on),
     prepared exactly as in training, with each post's image digest."""
+    return examples_by_split(model, data, columns)[which]
+
+
+def examples_by_split(
+    model: TrainedModel, data: str | None = None, columns: CsvColumns | None = None
+) -> dict[str, list[tuple[Example, str]]]:
+    """Every split of `data` at once (split_examples for each, reading and hashing the posts once)."""
     args = model.meta.get("args", {})
     data = data or args.get("data")
     columns = columns or from_dict(CsvColumns, args.get("columns", {}))
@@ -103,6 +114,11 @@ def split_examples(
     prepared = prepare(load_posts(data, columns), model.prep, model.vocab)
     if model.split is None:
         raise DataError(f"{model.path} does not record its split (re-export it from its checkpoint)")
-    wanted = set(model.split[which])
+    where = {d: name for name, ds in model.split.items() for d in ds}
     digests = image_digests(prepared.examples)
-    return [(e, d) for e in prepared.examples if (d := digests[e.image]) is not None and d in wanted]
+    chosen: dict[str, list[tuple[Example, str]]] = {name: [] for name in model.split}
+    for e in prepared.examples:
+        d = digests[e.image]
+        if d is not None and d in where:
+            chosen[where[d]].append((e, d))
+    return chosen

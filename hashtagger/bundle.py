@@ -1,8 +1,9 @@
 """The exported bundle: what `tag` needs, and nothing that imports torch.
 
 exported/
-    bundle.json      format version, files, preprocessing, text options, thresholds, metrics, and
-                     written_by: the hashtagger, onnxruntime and torch versions (older bundles lack it)
+    bundle.json      format version, files, preprocessing, text options, thresholds (global; per hashtag in
+                     newer bundles: thresholds.py), metrics, and written_by: the hashtagger, onnxruntime and
+                     torch versions (older bundles lack it)
     manifest.json    SHA-256 of every other file (README.md, the model card, excepted)
     extractor.onnx   pixel_values [B, 3, S, S] -> visual_feats [B, 36, D], visual_pos [B, 36, 4]
     model.onnx       input_ids, attention_mask, token_type_ids [B, T]; visual_feats, visual_pos -> probs [B, L]
@@ -11,7 +12,9 @@ exported/
     split.json       image digests of the training run's train / val / test posts (for `evaluate`)
     background.npz   region features of 16 validation images: the absent image of `explain`
     names.onnx       name-head models: hashtag words -> unit vector (model.onnx then also outputs `projected`)
-    model.int8.onnx / model.fp16.onnx   optional variants
+    model.int8.onnx / model.fp16.onnx   optional variants (graphs "int8", "fp16")
+    extractor.int8.onnx                 optional static-int8 extractor (graph "extractor_int8"); export.variants
+                                        holds each variant's agreement with fp32 on validation (runtime.choose_graphs)
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer
 
 from .errors import BundleError, OutputError
 from .files import atomic_write, sha256_file
 from .structs import from_dict
 from .text import CleaningOptions
+from .thresholds import cutoff_vector
 from .vision import ImageSettings
 
 FORMAT_VERSION = 1
@@ -58,8 +63,17 @@ class Bundle:
     def threshold(self) -> float:
         return self.info["threshold"]
 
+    @property
+    def hashtag_thresholds(self) -> dict[str, float]:
+        """The per-hashtag cut-offs tuned at export ({} in bundles exported before they existed)."""
+        return self.info.get("hashtag_thresholds", {}).get("values", {})
+
+    def cutoffs(self) -> np.ndarray:
+        """`--threshold auto`: each vocabulary hashtag's own cut-off where tuned, the global one elsewhere."""
+        return cutoff_vector(self.vocab, self.threshold, self.hashtag_thresholds)
+
     def graph(self, name: str) -> Path:
-        """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16")."""
+        """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16", "extractor_int8")."""
         files = self.info["graphs"]
         if name not in files:
             have = ", ".join(sorted(files))
@@ -141,6 +155,12 @@ def _check_info(info: dict, file: Path) -> None:
         f"'text.cleaning' may only hold {', '.join(sorted(known))}",
     )
     need(number(info.get("threshold")) and 0 <= info["threshold"] <= 1, "'threshold' must be a number in 0..1")
+    per_hashtag = info.get("hashtag_thresholds", {"values": {}})
+    values = per_hashtag.get("values") if isinstance(per_hashtag, dict) else None
+    need(
+        isinstance(values, dict) and all(number(v) and 0 <= v <= 1 for v in values.values()),
+        "'hashtag_thresholds.values' must map hashtags to numbers in 0..1",
+    )
 
 
 def check_graph_shapes(

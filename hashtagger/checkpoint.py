@@ -18,12 +18,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
-from transformers import ResNetConfig, ResNetModel
 
 from . import archs
 from .data import PrepOptions
 from .errors import DataError
-from .features import GridExtractor
+from .features import GridExtractor, backbone_entry, rebuild_backbone
 from .files import atomic_folder
 from .model import HashtagModel, ModelSpec
 from .regions import ExtractorSpec
@@ -77,7 +76,7 @@ def save_checkpoint(
         }
         if extractor is not None:
             save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
-            info["backbone_config"] = extractor.backbone.config.to_dict()
+            info |= backbone_entry(extractor.backbone)
         (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
         (tmp / "split.json").write_text(json.dumps(split))
         tokenizer.save(str(tmp / "tokenizer.json"))
@@ -99,10 +98,9 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     extractor = None
     try:
         model.load_state_dict(load_file(path / "model.safetensors", device=map_location))
-        if "backbone_config" in info:
-            extractor = GridExtractor(
-                ResNetModel(ResNetConfig.from_dict(info["backbone_config"])), extractor_spec.image.size
-            )
+        backbone = rebuild_backbone(info)
+        if backbone is not None:
+            extractor = GridExtractor(backbone, extractor_spec.image.size)
             extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
             extractor.eval().requires_grad_(False)
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))

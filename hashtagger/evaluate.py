@@ -1,5 +1,7 @@
 """`hashtagger evaluate`: the paper's top-k metrics for a model, beside its text-only and image-only
-ablations and the frequency prior, on the model's test split or on every post of a separate dataset.
+ablations, a TF-IDF text baseline and the frequency prior, on the model's validation or test split or on
+every post of a separate dataset; bootstrap intervals for the differences that matter, and the F1 of the
+bundle's thresholded output.
 
 The metrics (metrics.py), summed over all evaluated posts (micro), for k = 1..5:
     precision@k = correct recommended hashtags / recommended hashtags
@@ -8,16 +10,24 @@ The metrics (metrics.py), summed over all evaluated posts (micro), for k = 1..5:
     accuracy@k  = share of posts with at least one correct hashtag among the k recommended
 
 Which posts, and what is true:
-- split "test": the posts of DATA (the training data) whose image is in the model's stored test split,
-  prepared as training prepared them; the true hashtags are the post's hashtags in the vocabulary (the
-  paper's protocol). A checkpoint stores its split in split.json; `export` copies it into the bundle.
+- split "test" (or "val"): the posts of DATA (the training data) whose image is in the model's stored test
+  (validation) split, prepared as training prepared them; the true hashtags are the post's hashtags in the
+  vocabulary (the paper's protocol). A checkpoint stores its split in split.json; `export` copies it into
+  the bundle. The validation split chose the checkpoint and the bundle's thresholds: its figures flatter.
 - split "all": every post of DATA, its caption cleaned with the model's options; the true hashtags are
   all of the post's hashtags, in the vocabulary or not. A post none of whose hashtags is in the
   vocabulary cannot be hit: it counts as a miss, and their number is reported.
 Posts with no hashtag and posts whose image cannot be read are skipped and counted.
 
 Systems: the model; text-only (visual features zeroed) and image-only (empty caption), blanked by
-batching.make_batch for both backends; the frequency prior (the k most frequent training hashtags).
+batching.make_batch for both backends; TF-IDF + logistic regression over the cleaned caption, fitted on the
+model's training split (baselines.py; skipped with a note without scikit-learn); the frequency prior (the k
+most frequent training hashtags).
+
+Differences (intervals.py): F1@k of model - TF-IDF, model - text-only, image-only - prior and model - prior,
+each with a 95% bootstrap interval over images (2,000 seeded resamples). Thresholded (thresholds.py, a
+bundle only): micro precision / recall / F1 of every hashtag at or above the bundle's global threshold, and
+at or above its per-hashtag thresholds.
 
 No torch at import: a bundle is evaluated with ONNX Runtime alone; a checkpoint loads PyTorch when opened.
 """
@@ -40,8 +50,9 @@ from rich.console import Console
 from rich.table import Table
 from tokenizers import Tokenizer
 
-from . import metrics, ranking
-from .batching import Sample, image_digests, split_examples
+from . import intervals, metrics, ranking, thresholds
+from .baselines import EXTRA, TFIDF, tfidf_available, tfidf_scores
+from .batching import Sample, examples_by_split, image_digests
 from .bundle import read_bundle
 from .data import CsvColumns, Example, PrepOptions, load_posts, prepare
 from .display import metrics_table, progress_bar
@@ -53,22 +64,28 @@ from .runtime import Runner
 from .structs import from_dict
 from .tagnames import tag_words
 
-SPLITS = ("test", "all")
+SPLITS = ("val", "test", "all")
 # System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
 ABLATIONS = {"model": None, "text-only": "image", "image-only": "text"}
 PRIOR = "frequency prior"
+# (system, baseline) pairs whose F1@k difference gets a bootstrap interval, where both were scored.
+DIFFERENCES = (("model", TFIDF), ("model", "text-only"), ("image-only", PRIOR), ("model", PRIOR))
 DEFINITIONS = {
     "precision": "correct recommended hashtags / recommended hashtags, summed over all posts",
     "recall": "correct recommended hashtags / true hashtags, summed over all posts",
     "f1": "harmonic mean of precision and recall",
     "accuracy": "share of posts with at least one correct hashtag among the k recommended",
+    "differences": "F1@k of system - F1@k of baseline on the same posts: [difference, low, high], the 95% "
+    "bootstrap interval over images (posts sharing an image are drawn together)",
+    "thresholded": "every hashtag at or above its cut-off (not a top k): micro precision, recall and F1, with the "
+    "bundle's global threshold and with its per-hashtag thresholds (the global one where none was tuned)",
 }
 
 
 @dataclass
 class Report:
     data: str
-    split: str  # test | all
+    split: str  # val | test | all
     model: str  # the bundle or checkpoint folder
     backend: str  # onnx | pytorch
     device: str  # the ONNX Runtime provider or the torch device
@@ -84,6 +101,12 @@ class Report:
     vocab_id: str = ""  # identity of the hashtag vocabulary: systems compare directly only when equal
     posts_id: str = ""  # identity of the evaluated posts (images and texts)
     notes: list[str] = field(default_factory=list)  # shown under the table (e.g. --compare's vocabularies)
+    # [{"system", "baseline", "f1": {k: [difference, low, high]}}], see DIFFERENCES
+    differences: list[dict] = field(default_factory=list)
+    images: int = 0  # distinct images of the evaluated posts: the bootstrap's units
+    resamples: int = intervals.RESAMPLES
+    # {"global": {"threshold", "precision", "recall", "f1", "hashtags_per_post"}, "per-hashtag": {... "tuned"}}
+    thresholded: dict[str, dict] = field(default_factory=dict)
     definitions: dict[str, str] = field(default_factory=lambda: dict(DEFINITIONS))
 
 
@@ -125,6 +148,8 @@ class _Model:
     cache_root: Path | None  # an existing cache to reuse (the training run's), else None
     arch: str
     probabilities: Callable[[list[Sample], FeatureStore, str | None], np.ndarray]
+    threshold: float | None = None  # a bundle's tuned global threshold (a checkpoint has none)
+    hashtag_thresholds: dict[str, float] | None = None  # a bundle's per-hashtag ones; None: exported before them
 
 
 def _open_checkpoint(path: Path, device: str, batch_size: int) -> _Model:
@@ -197,6 +222,8 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
         cache_root=None,
         arch=bundle.info["model"].get("arch", "lxmert"),
         probabilities=probabilities,
+        threshold=bundle.threshold,
+        hashtag_thresholds=bundle.hashtag_thresholds if "hashtag_thresholds" in bundle.info else None,
     )
 
 
@@ -208,23 +235,26 @@ class _Posts:
     rows: list[tuple[Example, str | None, set[str]]]  # post, image digest (None: unreadable), true hashtags
     skipped: dict[str, int]
     missing_test_images: int = 0
+    train: list[Example] | None = None  # the model's training split of the same data, when it was read
 
 
 def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvColumns | None) -> _Posts:
-    missing = 0
-    if split == "test":
+    missing, train = 0, None
+    if split != "all":
         if m.split is None:
             raise DataError(
                 f"{m.path} has no split.json (a bundle exported before `evaluate` existed): re-export it, "
                 "evaluate its checkpoint with --checkpoint, or use --split all"
             )
-        chosen = split_examples(m, "test", str(data) if data else None, columns)
+        by_split = examples_by_split(m, str(data) if data else None, columns)
+        chosen, train = by_split[split], [e for e, _ in by_split["train"]]
         if not chosen:
             raise DataError(
-                f"none of the model's {len(m.split['test'])} test images are in {data or m.meta['args'].get('data')}; "
-                "--split test needs the training data (use --split all for a separate dataset)"
+                f"none of the model's {len(m.split[split])} {split} images are in "
+                f"{data or m.meta['args'].get('data')}; --split {split} needs the training data (use --split all "
+                "for a separate dataset)"
             )
-        missing = len(set(m.split["test"]) - {d for _, d in chosen})
+        missing = len(set(m.split[split]) - {d for _, d in chosen})
         # Training's labels: the post's hashtags in the vocabulary. Only with --min-tags 0 can a post have
         # none there; then its own hashtags are the truth, and it is a miss.
         rows: list[tuple[Example, str | None, set[str]]] = [(e, d, set(e.labels or e.post.hashtags)) for e, d in chosen]
@@ -242,7 +272,7 @@ def _select_posts(m: _Model, data: str | Path | None, split: str, columns: CsvCo
         skipped = {"no image named": dict(prepared.report).get("no image named", 0)}
     tagged = [r for r in rows if r[2]]
     skipped["no hashtags"] = len(rows) - len(tagged)
-    return _Posts(tagged, skipped, missing)
+    return _Posts(tagged, skipped, missing, train)
 
 
 # ----------------------------------------------------------------------------------------------- evaluate
@@ -262,16 +292,16 @@ def evaluate(
     ablations: bool = True,
 ) -> Report:
     """Score the model (a bundle via ONNX Runtime, or a checkpoint via PyTorch; default: exported/),
-    its text-only / image-only ablations and the frequency prior on the same posts.
+    its text-only / image-only ablations, the TF-IDF baseline and the frequency prior on the same posts.
 
-    data: the posts (folder or CSV); for split "test" None means the training data the model records.
+    data: the posts (folder or CSV); for split "val" / "test" None means the training data the model records.
     cache_dir: region-feature cache (default: a checkpoint's training cache if present, else a temporary one).
-    columns: CSV column names (default: training's for split "test", the standard ones for "all").
+    columns: CSV column names (default: training's for split "val" / "test", the standard ones for "all").
     ablations: False scores the model and the prior only.
     """
     console = console or Console(stderr=True)
     if split not in SPLITS:
-        raise DataError(f"unknown split '{split}' (test or all)")
+        raise DataError(f"unknown split '{split}': use val, test or all")
     ks = tuple(sorted(set(ks)))
     if not ks or ks[0] < 1:
         raise DataError("cut-offs k must be 1 or more")
@@ -301,13 +331,22 @@ def evaluate(
         truths = [truth for _, _, truth in usable]
         samples = [Sample(e.text, [index[t] for t in truth if t in index], d) for e, d, truth in usable]
         store = FeatureStore(cache)
-        ranked = {}
+        ranked, probs = {}, {}
         for name, blank in ABLATIONS.items() if ablations else [("model", None)]:
             with console.status(f"{name}: scoring {len(samples)} posts"):
-                ranked[name] = metrics.rank(m.probabilities(samples, store, blank), vocab, ks[-1])
+                probs[name] = m.probabilities(samples, store, blank)
+                ranked[name] = metrics.rank(probs[name], vocab, ks[-1])
 
+    notes = []
+    with console.status(f"{TFIDF}: fitting on the training split"):
+        baseline, note = _tfidf_scores(m, posts.train, [s.text for s in samples])
+    notes.append(note)
+    if baseline is not None:
+        ranked[TFIDF] = metrics.rank(baseline, vocab, ks[-1])
     prior = metrics.frequency_prior([list(Counter(m.train_counts).elements())], vocab)[: ks[-1]]
     ranked[PRIOR] = [prior] * len(samples)
+    groups = intervals.group_ids([s.digest for s in samples])
+    thresholded, threshold_notes = _thresholded(m, probs["model"], truths, split)
     in_vocab = set(vocab)
     return Report(
         data=str(data if data is not None else m.meta.get("args", {}).get("data")),
@@ -326,7 +365,67 @@ def evaluate(
         arch=m.arch,
         vocab_id=_digest(vocab),
         posts_id=_digest([f"{s.digest}:{s.text}" for s in samples]),
+        notes=notes + threshold_notes,
+        differences=_differences(ranked, truths, ks, groups),
+        images=int(groups.max()) + 1,
+        thresholded=thresholded,
     )
+
+
+def _tfidf_scores(m: _Model, train: list[Example] | None, texts: list[str]) -> tuple[np.ndarray | None, str]:
+    """The TF-IDF baseline's probabilities on `texts`, fitted on the model's training split (read from the
+    training data the model records when the evaluated posts are another dataset), or None; and a note."""
+    if not tfidf_available():
+        return None, f"{TFIDF}: skipped, scikit-learn is not installed (pip install 'lxmert-hashtagger[{EXTRA}]')"
+    if train is None:
+        try:
+            train = [e for e, _ in examples_by_split(m)["train"]]
+        except DataError as e:
+            return None, f"{TFIDF}: skipped, the model's training split cannot be read ({e})"
+    train = [e for e in train if e.labels]  # as in training: a post without a vocabulary hashtag teaches nothing
+    if not train:
+        return None, f"{TFIDF}: skipped, the model's training split has no post in the data"
+    try:
+        scores = tfidf_scores([e.text for e in train], [e.labels for e in train], m.vocab, texts)
+    except ValueError as e:  # e.g. no word at all in the training captions
+        return None, f"{TFIDF}: skipped ({e})"
+    return scores, f"{TFIDF}: fitted on the {len(train)} posts of the model's training split"
+
+
+def _differences(
+    ranked: dict[str, list[list[str]]], truths: list[set[str]], ks: tuple[int, ...], groups: np.ndarray
+) -> list[dict]:
+    """DIFFERENCES, for the pairs of systems scored, each with its bootstrap interval over images."""
+    true = np.array([len(t) for t in truths])
+    weights = intervals.resample_weights(groups)
+    counts = {name: intervals.topk_counts(r, truths, ks) for name, r in ranked.items()}
+    result = []
+    for system, baseline in DIFFERENCES:
+        if system in counts and baseline in counts:
+            rows = intervals.f1_difference(counts[system], counts[baseline], true, groups, weights)
+            result.append({"system": system, "baseline": baseline, "f1": dict(zip(ks, map(list, rows), strict=True))})
+    return result
+
+
+def _thresholded(m: _Model, probs: np.ndarray, truths: list[set[str]], split: str) -> tuple[dict, list[str]]:
+    """The F1 of the model's thresholded output with the bundle's global and per-hashtag thresholds, and notes."""
+    if m.threshold is None:
+        return {}, ["thresholded F1: only for a bundle (`export` tunes the thresholds); evaluate it with --model"]
+    result = {
+        "global": {"threshold": m.threshold}
+        | thresholds.thresholded_f1(probs, np.full(len(m.vocab), m.threshold), m.vocab, truths)
+    }
+    notes = []
+    if m.hashtag_thresholds is None:
+        notes.append("thresholded F1: the bundle has no per-hashtag thresholds (exported before them): re-export it")
+    else:
+        cutoffs = thresholds.cutoff_vector(m.vocab, m.threshold, m.hashtag_thresholds)
+        result["per-hashtag"] = {"tuned": len(m.hashtag_thresholds)} | thresholds.thresholded_f1(
+            probs, cutoffs, m.vocab, truths
+        )
+    if split == "val":
+        notes.append("thresholded F1: the thresholds were tuned on these validation posts, so it flatters")
+    return result, notes
 
 
 def _digest(items: list[str]) -> str:
@@ -346,8 +445,9 @@ def compare(
     columns: CsvColumns | None = None,
 ) -> Report:
     """Several trained systems (bundles or checkpoints, e.g. of different --arch) on the same posts, with
-    the frequency prior: the paper's Table 3. Each is scored on its own vocabulary; where vocabularies or
-    the evaluated posts differ the prior is given per vocabulary and the notes say so."""
+    the TF-IDF baseline and the frequency prior: the paper's Table 3. Each is scored on its own vocabulary;
+    where vocabularies or the evaluated posts differ the baselines are given per vocabulary and the notes
+    say so."""
     if not models:
         raise DataError("--compare needs at least one bundle or run")
     reports = []
@@ -377,11 +477,15 @@ def compare(
     shared = all(r.vocab_id == first.vocab_id and r.posts_id == first.posts_id for r in reports)
     notes = [f"{name}: {r.model} ({r.backend})" for name, r in zip(names, reports, strict=True)]
     if shared:
+        if TFIDF in first.systems:  # the first system's: one vocabulary, the same posts
+            systems[TFIDF] = first.systems[TFIDF]
         systems[PRIOR] = first.systems[PRIOR]
         notes.append(f"one vocabulary ({first.vocab_size} hashtags) and the same {first.posts} posts for every system")
     else:
         for name, r in zip(names, reports, strict=True):
-            systems[f"{PRIOR} ({name}'s vocabulary)"] = r.systems[PRIOR]
+            for baseline in (TFIDF, PRIOR):
+                if baseline in r.systems:
+                    systems[f"{baseline} ({name}'s vocabulary)"] = r.systems[baseline]
         notes.append(
             "vocabularies or posts differ: each system is scored on its own vocabulary and split, beside the "
             "prior of that vocabulary; "
@@ -424,9 +528,44 @@ def report_table(report: Report) -> Table:
         f"skipped: {_skipped_text(report.skipped)}",
     ]
     if report.missing_test_images:
-        notes.append(f"{report.missing_test_images} test-split images not found in the data")
+        notes.append(f"{report.missing_test_images} {report.split}-split images not found in the data")
     notes += report.notes
     table.caption = "\n".join(notes)
+    return table
+
+
+def differences_table(report: Report) -> Table | None:
+    """The F1@k differences with their bootstrap intervals (None when no pair of systems was scored)."""
+    if not report.differences:
+        return None
+    table = Table(title="F1@k differences on the same posts, 95% bootstrap interval over images", title_justify="left")
+    table.add_column("system - baseline")
+    for k in report.ks:
+        table.add_column(f"ΔF1@{k}", justify="right")
+    for row in report.differences:
+        cells = (row["f1"][k] for k in report.ks)
+        table.add_row(
+            f"{row['system']} - {row['baseline']}", *(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in cells)
+        )
+    table.caption = (
+        f"{report.resamples} resamples of the {report.images} images (all of an image's posts drawn together); "
+        "an interval that excludes 0 is a difference the posts support"
+    )
+    return table
+
+
+def thresholded_table(report: Report) -> Table | None:
+    """The F1 of the thresholded output (every hashtag at or above its cut-off), global vs per-hashtag."""
+    if not report.thresholded:
+        return None
+    table = Table(title="thresholded output (every hashtag at or above its cut-off)", title_justify="left")
+    for column in ("thresholds", "precision", "recall", "F1", "hashtags / post"):
+        table.add_column(column, justify="left" if column == "thresholds" else "right")
+    for name, row in report.thresholded.items():
+        label = f"global {row['threshold']:.2f}" if name == "global" else f"per hashtag ({row['tuned']} tuned)"
+        table.add_row(
+            label, *(f"{row[m]:.3f}" for m in ("precision", "recall", "f1")), f"{row['hashtags_per_post']:.2f}"
+        )
     return table
 
 

@@ -16,7 +16,7 @@ from .files import atomic_write
 from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
 from .text import clean_caption
-from .vision import load_image, preprocess
+from .vision import ImageSettings, crop_window, load_image, preprocess
 
 
 @dataclass
@@ -61,24 +61,28 @@ def read_caption(caption: str | None, caption_file: Path | None) -> str | None:
         raise DataError(f"{caption_file}: caption file unreadable ({e.strerror or e})") from None
 
 
-def draw(image: Path, explanations: list[Explanation], output: Path, max_pixels: int) -> Path:
-    """A PNG with one panel per hashtag: the image under a heat map of its regions' weights, the caption's words
-    shaded by theirs, the score and the image / caption shares in the title. Written atomically."""
+def draw(image: Path, explanations: list[Explanation], output: Path, settings: ImageSettings) -> Path:
+    """A PNG with one panel per hashtag: the image under a heat map of its regions' weights (over the window the
+    model saw: a centre crop leaves the borders uncovered), the caption's words shaded by theirs, the score and
+    the image / caption shares in the title. Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if output.suffix.lower() != ".png":
         raise OutputError(f"{output}: explain writes a PNG; name the output *.png")
-    picture = np.asarray(load_image(image, max_pixels))
+    picture = np.asarray(load_image(image, settings.max_pixels))
     n = max(1, len(explanations))
     fig = Figure(figsize=(4.2 * n, 5.6), layout="constrained")
     FigureCanvasAgg(fig)
     panels = fig.subplots(2, n, squeeze=False, height_ratios=[3, 1])
     height, width = picture.shape[:2]
+    left, top, right, bottom = crop_window(width, height, settings)
     for column, e in enumerate(explanations):
         ax = panels[0, column]
         ax.imshow(picture)
-        ax.imshow(_heat(e), extent=(0, width, height, 0), interpolation="nearest")
+        ax.imshow(_heat(e), extent=(left, right, bottom, top), interpolation="nearest")
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
         ax.set_axis_off()
         ax.set_title(
             f"#{e.tag}  {e.score:.2f}\nimage {e.image_share:.0%} · caption {1 - e.image_share:.0%}", fontsize=11

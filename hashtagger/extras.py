@@ -1,8 +1,8 @@
 """Optional extras: the modules each one brings, and the one-line error of a command that needs a missing one.
 
-The core install is what `tag` needs; `[train]` brings the PyTorch side and `[gpu]` ONNX Runtime's CUDA build
-(pyproject.toml). A command checks its extra with `require` before importing anything heavy, so a user without it reads
-which extra to install instead of a traceback.
+The core install is what `tag` needs; `[train]` brings the PyTorch side, `[gpu]` ONNX Runtime's CUDA build,
+`[parquet]` pyarrow and `[ray]` Ray Data (pyproject.toml). A command checks its extra with `require` before
+importing anything heavy, so a user without it reads which extra to install instead of a traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from .errors import MissingExtraError
 DISTRIBUTION = "lxmert-hashtagger"  # pyproject.toml's name: "hashtagger" on the index is another project
 # The top-level modules that each extra installs (by import name), as listed in pyproject.toml.
 MODULES = {
-    "train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib", "sklearn"}),
+    "train": frozenset({"torch", "transformers", "safetensors", "onnx", "matplotlib", "sklearn", "timm"}),
     "explain": frozenset({"matplotlib"}),
+    "parquet": frozenset({"pyarrow"}),
+    "ray": frozenset({"ray", "pyarrow"}),
 }
 
 

@@ -59,6 +59,7 @@ def is_preset(name: str) -> bool:
 
 
 HEADS = ("linear", "names")
+POOLINGS = ("cls", "mean")
 
 
 class NameEncoder(nn.Module):
@@ -135,12 +136,19 @@ class HashtagModel(nn.Module):
         dropout: float = 0.1,
         lxmert: LxmertModel | None = None,
         head: str = "linear",
+        pooling: str = "cls",
     ):
-        """head: "linear", the paper's multi-label layer, or "names", NameHead over a frozen NameEncoder."""
+        """head: "linear", the paper's multi-label layer, or "names", NameHead over a frozen NameEncoder.
+        pooling: "cls", LXMERT's pooler over the cross-modal [CLS] (the paper's), or "mean", the mean of the
+        cross-modal language outputs over the caption's tokens (no pooler: a preset's pooler starts random,
+        while every language output is shaped by the pretrained language side)."""
         super().__init__()
         if head not in HEADS:
             raise DataError(f"unknown head '{head}' ({', '.join(HEADS)})")
+        if pooling not in POOLINGS:
+            raise DataError(f"unknown pooling '{pooling}' ({', '.join(POOLINGS)})")
         self.config = config
+        self.pooling = pooling
         self.lxmert = lxmert if lxmert is not None else LxmertModel(config)
         self.dropout = nn.Dropout(dropout)
         if head == "names":
@@ -170,7 +178,10 @@ class HashtagModel(nn.Module):
             visual_pos=visual_pos,
             return_dict=True,
         )
-        return out.pooled_output
+        if self.pooling == "cls":
+            return out.pooled_output
+        mask = attention_mask.unsqueeze(-1).to(out.language_output.dtype)
+        return (out.language_output * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def new_parameters(self) -> list[str]:
         """Names of the parameters that did not come from a pretrained checkpoint (set by the builders)."""
@@ -188,6 +199,7 @@ class ModelSpec:
     dropout: float = 0.1
     lxmert_overrides: dict = field(default_factory=dict)
     head: str = "linear"  # linear | names
+    pooling: str = "cls"  # cls | mean: what the head reads of LXMERT's outputs
     arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or a comparison system
 
 
@@ -214,13 +226,15 @@ def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
     if is_preset(spec.base_model):
         text_config = AutoConfig.from_pretrained(text_init) if text_init else None
         config = lxmert_config(spec, text_config)
-        model = HashtagModel(config, spec.num_labels, spec.dropout, head=spec.head)
+        model = HashtagModel(config, spec.num_labels, spec.dropout, head=spec.head, pooling=spec.pooling)
         pretrained = init_text_from_bert(model, text_init) if text_init else set()
     else:
         lxmert = LxmertModel.from_pretrained(
             spec.base_model, visual_feat_dim=spec.visual_feat_dim, **spec.lxmert_overrides
         )
-        model = HashtagModel(lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert, head=spec.head)
+        model = HashtagModel(
+            lxmert.config, spec.num_labels, spec.dropout, lxmert=lxmert, head=spec.head, pooling=spec.pooling
+        )
         # visn_fc is re-initialised by from_pretrained when the feature width differs from the checkpoint's.
         pretrained = {
             "lxmert." + n

@@ -23,10 +23,11 @@ Encoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 @dataclass
 class ExtractorSpec:
     kind: str = "grid"  # grid | precomputed
-    backbone: str = "tiny"  # a preset name (random init, seeded) or a hub id / folder of a ResNet
+    backbone: str = "tiny"  # a preset name (random init, seeded), a hub id / folder of a ResNet, or a timm model
     image: ImageSettings = field(default_factory=ImageSettings)
     feature_dim: int = 0  # filled in once the extractor exists
     features_dir: str | None = None  # precomputed: where the .npz files are
+    weights: str | None = None  # a timm backbone's: the package or hub file its pretrained weights came from
 
 
 class FeatureCache:

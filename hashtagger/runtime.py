@@ -9,6 +9,8 @@ import os
 import re
 import sys
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,19 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+CPU = "CPUExecutionProvider"
+# `--variant auto` on the CPU takes int8 graphs only when export measured them against fp32 on validation posts
+# and their F1@2 moved by at most this much.
+INT8_F1_TOLERANCE = 0.005
+# The int8 choices of `auto`, fastest first: (key of its agreement in bundle.json's export.variants, model graph,
+# extractor graph). "int8" is model.int8.onnx with the fp32 extractor, as bundles before the int8 extractor record.
+INT8_CHOICES = (
+    ("int8_both", "int8", "extractor_int8"),
+    ("int8", "int8", "extractor"),
+    ("extractor_int8", "model", "extractor_int8"),
+)
+# Redirecting stdout / stderr is process-wide: sessions that capture ONNX Runtime's messages open one at a time.
+_CAPTURE_LOCK = threading.Lock()
 
 
 def session(path: Path, device: str = "auto", threads: int | None = None) -> tuple[ort.InferenceSession, str]:
@@ -59,12 +74,15 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
     else:
         why = ""
     try:
-        # ONNX Runtime prints provider failures itself: to stdout (which may carry our JSON) and through its
-        # C++ logger to stderr. Keep both, and turn them into one reason.
-        with _captured_output() as log:
-            if wanted[0] != "CPUExecutionProvider":
+        if wanted[0] == CPU:  # nothing to fall back from: no messages to catch, and CPU sessions open in parallel
+            log = io.StringIO()
+            sess = ort.InferenceSession(str(path), options, providers=[CPU])
+        else:
+            # ONNX Runtime prints provider failures itself: to stdout (which may carry our JSON) and through its
+            # C++ logger to stderr. Keep both, and turn them into one reason.
+            with _CAPTURE_LOCK, _captured_output() as log:
                 _preload_cuda_libraries()
-            sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
+                sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
     except Exception as e:  # onnxruntime raises its own exception types; all mean "this graph cannot be loaded"
         if device in ("cuda", "tensorrt"):
             raise DeviceError(f"--device {device}: ONNX Runtime could not start {wanted[0]}: {e}") from None
@@ -138,6 +156,55 @@ def _reason(log: str) -> str:
     return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 
 
+def choose_graphs(bundle: Bundle, variant: str, on_cpu: bool) -> tuple[str, str | None]:
+    """The (model, extractor) graph roles that `variant` runs; no extractor for a precomputed-feature bundle.
+
+    model: fp32. int8: every int8 graph the bundle has. fp16: the fp16 model graph (CUDA). auto: on the CPU the
+    fastest int8 graphs whose F1@2 on validation, recorded by export, is within INT8_F1_TOLERANCE of fp32's;
+    fp32 otherwise, and always on a GPU.
+    """
+    graphs = bundle.info["graphs"]
+    extractor = "extractor" if "extractor" in graphs else None
+    if variant == "auto":
+        return (_int8_choice(bundle) if on_cpu else None) or ("model", extractor)
+    if variant == "int8" and extractor is not None and "extractor_int8" in graphs:
+        return "int8", "extractor_int8"
+    if variant not in ("model", "int8", "fp16"):
+        raise BundleError(f"unknown variant '{variant}' (auto, model, int8 or fp16)")
+    return variant, extractor
+
+
+def _int8_choice(bundle: Bundle) -> tuple[str, str | None] | None:
+    graphs = bundle.info["graphs"]
+    recorded = bundle.info.get("export", {}).get("variants", {})
+    for key, model, extractor in INT8_CHOICES:
+        roles = (model, extractor) if "extractor" in graphs else (model,)
+        if all(role in graphs for role in roles) and int8_agrees(recorded.get(key)):
+            return model, roles[1] if len(roles) > 1 else None
+    return None
+
+
+def int8_agrees(agreement: dict | None) -> bool:
+    """An int8 variant's recorded agreement passes: its F1@2 within INT8_F1_TOLERANCE of fp32's on validation.
+    Not measured (no labelled validation posts, a graph the CPU could not run), or fp32's F1@2 is 0: it does not
+    pass."""
+    if not isinstance(agreement, dict):
+        return False
+    f1, reference = agreement.get("f1@2"), agreement.get("f1@2_reference")
+    if not isinstance(f1, (int, float)) or not isinstance(reference, (int, float)):
+        return False
+    # A model that gets nothing right (random weights) agrees with anything: that is no evidence.
+    return reference > 0 and abs(f1 - reference) <= INT8_F1_TOLERANCE
+
+
+def variant_label(model: str, extractor: str | None) -> str:
+    """E.g. "model int8, extractor int8", "model fp32": what a run's summary says it ran."""
+    label = f"model {'fp32' if model == 'model' else model}"
+    if extractor is not None:
+        label += f", extractor {'int8' if extractor == 'extractor_int8' else 'fp32'}"
+    return label
+
+
 def _shapes(args) -> dict[str, list]:
     return {a.name: list(a.shape or []) for a in args}
 
@@ -167,22 +234,29 @@ class Runner:
     provider: str
     fallback: str = ""  # --device auto ended on the CPU: why the GPU provider could not be used
     candidates: Candidates | None = None
+    variant: str = "model fp32"  # the graphs that run, for people: variant_label()
 
     @classmethod
     def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> Runner:
-        model, provider, fallback = _open(bundle.graph(variant), device, threads)
-        extractor = None
-        if "extractor" in bundle.info["graphs"]:
-            extractor, _ = session(
-                bundle.graph("extractor"), device if provider != "CPUExecutionProvider" else "cpu", threads
-            )
+        """Both sessions, opened at once in two threads (ONNX Runtime releases the GIL while it loads and
+        optimises a graph). `variant`: see choose_graphs."""
+        on_cpu = device == "cpu" or (device == "auto" and PROVIDERS["cuda"][0] not in ort.get_available_providers())
+        model_role, extractor_role = choose_graphs(bundle, variant, on_cpu)
+        paths = [bundle.graph(model_role)] + ([bundle.graph(extractor_role)] if extractor_role else [])
+        with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="session") as pool:
+            opened = [pool.submit(_open, path, device, threads) for path in paths]
+            model, provider, fallback = opened[0].result()
+            extractor = opened[1].result() if extractor_role else None
+        if extractor is not None and extractor[1] != provider:  # auto ended on two providers: keep to the model's
+            extractor = _open(paths[1], device if provider != CPU else "cpu", threads)
         check_graph_shapes(
             bundle,
             _shapes(model.get_inputs()),
             _shapes(model.get_outputs()),
-            (_shapes(extractor.get_inputs()), _shapes(extractor.get_outputs())) if extractor else None,
+            (_shapes(extractor[0].get_inputs()), _shapes(extractor[0].get_outputs())) if extractor else None,
         )
-        return cls(extractor, model, provider, fallback)
+        label = variant_label(model_role, extractor_role)
+        return cls(extractor[0] if extractor else None, model, provider, fallback, variant=label)
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self.extractor is not None, "a precomputed-feature bundle takes region features, not pixels"

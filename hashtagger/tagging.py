@@ -1,8 +1,9 @@
 """Tagging with an exported bundle, no torch: the Tagger session (the library's entry point) and `tag`, which
 tags a folder or CSV of posts into a file.
 
-    posts -> windows of `length_window` batches, sorted by caption length and cut into batches of `batch_size`
-          (a batch is padded to its longest caption: grouping similar lengths cuts LXMERT's work)
+    posts -> windows growing from 1/8 of a batch to `length_window` batches, sorted by caption length and cut into
+          batches of up to `batch_size` (a batch is padded to its longest caption: grouping similar lengths cuts
+          LXMERT's work; the small first window lets the first records come out after a fraction of a batch)
           -> images decoded and resized in worker threads, a few batches ahead
           -> per batch: extractor once per distinct image, captions cleaned and encoded (padded to the
              longest caption of the batch), LXMERT + head -> top-k (and threshold) -> one record per post,
@@ -54,13 +55,15 @@ TAGGED = frozenset({"ok", "note", *NOTE_CODES.values()})
 class TagOptions:
     model: str | Path = "exported"  # the bundle folder
     top_k: int = 5
-    threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned threshold
+    threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned ones
     batch_size: int = 32
-    length_window: int = 4  # batches' worth of posts grouped by caption length before batching; 1: input order
+    length_window: int = 4  # most batches' worth of posts grouped by caption length before batching; 1: input order
     device: str = "auto"  # auto | cpu | cuda | tensorrt
     workers: int = 2  # image-decoding threads
     threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
-    variant: str = "model"  # model | int8 | fp16: which LXMERT graph of the bundle
+    # auto | model | int8 | fp16: which graphs of the bundle (runtime.choose_graphs). fp32 by default: dynamic int8
+    # scores depend on how posts are batched, so --resume and --engine ray would not give the same scores.
+    variant: str = "model"
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
     decode_bytes: int = 256 << 20  # decoded pixels held at once by all workers (one larger image runs alone)
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
@@ -77,6 +80,7 @@ class TagSummary:
     seconds: float = 0.0
     posts_per_s: float = 0.0
     provider: str = ""
+    variant: str = ""  # the graphs that ran, e.g. "model int8, extractor int8"
     resumed: int = 0  # posts found already done in the output (--resume)
     startup_s: float = 0.0  # from the call to the first record
 
@@ -98,32 +102,33 @@ def is_tagged(record: dict) -> bool:
     return record["reason"] in TAGGED
 
 
-def resolve_threshold(value: float | str | None, bundle: Bundle) -> float | None:
+def resolve_threshold(value: float | str | None, bundle: Bundle, labels: int | None = None) -> np.ndarray | None:
+    """Each label's cut-off (None: keep the whole top k). A number applies to every hashtag; "auto" is the
+    bundle's tuned cut-offs (per hashtag where export tuned one, else its global threshold). `labels`: how many
+    columns the model scores (the vocabulary, then any --candidates, which take the global or given number)."""
+    labels = len(bundle.vocab) if labels is None else labels
     if value is None or value == "":
         return None
     if isinstance(value, str):
         if value.lower() == "auto":
-            return float(bundle.threshold)
+            tuned = bundle.cutoffs()
+            return np.concatenate([tuned, np.full(labels - len(tuned), bundle.threshold)])
         try:
             value = float(value)
         except ValueError:
             raise DataError(f"--threshold must be a number between 0 and 1 or 'auto', not '{value}'") from None
     if not 0.0 <= value <= 1.0:
         raise DataError(f"--threshold must be between 0 and 1, not {value}")
-    return float(value)
+    return np.full(labels, value)
 
 
 def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: TagOptions) -> Iterator[dict]:
     """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}."""
-    settings = bundle.image if options.max_pixels is None else replace(bundle.image, max_pixels=options.max_pixels)
-    threshold = resolve_threshold(options.threshold, bundle)
+    settings = image_settings(bundle, options)
+    threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
     pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
     memory = RegionMemory()
-    load: Callable[[Path], np.ndarray | tuple[np.ndarray, np.ndarray] | ImageError]
-    if options.features_dir is not None:
-        load = partial(_read_regions, features_dir=Path(options.features_dir))
-    else:
-        load = partial(_decode, settings=settings, budget=DecodeBudget(options.decode_bytes))
+    load = loader(options, settings)
     # Each batch's input positions and cleaned captions, in the order _decoded yields its batches.
     pending: deque[tuple[list[int], list[Caption]]] = deque()
 
@@ -149,31 +154,42 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+# The first window is this fraction of a batch, and each next one WINDOW_GROWTH times the last, up to
+# `length_window` batches: the first records come out after a small batch (start-up), later posts run in full
+# batches grouped by length. Fourfold growth keeps most of the grouping on short inputs: on the benchmark's 64
+# tweet-length captions (batches of 32) padded widths average 18.9 tokens, against 24.6 when doubling.
+FIRST_WINDOW_SHARE = 8
+WINDOW_GROWTH = 4
+
+
 def _grouped_batches(
     posts: Iterable[Post], size: int, window: int, caption: Callable[[Post], Caption]
 ) -> Iterator[tuple[list[int], list[Post], list[Caption]]]:
-    """(input positions, posts, captions) of each batch, each caption cleaned once by `caption`. Each `window`
-    batches' worth of posts is sorted by cleaned-caption length (a close proxy for its tokens) first, so that
-    a batch holds captions of similar length; a window's records all come out once its last batch is done."""
-    size, span = max(1, size), max(1, size) * max(1, window)
+    """(input positions, posts, captions) of each batch, each caption cleaned once by `caption`. Each window of
+    posts is sorted by cleaned-caption length (a close proxy for its tokens) first, so that a batch holds captions
+    of similar length; a window's records all come out once its last batch is done. Windows grow from
+    1/FIRST_WINDOW_SHARE of a batch, WINDOW_GROWTH-fold, to `window` batches; a batch is `size` posts or the
+    whole window."""
+    size = max(1, size)
+    span, largest = max(1, size // FIRST_WINDOW_SHARE), size * max(1, window)
 
-    def cut(chunk: list[tuple[int, Post, Caption]]):
-        if window > 1:
+    def cut(chunk: list[tuple[int, Post, Caption]], batch: int):
+        if len(chunk) > batch:
             chunk.sort(key=lambda item: len(item[2][0]))
-        for start in range(0, len(chunk), size):
-            part = chunk[start : start + size]
+        for start in range(0, len(chunk), batch):
+            part = chunk[start : start + batch]
             yield [i for i, _, _ in part], [post for _, post, _ in part], [text for _, _, text in part]
 
     chunk: list[tuple[int, Post, Caption]] = []
     for i, post in enumerate(posts):
         chunk.append((i, post, caption(post)))
         if len(chunk) == span:
-            yield from cut(chunk)
-            chunk = []
-    yield from cut(chunk)
+            yield from cut(chunk, min(size, span))
+            chunk, span = [], min(largest, WINDOW_GROWTH * span)
+    yield from cut(chunk, min(size, span))
 
 
-def _image_key(post: Post) -> Path | None:
+def image_key(post: Post) -> Path | None:
     """The resolved path: posts naming one image in different ways share one decode and one extractor row."""
     if post.image is None or post.unusable:
         return None
@@ -181,6 +197,22 @@ def _image_key(post: Post) -> Path | None:
         return Path(post.image).resolve()
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in a CSV cell: decoding will say why
         return Path(post.image).absolute()
+
+
+# What loading a post's image gives: its pixels [3, S, S], precomputed (features, boxes), or why it cannot be used.
+Loaded = np.ndarray | tuple[np.ndarray, np.ndarray] | ImageError
+
+
+def loader(options: TagOptions, settings: ImageSettings) -> Callable[[Path], Loaded]:
+    """The function that loads an image for the model: decoded pixels, or the precomputed regions of --features-dir."""
+    if options.features_dir is not None:
+        return partial(_read_regions, features_dir=Path(options.features_dir))
+    return partial(_decode, settings=settings, budget=DecodeBudget(options.decode_bytes))
+
+
+def image_settings(bundle: Bundle, options: TagOptions) -> ImageSettings:
+    """The bundle's preprocessing, with --max-pixels where given."""
+    return bundle.image if options.max_pixels is None else replace(bundle.image, max_pixels=options.max_pixels)
 
 
 def _decode(path: Path, settings: ImageSettings, budget: DecodeBudget | None = None) -> np.ndarray | ImageError:
@@ -217,7 +249,7 @@ def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Call
 
     for batch in batches:
         futures = {}
-        for key in dict.fromkeys(k for k in map(_image_key, batch) if k is not None):
+        for key in dict.fromkeys(k for k in map(image_key, batch) if k is not None):
             if key in loading:
                 futures[key] = loading[key]
             elif memory.get(key) is None:
@@ -283,14 +315,14 @@ def _tag_batch(
     bundle: Bundle,
     runner: Runner,
     top_k: int,
-    threshold: float | None,
+    threshold: np.ndarray | None,
     memory: RegionMemory,
     explain: bool = False,
 ) -> list[dict]:
     """Records for one batch; `captions` holds each post's Caption, `pixels` what was loaded for its images not
     remembered in `memory`; `explain` adds each hashtag's attribution record."""
     records: list[dict[str, Any]] = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
-    keys = [_image_key(post) for post in batch]
+    keys = [image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
         if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
             pixels[key] = load(key)
@@ -337,7 +369,9 @@ def _tag_batch(
     labels = runner.labels(bundle.vocab)
     rows = zip(good, texts, probs, regions, strict=True)
     for i, caption, scores, (feats, boxes) in rows:
-        order = [j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold]
+        order = [
+            j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold[j]
+        ]
         records[i]["status"], records[i]["reason"] = caption.status, caption.reason
         records[i]["hashtags"] = [{"tag": labels[j], "score": round(float(scores[j]), 4)} for j in order]
         if runner.candidates is not None:  # with --candidates, say which hashtags the model never trained on
@@ -401,6 +435,23 @@ class Tagger:
             posts = load_posts(posts, self.options.columns)
         return tag_posts(map(_as_post, posts), self.bundle, self.runner, self.options)
 
+    def tag_loaded(self, posts: list[Post], loaded: dict[Path, Loaded]) -> list[dict]:
+        """Records for `posts`, in order, whose images were loaded elsewhere (tag --engine ray's decoding tasks):
+        `loaded` maps each post's image_key to what `loader` gave for it. Batched as tag_many batches."""
+        bundle, runner, options = self.bundle, self.runner, self.options
+        threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
+        load = loader(options, image_settings(bundle, options))  # only for an image `loaded` lacks
+        memory = RegionMemory()
+        records: dict[int, dict] = {}
+        caption = partial(_text, bundle=bundle)
+        for where, batch, captions in _grouped_batches(posts, options.batch_size, options.length_window, caption):
+            pixels = {key: loaded[key] for key in map(image_key, batch) if key is not None and key in loaded}
+            done = _tag_batch(
+                batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory, options.explain
+            )
+            records.update(zip(where, done, strict=True))
+        return [records[i] for i in range(len(posts))]
+
     def tag(self, image: str | Path, caption: str | None = None) -> list[Tag]:
         """One post's hashtags, best first; ImageError (with its `code`) when the image cannot be used."""
         (record,) = self.tag_many([(image, caption)])
@@ -434,8 +485,8 @@ def tag(
     console = console or Console(stderr=True)
     output = Path(output) if output is not None else None
     fmt = output_format(output, fmt)
-    if options.explain and fmt == "csv":
-        raise OutputError("--explain adds nested records: write JSON or JSONL, not CSV")
+    if options.explain and fmt in ("csv", "parquet"):
+        raise OutputError(f"--explain adds nested records: write JSON or JSONL, not {fmt.upper()}")
     cores = usable_cores()
     if options.threads and options.threads > cores:
         console.print(
@@ -468,7 +519,7 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
             soft_wrap=True,
         )
     console.print(
-        f"tagging {len(posts)} posts with {bundle.path} on [bold]{runner.provider}[/bold]",
+        f"tagging {len(posts)} posts with {bundle.path} ({runner.variant}) on [bold]{runner.provider}[/bold]",
         highlight=False,
         soft_wrap=True,
     )
@@ -478,7 +529,7 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
             highlight=False,
             soft_wrap=True,
         )
-    summary = TagSummary(provider=runner.provider)
+    summary = TagSummary(provider=runner.provider, variant=runner.variant)
     todo = posts
     if resume and output is not None and claim.had_content:
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
@@ -550,7 +601,9 @@ def summary_table(summary: TagSummary, output: Path | None = None) -> Table:
     if summary.resumed:
         table.add_row("already in the output", str(summary.resumed))
     table.add_row("posts/s", f"{summary.posts_per_s:,.1f}")
-    table.add_row("start-up to first batch", f"{summary.startup_s:.2f} s")
+    table.add_row("start-up to first record", f"{summary.startup_s:.2f} s")
     table.add_row("provider", summary.provider)
+    if summary.variant:
+        table.add_row("graphs", summary.variant)
     table.add_row("output", str(output) if output else "stdout")
     return table

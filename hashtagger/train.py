@@ -7,6 +7,9 @@ configure_optimizers       AdamW; no decay on biases, LayerNorm weights or the h
 Trainer.train_one_epoch    the epoch's batches; Ctrl-C saves a resumable last/
 Trainer.end_epoch          validate, record, keep best/ and last/
 Trainer.test               the best checkpoint on the test split
+
+Under torchrun (distributed.py) every rank runs all of this on its share of each batch; rank 0 alone prints and
+writes checkpoints.
 """
 
 from __future__ import annotations
@@ -30,15 +33,17 @@ from tokenizers import Tokenizer
 from transformers import get_linear_schedule_with_warmup
 
 from . import archs, metrics
+from .backbones import check_backbone
 from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, samples_by_split
 from .checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from .data import CsvColumns, Example, Prepared, PrepOptions, load_posts, prepare, split_groups
 from .display import metrics_table, preparation_table, progress_bar
-from .errors import DataError, HashtaggerError
+from .distributed import Group, Loss, Stop, process_group
+from .errors import DataError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
 from .hub import offline_unless_reachable, source_kind
-from .model import PRESETS, HashtagModel, ModelSpec, set_hashtag_names, torch_device
+from .model import POOLINGS, PRESETS, HashtagModel, ModelSpec, set_hashtag_names, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .structs import from_dict
@@ -64,9 +69,13 @@ class TrainConfig:
     lr: float = 5e-5  # pretrained parts
     new_lr: float = 2e-4  # parts that start random (cross-modal and object layers, pooler, head)
     weight_decay: float = 0.01
+    decay_norms: bool = False  # weight decay on biases and LayerNorm weights too (nanoGPT exempts them)
     warmup: float = 0.1  # share of all steps
     max_length: int = 128
     dropout: float = 0.1
+    modality_dropout: float = 0.0  # share of training posts whose image is blanked, and as many whose caption is
+    pooling: str = "cls"  # cls (LXMERT's pooler, the paper's) | mean (mean of the cross-modal language outputs)
+    train_repeats: bool = False  # train on re-posts and repeated texts too (validation and test never hold them)
     seed: int = 0
     device: str = "auto"
     cache_dir: str | None = None  # default: <output>/feature-cache
@@ -80,11 +89,13 @@ class TrainConfig:
 PAPER_EPOCHS = 75
 
 
-class Interrupted(HashtaggerError):
+class Interrupted(Stop):
     """Training stopped by Ctrl-C / SIGTERM after saving a resumable checkpoint."""
 
 
 def resolve_text_init(name: str | None) -> str | None:
+    if name == "none":
+        return None
     if name != "minilm":
         return name
     try:
@@ -174,11 +185,14 @@ def encode_images(
 class _StopOnSignal:
     """Turns Ctrl-C / SIGTERM into a flag checked between steps, so the checkpoint is saved at a clean point."""
 
-    def __init__(self):
+    def __init__(self, second_stops: bool = True):
         self.requested = False
+        # torchrun forwards the terminal's Ctrl-C and then, if the ranks linger, sends SIGTERM: neither may cut a
+        # rank short of the agreed step, so under torchrun only the agent's final SIGKILL stops at once.
+        self.second_stops = second_stops
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
+        if self.requested and self.second_stops:  # a second Ctrl-C stops at once
             raise KeyboardInterrupt
         self.requested = True
 
@@ -229,6 +243,9 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.seed >= 0, f"--seed cannot be negative, not {cfg.seed}"),
         (cfg.extractor in ("grid", "precomputed"), f"--extractor is grid or precomputed, not '{cfg.extractor}'"),
         (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),
+        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), not {cfg.dropout}"),
+        (0 <= cfg.modality_dropout <= 0.5, f"--modality-dropout must be in [0, 0.5], not {cfg.modality_dropout}"),
+        (cfg.pooling in POOLINGS, f"--pooling is {' or '.join(POOLINGS)}, not '{cfg.pooling}'"),
     ]
     for ok, message in rules:
         if not ok:
@@ -239,7 +256,7 @@ def check_sources(cfg: TrainConfig, console: Console) -> None:
     """--base-model and --backbone name a preset, a folder or a hub id; an unreachable hub is found out now."""
     kinds = [source_kind(cfg.base_model, "--base-model", PRESETS)]
     if cfg.backbone:
-        kinds.append(source_kind(cfg.backbone, "--backbone", PRESETS))
+        kinds.append(check_backbone(cfg.backbone, PRESETS))  # a timm model's weights: found out here too
     text_init = resolve_text_init(cfg.text_init)  # a missing package fails before the data is read
     if text_init and not Path(text_init).exists():
         kinds.append("hub")
@@ -303,7 +320,7 @@ def prepare_samples(start: Start, device: str, console: Console) -> Samples:
     else:
         spec = _extractor_spec(cfg)
         with _loading(spec.backbone):
-            extractor = build_grid_extractor(spec, cfg.seed) if cfg.extractor == "grid" else None
+            extractor = build_grid_extractor(spec, cfg.seed, cfg.image_size) if cfg.extractor == "grid" else None
     cache = FeatureCache(Path(cfg.cache_dir or Path(cfg.output) / "feature-cache"), cache_key(extractor, spec))
     examples, digests = encode_images(prepared, console, spec, extractor, cache, device)
     features = FeatureStore(cache)
@@ -315,6 +332,8 @@ def prepare_samples(start: Start, device: str, console: Console) -> Samples:
     else:
         vocab, held_out = hold_out(prepared.vocab, cfg.hold_out_tags, cfg.seed)
     by_split = samples_by_split(examples, digests, split, vocab)
+    if cfg.train_repeats:
+        by_split["train"] = repeated_training_samples(cfg, vocab, split["train"])
     if held_out:  # a post whose hashtags were all held out has nothing left to learn or validate
         by_split = {name: [s for s in samples if s.labels] for name, samples in by_split.items()}
     if cfg.max_train_posts:
@@ -327,6 +346,17 @@ def prepare_samples(start: Start, device: str, console: Console) -> Samples:
         + (f"; held out of training: {len(held_out)} hashtags" if held_out else "")
     )
     return Samples(vocab, split, by_split, features, extractor, spec, held_out)
+
+
+def repeated_training_samples(cfg: TrainConfig, vocab: list[str], train_images: list[str]) -> list[Sample]:
+    """The training images' posts with re-posts and repeated texts kept (`--train-repeats`): repeats carry the
+    hashtag frequencies that the prior and TF-IDF learn from. Only training gets them; validation and test
+    stay de-duplicated, so the ablation is scored on the same posts as the reference."""
+    prep = replace(cfg.prep, drop_reposts=False, drop_duplicate_texts=False)
+    examples = prepare(load_posts(cfg.data, cfg.columns), prep, vocab).examples
+    digests = image_digests(examples)
+    kept = [(e, d) for e in examples if (d := digests[e.image]) is not None]
+    return samples_by_split([e for e, _ in kept], [d for _, d in kept], {"train": train_images}, vocab)["train"]
 
 
 def _extractor_spec(cfg: TrainConfig) -> ExtractorSpec:
@@ -359,6 +389,7 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
             vocab_size=tokenizer.get_vocab_size(),
             dropout=cfg.dropout,
             head=cfg.head,
+            pooling=cfg.pooling,
             arch=cfg.arch,
         )
         model = archs.build(spec, text_init, [s.text for s in train], tokenizer, cfg.seed)
@@ -375,13 +406,14 @@ def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: 
     """AdamW over up to four groups: pretrained parameters (--lr) and those that start random (--new-lr), each
     split into tensors that decay and those that do not. As in nanoGPT, only tensors of two or more dimensions
     (matmul weights, embeddings) decay; biases and LayerNorm weights do not, nor the head's bias, which starts
-    at each hashtag's log-odds and should stay there unless the data says otherwise."""
+    at each hashtag's log-odds and should stay there unless the data says otherwise. `decay_norms` decays
+    biases and LayerNorm weights too (an ablation), never the head's bias."""
     new = set(new_parameters)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {
         (fresh, decays): [] for fresh in (False, True) for decays in (True, False)
     }
     for name, p in model.named_parameters():
-        groups[(name in new, p.dim() >= 2)].append(p)
+        groups[(name in new, p.dim() >= 2 or (cfg.decay_norms and name != "head.bias"))].append(p)
     return torch.optim.AdamW(
         [
             {
@@ -417,16 +449,28 @@ class Trainer:
     step: int = 0
     best_f1: float = -1.0
     best_loss: float = math.inf
+    group: Group = field(default_factory=Group)  # the ranks of a torchrun; one process is a group of one
+    loss: Loss = field(init=False, repr=False)  # the training loss; under torchrun DDP averages its gradients
 
     @classmethod
-    def start(cls, cfg: TrainConfig, console: Console, resume: Path | None = None) -> Trainer:
-        start = begin(cfg, resume, console)
-        cfg, device = start.cfg, torch_device(start.cfg.device)
-        archs.check_arch(cfg.arch)  # before the data is read: a typo fails in a second
-        _seed_everything(cfg.seed)
-        data = prepare_samples(start, device, console)
+    def start(
+        cls, cfg: TrainConfig, console: Console, resume: Path | None = None, group: Group | None = None
+    ) -> Trainer:
+        group = group or Group()
+
+        def read() -> tuple[Start, str, Samples]:
+            start = begin(cfg, resume, console)
+            archs.check_arch(start.cfg.arch)  # before the data is read: a typo fails in a second
+            _seed_everything(start.cfg.seed)
+            device = torch_device(start.cfg.device)
+            return start, device, prepare_samples(start, device, console)
+
+        start, device, data = group.leader_first(read)  # rank 0 fills the feature cache, the others read it
+        cfg = start.cfg
         tokenizer, spec, model, new_parameters = build_tokenizer_and_model(start, data)
         model.to(device)
+        if group.rank:  # rank 0 keeps the single-process stream; the others draw their own dropout masks
+            torch.manual_seed(cfg.seed * 1_000_003 + group.rank)
         optimizer = configure_optimizers(model, cfg, new_parameters)
         assert cfg.epochs is not None, "begin() settles the number of epochs"
         total = cls.steps_per_epoch(cfg, data) * cfg.epochs
@@ -458,7 +502,9 @@ class Trainer:
             meta,
             prior,
             prior_val,
+            group=group,
         )
+        trainer.loss = group.trainable(model, archs.training_loss)
         if start.state is not None:
             trainer.restore(start)
         return trainer
@@ -490,7 +536,14 @@ class Trainer:
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
         self.best_f1, self.best_loss = float(state["best_f1"]), float(state["best_loss"])
         self.meta["history"] = last.meta.get("history", [])
-        torch.set_rng_state(state["rng"])
+        rngs = state.get("rank_rngs", state["rng"][None])  # one per rank of the run that saved it
+        if self.group.rank < len(rngs):
+            torch.set_rng_state(rngs[self.group.rank].clone())  # a row is a view, which set_rng_state misreads
+        if len(rngs) != self.group.world:
+            self.console.print(
+                f"[yellow]resumed with {self.group.world} processes, saved by {len(rngs)}:[/yellow] the same "
+                "batches and steps, other dropout masks than an uninterrupted run's"
+            )
         if start.replanned_from is not None:
             self._say_replanned(start.replanned_from)
 
@@ -510,6 +563,8 @@ class Trainer:
         )
 
     def save(self, name: str, training_state: dict | None = None) -> None:
+        if not self.group.leader:
+            return
         d = self.data
         save_checkpoint(
             self.run_dir / name,
@@ -537,7 +592,7 @@ class Trainer:
             "best_f1": torch.tensor(self.best_f1, dtype=torch.float64),
             "best_loss": torch.tensor(self.best_loss, dtype=torch.float64),
             "rng": torch.get_rng_state(),
-        }
+        } | ({"rank_rngs": torch.stack(self.group.gather(torch.get_rng_state()))} if self.group.world > 1 else {})
 
     def train_one_epoch(self, progress: Progress, task: TaskID, stop: _StopOnSignal) -> tuple[float, float]:
         """The epoch's remaining batches, in the epoch's own seeded order; returns (loss EMA, posts/s)."""
@@ -548,7 +603,7 @@ class Trainer:
         self.model.train()
         seen, started, loss_ema, rate = 0, time.perf_counter(), math.nan, 0.0
         for indices in batches[self.batch :]:
-            if stop.requested:
+            if self.group.any(stop.requested):  # every rank stops at the same step
                 self.save("last", self.training_state())
                 raise Interrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step}; continue with --resume")
             loss = self.train_step([train[i] for i in indices])
@@ -560,23 +615,45 @@ class Trainer:
         return loss_ema, rate
 
     def train_step(self, samples: list[Sample]) -> float:
-        d = self.data
-        arrays = make_batch(samples, self.tokenizer, d.features, len(d.vocab), self.cfg.max_length)
+        """One step on the global batch `samples`, of which this rank takes its share; returns the batch's loss."""
+        d, part = self.data, self.group.share(len(samples))
+        mine, blanks = samples[part], self.modality_blanks(len(samples))[part]  # blanks drawn for the global batch
+        # DDP averages the ranks' gradients; weighting each rank's mean by its share makes that the global mean.
+        # A rank left without posts (a short last batch) still joins the backward, with one post weighted zero.
+        weight = len(mine) * self.group.world / len(samples)
+        if not mine:
+            mine, blanks = samples[:1], blanks[:1]
+        arrays = make_batch(mine, self.tokenizer, d.features, len(d.vocab), self.cfg.max_length, blanks)
         batch = {k: torch.from_numpy(v).to(self.device) for k, v in arrays.items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            loss = archs.training_loss(self.model, [batch[k] for k in MODEL_INPUTS], batch["labels"])
+            loss = self.loss([batch[k] for k in MODEL_INPUTS], batch["labels"])
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * weight if self.group.world > 1 else loss).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item()
+        return self.group.batch_mean(loss.item(), len(samples[part]), len(samples))
+
+    def modality_blanks(self, n: int) -> list[str | None]:
+        """Modality dropout: blank the image of a `modality_dropout` share of the step's posts and the caption of
+        as many, so that the model learns to use each stream alone and the text-only / image-only ablations ask
+        it about inputs it has seen. Drawn from (seed, step): a resumed run blanks the same posts."""
+        p = self.cfg.modality_dropout
+        if p == 0:
+            return [None] * n
+        draws = np.random.default_rng([self.cfg.seed, self.step]).random(n)
+        return ["image" if u < p else "text" if u < 2 * p else None for u in draws]
 
     def end_epoch(self, train_loss: float, rate: float, console: Console) -> None:
         """Validate, record the epoch, keep best/ when it improved and last/ always."""
         d = self.data
         evaluated = d.by_split["val"] or d.by_split["train"]
-        probs, val_loss = validate(self.model, evaluated, self.tokenizer, d.features, self.cfg.max_length, self.device)
+        # Each rank scores its share; the shares, gathered in rank order, are the whole split on every rank.
+        mine = evaluated[self.group.share(len(evaluated))]
+        probs, val_loss = validate(self.model, mine, self.tokenizer, d.features, self.cfg.max_length, self.device)
+        if self.group.world > 1:
+            parts = self.group.gather((probs, val_loss * len(mine)))
+            probs, val_loss = np.concatenate([p for p, _ in parts]), sum(s for _, s in parts) / len(evaluated)
         val = sample_metrics(probs, evaluated, d.vocab)
         like_prior = metrics.same_as_prior(metrics.rank(probs, d.vocab, 2), self.prior, 2)
         self.meta["history"].append(
@@ -607,7 +684,7 @@ class Trainer:
     def test(self) -> None:
         """The best checkpoint on the test split, beside the frequency prior; stored in best/."""
         d, test = self.data, self.data.by_split["test"]
-        if not test:
+        if not test or not self.group.leader:
             return
         best = load_checkpoint(self.run_dir / "best")
         score = torch_scorer(best.model.to(self.device), self.device)
@@ -630,12 +707,14 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
     `resume`: a run folder whose last/ checkpoint to continue, with the run's own settings (only `epochs`,
     which re-plans the learning-rate schedule, and `device` may change)."""
     console = console or Console(stderr=True)
-    trainer = Trainer.start(cfg, console, resume)
-    with _StopOnSignal() as stop, _training_bar(console) as progress:
-        task = progress.add_task("training", total=trainer.total_steps, completed=trainer.step, loss="-", rate="-")
-        while trainer.epoch < trainer.epochs:
-            train_loss, rate = trainer.train_one_epoch(progress, task, stop)
-            trainer.end_epoch(train_loss, rate, progress.console)
-    trainer.test()
+    with process_group(torch_device(cfg.device)) as group:
+        console.quiet = console.quiet or not group.leader
+        trainer = Trainer.start(cfg, console, resume, group)
+        with _StopOnSignal(second_stops=group.world == 1) as stop, _training_bar(console) as progress:
+            task = progress.add_task("training", total=trainer.total_steps, completed=trainer.step, loss="-", rate="-")
+            while trainer.epoch < trainer.epochs:
+                train_loss, rate = trainer.train_one_epoch(progress, task, stop)
+                trainer.end_epoch(train_loss, rate, progress.console)
+        trainer.test()
     console.print(f"best checkpoint: {trainer.run_dir / 'best'}")
     return trainer.run_dir

@@ -5,6 +5,7 @@ Every way an image file can be bad ends in an ImageError whose message is the re
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -26,12 +27,29 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb limit
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+RESAMPLING = {  # timm's interpolation names -> Pillow's filters (torchvision resizes Pillow images with these)
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+CROP_MODES = ("squash", "center")
+
+
 @dataclass(frozen=True)
 class ImageSettings:
     size: int = 224  # square input side: ImageNet ResNets' own resolution
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # timm's eval transform: resize to size / crop_pct (squash: both sides; center: the shorter side, keeping
+    # the aspect ratio), then cut out the centre size x size. The defaults squash the whole image to size x size,
+    # which is what bundles written before these fields did.
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    crop_mode: str = "squash"
 
 
 def file_digest(path: Path) -> str:
@@ -152,10 +170,35 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def _resize_and_crop(width: int, height: int, settings: ImageSettings) -> tuple[tuple[int, int], int, int]:
+    """The resized size and the crop's top-left corner in it, as timm's eval transform computes them."""
+    scale = math.floor(settings.size / settings.crop_pct)
+    if settings.crop_mode == "center":  # torchvision's Resize(int): the shorter side to `scale`
+        short, long = sorted((width, height))
+        new_long = int(scale * long / short)
+        target = (scale, new_long) if width <= height else (new_long, scale)
+    else:
+        target = (scale, scale)
+    left = round((target[0] - settings.size) / 2.0)  # torchvision's CenterCrop offsets (round half to even)
+    top = round((target[1] - settings.size) / 2.0)
+    return target, left, top
+
+
+def crop_window(width: int, height: int, settings: ImageSettings) -> tuple[float, float, float, float]:
+    """The part of a width x height image the model sees, (left, top, right, bottom) in its pixels: region
+    boxes are normalised to this window, not to the whole picture."""
+    (rw, rh), left, top = _resize_and_crop(width, height, settings)
+    sx, sy = width / rw, height / rh
+    return left * sx, top * sy, (left + settings.size) * sx, (top + settings.size) * sy
+
+
 def preprocess(im: Image.Image, settings: ImageSettings) -> np.ndarray:
-    """RGB image -> normalised float32 [3, size, size]."""
-    resized = im.resize((settings.size, settings.size), Image.Resampling.BILINEAR)
-    rgb = np.asarray(resized, dtype=np.float32) / 255.0
+    """RGB image -> normalised float32 [3, size, size], as timm's eval transform makes it (same sizes, same
+    rounding, same Pillow filter), so a timm backbone sees the pixels it was trained on."""
+    target, left, top = _resize_and_crop(im.width, im.height, settings)
+    resized = im.resize(target, RESAMPLING[settings.interpolation])
+    cropped = resized.crop((left, top, left + settings.size, top + settings.size))
+    rgb = np.asarray(cropped, dtype=np.float32) / 255.0
     normalised = (rgb - np.asarray(settings.mean, dtype=np.float32)) / np.asarray(settings.std, dtype=np.float32)
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 

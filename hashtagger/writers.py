@@ -1,7 +1,8 @@
-"""Writers for `tag`'s records: JSON (array), JSONL (one record a line) and CSV; reading an output back for --resume.
+"""Writers for `tag`'s records: JSON (array), JSONL (one record a line), CSV and Parquet; reading an output back for
+--resume.
 
 Nothing already written is lost (outputs.claim_output decides up front what a run may touch):
-- JSON and CSV files are written to a temporary file in the output's folder and renamed over the output only
+- JSON, CSV and Parquet files are written to a temporary file in the output's folder and renamed over the output only
   when complete (os.replace is atomic), so an existing output is never left half-written.
 - JSONL is appended and flushed record by record: a killed run keeps every record it finished, and a line
   cut short by the kill is dropped when the run is resumed. Replacing an existing JSONL (--overwrite)
@@ -34,8 +35,8 @@ from .errors import OutputError
 from .files import atomic_open
 from .outputs import Claim, new_file_mode
 
-FORMATS = ("json", "jsonl", "csv")
-EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+FORMATS = ("json", "jsonl", "csv", "parquet")
+EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -45,12 +46,14 @@ def output_format(output: Path | None, fmt: str | None) -> str:
     if fmt:
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise OutputError(f"unknown format '{fmt}' (json, jsonl or csv)")
+            raise OutputError(f"unknown format '{fmt}' (json, jsonl, csv or parquet)")
         return fmt
     if output is None:
         return "json"
     if output.suffix.lower() not in EXTENSIONS:
-        raise OutputError(f"cannot tell the format of {output} from its extension; pass --format json, jsonl or csv")
+        raise OutputError(
+            f"cannot tell the format of {output} from its extension; pass --format json, jsonl, csv or parquet"
+        )
     return EXTENSIONS[output.suffix.lower()]
 
 
@@ -171,40 +174,49 @@ class JsonlWriter(Writer):
         self.abort()
 
 
-class _AtomicWriter(Writer):
+class AtomicWriter(Writer):
     """Collects the records; close() writes old + new records to a temporary file and renames it over the output."""
 
-    def __init__(self, path: Path, previous: list[dict]):
-        self.path, self.records = path, list(previous)
+    def __init__(self, path: Path, previous: list[dict], fmt: str):
+        self.path, self.records, self.fmt = path, list(previous), fmt
 
     def write(self, record: dict) -> None:
         self.records.append(record)
 
     def close(self) -> None:
-        with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:
-            self.dump(self.records, f)
+        write_file(self.path, self.records, self.fmt)
 
     def abort(self) -> None:
         pass  # the output is only ever replaced by a complete file
 
-    @staticmethod
-    def dump(records: list[dict], f: IO[str]) -> None:
-        raise NotImplementedError
+
+def _dump_json(records: list[dict], f: IO[str]) -> None:
+    json.dump(records, f, ensure_ascii=False, indent=1)
+    f.write("\n")
 
 
-class JsonWriter(_AtomicWriter):
-    @staticmethod
-    def dump(records: list[dict], f: IO[str]) -> None:
-        json.dump(records, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+def _dump_jsonl(records: list[dict], f: IO[str]) -> None:
+    f.writelines(_json_line(r) + "\n" for r in records)
 
 
-class CsvWriter(_AtomicWriter):
-    @staticmethod
-    def dump(records: list[dict], f: IO[str]) -> None:
-        out = csv.writer(f)
-        out.writerow(CSV_COLUMNS)
-        out.writerows(csv_row(r) for r in records)
+def _dump_csv(records: list[dict], f: IO[str]) -> None:
+    out = csv.writer(f)
+    out.writerow(CSV_COLUMNS)
+    out.writerows(csv_row(r) for r in records)
+
+
+def write_file(path: Path, records: list[dict], fmt: str) -> None:
+    """All of `records` as one file of format `fmt`, written to a temporary name and renamed over `path` when
+    complete (a whole output, or one shard of a Ray run)."""
+    if fmt == "parquet":
+        from . import parquet  # pyarrow only for a Parquet output
+
+        with atomic_open(path, "wb") as binary:
+            parquet.write_records(records, binary)
+        return
+    dump = {"json": _dump_json, "jsonl": _dump_jsonl, "csv": _dump_csv}[fmt]
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        dump(records, f)
 
 
 class JsonStreamWriter(Writer):
@@ -262,16 +274,25 @@ def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> 
     claim = target if isinstance(target, Claim) else Claim(target)
     if fmt == "jsonl":
         return JsonlWriter.open(claim, resume)
+    if fmt == "parquet" and (claim.path is None or claim.special):
+        raise OutputError("Parquet is written to a regular file, not streamed: pass -o out.parquet")
     if claim.path is None or claim.special:
         # Owned by the writer, which closes it (a FIFO or a device: written through, never replaced).
         stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
         return JsonStreamWriter(stream) if fmt == "json" else CsvStreamWriter(stream)
     previous = read_records(claim.path, fmt) if resume and _has_content(claim.path) else []
-    return (JsonWriter if fmt == "json" else CsvWriter)(claim.path, previous)
+    return AtomicWriter(claim.path, previous, fmt)
 
 
 def read_records(path: Path, fmt: str) -> list[dict]:
-    """The records of an existing output. JSONL: every complete line; JSON / CSV: the whole (complete) file."""
+    """The records of an existing output. JSONL: every complete line; JSON / CSV / Parquet: the whole (complete)
+    file."""
+    if fmt == "parquet":
+        if not path.exists():
+            return []
+        from . import parquet
+
+        return parquet.read_records(path)
     try:
         with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
             text = f.read()

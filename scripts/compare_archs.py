@@ -3,7 +3,7 @@ with the same data, split, extractor and feature cache, epoch budget and validat
 best epoch on validation F1@2 is kept), exported, and scored on the same test split, next to the paper's
 figures, with each system's training time, tagging throughput, parameters and bundle size.
 
-    python scripts/compare_archs.py [DATA] [--epochs 5] [--output runs/compare] [--archs lxmert,coa,...]
+    python scripts/compare_archs.py [DATA] [--epochs 4] [--output runs/compare] [--archs lxmert,coa,...]
         [--reuse lxmert=exported]   # an existing bundle (trained the same way) instead of training that arch
 
 Finished runs and bundles are kept and reused: an interrupted comparison continues where it stopped.
@@ -52,6 +52,10 @@ def train_arch(arch: str, args, console: Console) -> tuple[Path, float]:
         run_name=arch,
         base_model="mini",
         text_init="minilm",
+        backbone=args.backbone,
+        modality_dropout=args.modality_dropout,
+        pooling="mean",
+        lr=args.lr,
         epochs=args.epochs,
         seed=args.seed,
         cache_dir=str(Path(args.output) / "feature-cache"),
@@ -94,7 +98,11 @@ def parameters(checkpoint: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="?", default=str(ROOT.parent / "shared/data/mediaeval2016/posts.csv"))
-    parser.add_argument("--epochs", type=int, default=5)
+    # The default model's recipe (scripts/build_default_model.sh), the same for every system.
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--backbone", default="efficientnet-lite2")
+    parser.add_argument("--modality-dropout", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="runs/compare")
     parser.add_argument("--archs", default=",".join(ARCHS))
@@ -130,7 +138,8 @@ def main() -> None:
     lines = [
         (
             f"Test split of `{args.data}` (seed {args.seed}, split by image): {report.posts} posts; "
-            f"k = 2. Every system: `--base-model mini --text-init minilm` extractor and tokenizer, "
+            f"k = 2. Every system: `--base-model mini --text-init minilm --backbone {args.backbone}` extractor "
+            f"and tokenizer, `--modality-dropout {args.modality_dropout} --lr {args.lr}` (LXMERT: `--pooling mean`), "
             f"{args.epochs} epochs, best epoch on validation F1@2."
         ),
         "",

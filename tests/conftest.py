@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import hashtagger  # noqa: F401  (its torchvision_fix runs before any test module imports transformers)
+
 COLOURS = {"red": (220, 30, 30), "blue": (30, 40, 220), "green": (30, 200, 40)}
 ANIMALS = ("cat", "dog", "bird")
 # Tiny models gain nothing from a second thread, and on a busy machine waiting threads cost the most. Set

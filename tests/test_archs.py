@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from hashtagger import metrics
 from hashtagger.archs import ARCHS, build
+from hashtagger.baselines import TFIDF
 from hashtagger.batching import split_examples
 from hashtagger.checkpoint import load_checkpoint
 from hashtagger.cli import app
@@ -78,7 +79,9 @@ def test_each_architecture_exports_with_parity_and_tags_through_onnx_runtime(arc
     records = [json.loads(line) for line in out.read_text().splitlines()]
     truth = {p.stem: p.read_text().split("#")[-1].strip() for p in arch_posts.glob("*.txt")}
     hits = sum(r["hashtags"][0]["tag"] == truth[r["id"].rsplit("/", 1)[-1][:-4]] for r in records)
-    assert hits / len(records) > 0.45  # above the prior's ~0.3 on these posts (train and held-out alike)
+    # Above the prior's ~0.3 on these posts (train and held-out alike). A text-only system (TAB_LSTM) cannot see
+    # the colour, so a third of its top-1 guesses at best are right by the words alone, plus what it memorised.
+    assert hits / len(records) > (0.45 if ARCHS[arch].multimodal else 0.4)
 
 
 @pytest.mark.parametrize("arch", BASELINES)
@@ -125,7 +128,7 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
     """Runs (PyTorch) and bundles (ONNX) alike; a different vocabulary is scored on its own and said so."""
     runs = [arch_runs[a] for a in BASELINES]
     report = compare(None, runs, ks=(1, 2), device="cpu", console=QUIET)
-    assert list(report.systems) == [*BASELINES, PRIOR]
+    assert list(report.systems) == [*BASELINES, TFIDF, PRIOR]
     assert report.ks == [1, 2] and report.posts == len(split_examples(load_checkpoint(runs[0] / "best"), "test"))
     assert any("same" in n for n in report.notes)
 
@@ -134,6 +137,8 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
     assert set(mixed.systems) == {
         "lxmert",
         BASELINES[0],
+        f"{TFIDF} (lxmert's vocabulary)",
+        f"{TFIDF} ({BASELINES[0]}'s vocabulary)",
         f"{PRIOR} (lxmert's vocabulary)",
         f"{PRIOR} ({BASELINES[0]}'s vocabulary)",
     }
@@ -151,7 +156,9 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "r.json").read_text())
-    assert saved["ks"] == [2] and "tweetembd" in saved["systems"] and len(saved["systems"]) == 4
+    assert (
+        saved["ks"] == [2] and "tweetembd" in saved["systems"] and len(saved["systems"]) == 6
+    )  # 2 systems, 2 x (TF-IDF, prior)
     assert "own vocabulary" in result.output
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert np.isfinite([m["f1"] for by_k in saved["systems"].values() for m in by_k.values()]).all()

@@ -179,3 +179,15 @@ def test_split_keeps_val_and_test_non_empty_with_one_dominant_image():
     groups = ["big"] * 900 + ["a"] * 10 + ["b"] * 10 + ["c"] * 10
     split = split_groups(groups, seed=0)
     assert all(split[name] for name in ("train", "val", "test"))
+
+
+def test_split_validation_holds_several_images_when_one_image_dominates():
+    # Re-shared data: one image carries more posts than validation's whole share. Validation must still see
+    # several images (model selection on one picture cannot tell whether the model uses pictures).
+    groups = ["viral"] * 120 + [f"img{i}" for i in range(200) for _ in range(4)]
+    for seed in range(5):
+        split = split_groups(groups, seed=seed)
+        assert "viral" not in split["val"]
+        assert len(split["val"]) >= 10
+        val_posts = sum(g in set(split["val"]) for g in groups)
+        assert 0.05 * len(groups) < val_posts <= 0.1 * len(groups) + 4

@@ -1,25 +1,40 @@
-"""`hashtagger evaluate`: metric definitions, post selection, both backends, ablations, report and plot."""
+"""`hashtagger evaluate`: metric definitions, post selection, both backends, ablations, the TF-IDF baseline,
+bootstrap differences, thresholded output, report and plot; per-hashtag thresholds in the bundle and `tag`."""
 
 from __future__ import annotations
 
 import io
 import json
 import shutil
+from collections import Counter
 
 import pytest
 from conftest import make_posts
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hashtagger import metrics
-from hashtagger.bundle import write_manifest
+import hashtagger.evaluate as evaluation
+from hashtagger import metrics, thresholds
+from hashtagger.baselines import TFIDF
+from hashtagger.batching import split_examples
+from hashtagger.bundle import read_bundle, write_manifest
 from hashtagger.checkpoint import load_checkpoint
 from hashtagger.cli import app
 from hashtagger.data import DataError, load_posts
-from hashtagger.evaluate import evaluate, parse_ks, plot, report_table, write_report
+from hashtagger.evaluate import (
+    differences_table,
+    evaluate,
+    parse_ks,
+    plot,
+    report_table,
+    thresholded_table,
+    write_report,
+)
+from hashtagger.tagging import TagOptions, open_runner, tag_posts
 
 QUIET = Console(stderr=True, quiet=True)
-SYSTEMS = ["model", "text-only", "image-only", "frequency prior"]
+SYSTEMS = ["model", "text-only", "image-only", TFIDF, "frequency prior"]
+PAIRS = [("model", TFIDF), ("model", "text-only"), ("image-only", "frequency prior"), ("model", "frequency prior")]
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +130,19 @@ def test_report_json_table_and_plot(bundle_report, tmp_path):
     assert saved["posts"] == bundle_report.posts and saved["backend"] == "onnx"
     assert list(saved["systems"]) == SYSTEMS
     assert saved["systems"]["model"]["2"]["f1"] == pytest.approx(bundle_report.systems["model"][2]["f1"])
-    assert set(saved["definitions"]) == set(metrics.METRICS)
+    assert set(saved["definitions"]) == {*metrics.METRICS, "differences", "thresholded"}
+    assert [(d["system"], d["baseline"]) for d in saved["differences"]] == PAIRS
+    assert saved["resamples"] == 2000 and 0 < saved["images"] <= saved["posts"]
+    assert set(saved["thresholded"]) == {"global", "per-hashtag"}
     png = plot(bundle_report, tmp_path / "metrics.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
     text = Console(width=140, record=True, file=io.StringIO())
     text.print(report_table(bundle_report))
-    assert "frequency prior" in text.export_text()
+    for table in (differences_table(bundle_report), thresholded_table(bundle_report)):
+        text.print(table)
+    shown = text.export_text()
+    assert "frequency prior" in shown and "model - TF-IDF" in shown and "per hashtag" in shown
 
 
 def test_cli(tiny_bundle, posts_dir, tmp_path):
@@ -160,3 +181,114 @@ def test_bundle_without_split_says_what_to_do(tiny_bundle, posts_dir, tmp_path):
         evaluate(posts_dir, model=old, device="cpu", console=QUIET)
     # A separate dataset needs no split.
     assert evaluate(posts_dir, model=old, split="all", device="cpu", console=QUIET).posts == len(load_posts(posts_dir))
+
+
+def test_tfidf_baseline_beats_the_prior_from_the_caption_alone(bundle_report, checkpoint_report):
+    """The caption names the animal: three of the nine hashtags. The prior cannot know which."""
+    for report in (bundle_report, checkpoint_report):
+        tfidf, prior = report.systems[TFIDF], report.systems["frequency prior"]
+        assert tfidf[3]["accuracy"] > 0.9 > prior[3]["accuracy"]
+        assert tfidf[3]["f1"] > prior[3]["f1"]
+    assert checkpoint_report.systems[TFIDF] == bundle_report.systems[TFIDF]
+
+
+def test_tfidf_is_fitted_on_the_training_split_only(tiny_bundle, tiny_run, posts_dir, monkeypatch):
+    seen = {}
+    real = evaluation.tfidf_scores
+
+    def spy(train_texts, train_labels, vocab, texts):
+        seen.update(train=sorted(train_texts), evaluated=texts)
+        return real(train_texts, train_labels, vocab, texts)
+
+    monkeypatch.setattr(evaluation, "tfidf_scores", spy)
+    report = evaluate(posts_dir, model=tiny_bundle, split="val", device="cpu", console=QUIET, ablations=False)
+    ckpt = load_checkpoint(tiny_run / "best")
+    assert seen["train"] == sorted(e.text for e, _ in split_examples(ckpt, "train"))
+    held = {e.text for which in ("val", "test") for e, _ in split_examples(ckpt, which)}
+    assert not held & set(seen["train"]) and len(seen["evaluated"]) == report.posts
+
+
+def test_differences_of_the_report(bundle_report):
+    by_pair = {(d["system"], d["baseline"]): d["f1"] for d in bundle_report.differences}
+    assert list(by_pair) == PAIRS
+    for (system, baseline), rows in by_pair.items():
+        for k, (d, lo, hi) in rows.items():
+            s = bundle_report.systems
+            assert d == pytest.approx(s[system][k]["f1"] - s[baseline][k]["f1"])
+            assert lo <= d <= hi
+    assert bundle_report.images == bundle_report.posts  # one post per image in the generated data
+
+
+def test_split_val_and_an_unknown_split(tiny_bundle, tiny_run, posts_dir):
+    report = evaluate(posts_dir, model=tiny_bundle, split="val", device="cpu", console=QUIET, ablations=False)
+    assert report.split == "val" and report.posts == len(load_checkpoint(tiny_run / "best").split["val"])
+    assert any("flatters" in note for note in report.notes)
+    with pytest.raises(DataError, match="unknown split 'nonsense': use val, test or all"):
+        evaluate(posts_dir, model=tiny_bundle, split="nonsense", console=QUIET)
+    result = CliRunner().invoke(app, ["evaluate", str(posts_dir), "--model", str(tiny_bundle), "--split", "nonsense"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["error: unknown split 'nonsense': use val, test or all"]
+
+
+def test_export_writes_per_hashtag_thresholds(tiny_bundle, tiny_run):
+    info = read_bundle(tiny_bundle).info
+    stored = info["hashtag_thresholds"]
+    assert stored["min_positives"] == thresholds.MIN_POSITIVES
+    positives = Counter(t for e, _ in split_examples(load_checkpoint(tiny_run / "best"), "val") for t in e.labels)
+    assert set(stored["values"]) == {t for t, n in positives.items() if n >= thresholds.MIN_POSITIVES}
+    assert all(0 < v < 1 for v in stored["values"].values())
+
+
+def _with_thresholds(tiny_bundle, folder, values):
+    """A copy of the bundle whose per-hashtag thresholds are `values` (None: a bundle from before them)."""
+    copy = shutil.copytree(tiny_bundle, folder)
+    info = json.loads((copy / "bundle.json").read_text())
+    if values is None:
+        del info["hashtag_thresholds"]
+    else:
+        info["hashtag_thresholds"]["values"] = values
+    (copy / "bundle.json").write_text(json.dumps(info))
+    write_manifest(copy)
+    return copy
+
+
+def test_tag_threshold_auto_uses_per_hashtag_thresholds(tiny_bundle, posts_dir, tmp_path):
+    posts = load_posts(posts_dir)[:40]
+
+    def tagged(bundle_dir, threshold):
+        bundle, runner = open_runner(TagOptions(model=bundle_dir, device="cpu"))
+        records = tag_posts(posts, bundle, runner, TagOptions(top_k=3, threshold=threshold))
+        return [[(t["tag"], t["score"]) for t in r["hashtags"]] for r in records]
+
+    free = tagged(tiny_bundle, None)
+    top = Counter(tags[0][0] for tags in free).most_common(1)[0][0]  # the hashtag most often ranked first
+    high = _with_thresholds(tiny_bundle, tmp_path / "high", {top: 1.0})
+    global_cut = read_bundle(high).threshold
+    auto = tagged(high, "auto")
+    assert all(tag != top for tags in auto for tag, _ in tags)  # its own cut-off drops it everywhere
+    for before, after in zip(free, auto, strict=True):  # every other hashtag: the global threshold
+        assert after == [(t, s) for t, s in before if t != top and s >= global_cut]
+    assert tagged(high, 0.0) == free  # a number still applies to every hashtag
+
+    old = _with_thresholds(tiny_bundle, tmp_path / "old", None)
+    assert read_bundle(old).hashtag_thresholds == {}
+    assert tagged(old, "auto") == tagged(old, read_bundle(old).threshold)
+    report = evaluate(posts_dir, model=old, device="cpu", console=QUIET, ablations=False)
+    assert set(report.thresholded) == {"global"}
+    assert any("no per-hashtag thresholds" in note for note in report.notes)
+
+
+def test_thresholded_f1_of_the_report(bundle_report, tiny_bundle):
+    rows = bundle_report.thresholded
+    assert rows["global"]["threshold"] == read_bundle(tiny_bundle).threshold
+    assert rows["per-hashtag"]["tuned"] == len(read_bundle(tiny_bundle).hashtag_thresholds)
+    for row in rows.values():
+        assert 0 <= row["precision"] <= 1 and 0 <= row["f1"] <= 1 and row["hashtags_per_post"] > 0
+
+
+def test_without_scikit_learn_the_baseline_is_skipped_with_a_note(tiny_bundle, posts_dir, monkeypatch):
+    monkeypatch.setattr(evaluation, "tfidf_available", lambda: False)
+    report = evaluate(posts_dir, model=tiny_bundle, device="cpu", console=QUIET)
+    assert TFIDF not in report.systems
+    assert any("scikit-learn is not installed" in n and "[train]" in n for n in report.notes)
+    assert ("model", TFIDF) not in [(d["system"], d["baseline"]) for d in report.differences]

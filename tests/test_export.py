@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -27,7 +28,7 @@ def test_bundle_holds_everything_tag_needs(tiny_bundle):
     bundle = read_bundle(tiny_bundle)
     info = bundle.info
     assert info["format_version"] == 1 and info["opset"] >= 17
-    assert set(info["graphs"]) == {"extractor", "model", "int8"}
+    assert set(info["graphs"]) == {"extractor", "model", "int8", "extractor_int8"}
     assert info["image"]["size"] == 96 and len(info["image"]["mean"]) == 3
     assert info["text"]["max_length"] == 128 and info["text"]["cleaning"]["drop_urls"] is True
     assert 0 < info["threshold"] < 1
@@ -38,6 +39,19 @@ def test_bundle_holds_everything_tag_needs(tiny_bundle):
     assert parity["max_abs_diff"] <= 1e-4 and parity["same_top5"] == 1.0
     assert info["export"]["parity_inputs"] == "validation split"
     assert info["export"]["variants"]["int8"]["top5_overlap"] > 0.5
+
+
+def test_int8_export_adds_a_static_int8_extractor_with_its_agreement_recorded(tiny_bundle):
+    """extractor.int8.onnx is quantised with int8 convolutions; each int8 graph's (and both together's) top-5
+    overlap and F1@2 against fp32 on the validation posts are in bundle.json for `tag --variant auto`."""
+    info = read_bundle(tiny_bundle).info
+    graph = onnx.load(str(tiny_bundle / info["graphs"]["extractor_int8"]))
+    ops = {node.op_type for node in graph.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    variants = info["export"]["variants"]
+    for key in ("int8", "extractor_int8", "int8_both"):
+        assert {"top5_overlap", "f1@2", "f1@2_reference"} <= set(variants[key])
+        assert variants[key]["top5_overlap"] > 0.5
 
 
 def test_onnx_matches_torch_on_new_batch_and_sequence_sizes(tiny_run, tiny_bundle):
@@ -134,6 +148,9 @@ def test_compact_bundle_halves_the_size_and_keeps_parity(tiny_run, tiny_bundle, 
     assert options.report["parity"]["max_abs_diff"] <= 1e-4
     assert options.report["variants"]["compact"]["top5_overlap"] == 1.0
     assert (tmp_path / "compact" / "model.onnx").stat().st_size < 0.7 * (tiny_bundle / "model.onnx").stat().st_size
+    # The extractor stays fp32: fp16 copies of its BatchNorm-folded weights would not be the rounded checkpoint.
+    extractor_sizes = [(folder / "extractor.onnx").stat().st_size for folder in (tmp_path / "compact", tiny_bundle)]
+    assert extractor_sizes[0] == pytest.approx(extractor_sizes[1], rel=0.05)
 
 
 @pytest.mark.slow

@@ -24,11 +24,11 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import hashtagger.tagging as tagging
-from hashtagger.bundle import read_bundle
+from hashtagger.bundle import read_bundle, write_manifest
 from hashtagger.cli import app
 from hashtagger.data import load_posts
 from hashtagger.errors import DataError
-from hashtagger.runtime import DeviceError, Runner
+from hashtagger.runtime import DeviceError, Runner, choose_graphs
 from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts
 from hashtagger.writers import done_ids, open_writer, read_records, remaining
 
@@ -82,7 +82,7 @@ def test_cli_end_to_end_without_torch(posts, tiny_bundle):
         assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     provider = Runner.load(read_bundle(tiny_bundle), "auto").provider
     assert f"on {provider}" in proc.stderr  # the provider that ran, from the session
-    assert "posts/s" in proc.stderr and "tagged" in proc.stderr and "start-up to first batch" in proc.stderr
+    assert "posts/s" in proc.stderr and "tagged" in proc.stderr and "start-up to first record" in proc.stderr
     if provider == "CPUExecutionProvider":
         assert "warning: --device auto fell back to the CPU" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -160,7 +160,8 @@ def test_threshold_keeps_top_k_above_it(posts, tiny_bundle):
     for a, b in zip(free, kept, strict=True):
         assert b["hashtags"] == [t for t in a["hashtags"] if t["score"] >= cut]
     auto = list(tag_posts(post_list, bundle, runner, TagOptions(top_k=3, threshold="auto")))
-    assert all(t["score"] >= bundle.threshold for r in auto for t in r["hashtags"])
+    cutoffs = dict(zip(bundle.vocab, bundle.cutoffs(), strict=True))  # per hashtag where tuned, else global
+    assert all(t["score"] >= cutoffs[t["tag"]] for r in auto for t in r["hashtags"])
     with pytest.raises(DataError, match="between 0 and 1"):
         list(tag_posts(post_list, bundle, runner, TagOptions(threshold=1.5)))
 
@@ -170,7 +171,7 @@ def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, t
     post_list = load_posts(posts)
     for i, post in enumerate(post_list):
         post.caption = " ".join(["look at my lovely cat"] * (i % 6 + 1))
-    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu", variant="model"))  # batch-invariant: fp32
     one = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=1, top_k=4)))
     many = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=7, top_k=4, workers=3)))
     assert [r["id"] for r in one] == [r["id"] for r in many] == [p.id for p in post_list]
@@ -182,10 +183,10 @@ def test_batching_and_dynamic_padding_do_not_change_scores(posts, tiny_bundle, t
 
 
 def test_posts_grouped_by_caption_length_pad_less_and_come_out_in_input_order(posts, tiny_bundle):
-    post_list = load_posts(posts)
+    post_list = load_posts(posts) * 4  # windows of 1, 4, 16, 24, 24, 24 posts, then the rest
     for i, post in enumerate(post_list):  # short and long captions alternate: input-order batches pad a lot
         post.caption = " ".join(["look at my lovely cat"] * (12 if i % 2 else 1))
-    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu", variant="model"))  # batch-invariant: fp32
     probabilities = runner.probabilities
     padded: list[int] = []
 
@@ -198,10 +199,31 @@ def test_posts_grouped_by_caption_length_pad_less_and_come_out_in_input_order(po
     plain_tokens, padded[:] = sum(padded), []
     grouped = list(tag_posts(post_list, bundle, runner, TagOptions(batch_size=4, length_window=6, top_k=4)))
     assert [r["id"] for r in plain] == [r["id"] for r in grouped] == [p.id for p in post_list]
-    assert len(padded) == 6 and sum(padded) < 0.6 * plain_tokens  # 3 short batches, 3 long
+    # the small first windows mix short and long captions; from 16 posts on, batches hold one length
+    assert sum(padded) < 0.7 * plain_tokens
     for a, b in zip(plain, grouped, strict=True):
         assert [h["tag"] for h in a["hashtags"]] == [h["tag"] for h in b["hashtags"]]
         assert np.allclose([h["score"] for h in a["hashtags"]], [h["score"] for h in b["hashtags"]], atol=2e-4)
+
+
+def test_the_first_record_does_not_wait_for_a_whole_grouping_window(posts, tiny_bundle):
+    """The first window is a fraction of a batch: the first post's record comes out once that has run, even
+    though its caption is the longest (sorted into the last batch of a full window of 4)."""
+    post_list = load_posts(posts)
+    post_list[0].caption = " ".join(["look at my lovely cat"] * 12)
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    probabilities = runner.probabilities
+    ran: list[int] = []
+
+    def spy(text, feats, boxes):
+        ran.append(len(feats))
+        return probabilities(text, feats, boxes)
+
+    runner.probabilities = spy
+    records = tag_posts(post_list, bundle, runner, TagOptions(batch_size=16, length_window=4))
+    first = next(records)
+    assert first["id"] == post_list[0].id and ran == [2]  # 16 / FIRST_WINDOW_SHARE
+    assert [first["id"], *(r["id"] for r in records)] == [p.id for p in post_list]
 
 
 def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypatch):
@@ -210,7 +232,7 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypat
     rows = [("a.png", "my cat"), ("b.png", "dog"), ("a.png", "another cat"), ("./a.png", "my cat"), ("b.png", "")]
     with open(tmp_path / "posts.csv", "w", newline="") as f:
         csv.writer(f).writerows([("image", "caption"), *rows])
-    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
+    bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu", variant="model"))  # batch-invariant: fp32
     seen = []
     features = runner.features
 
@@ -219,7 +241,8 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypat
         return features(pixels)
 
     runner.features = spy
-    records = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=5)))
+    # batches of 40 start with a window of 5 posts (FIRST_WINDOW_SHARE): all five in the first batch
+    records = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=40)))
     assert seen == [2]  # five posts, two images (./a.png is a.png)
     assert [r["id"] for r in records] == [r[0] for r in rows]
     assert records[0]["hashtags"] == records[3]["hashtags"]  # same image, same caption: same tags
@@ -415,3 +438,42 @@ def test_an_image_forgotten_before_its_batch_is_loaded_again(tiny_bundle, tmp_pa
     assert [[h["tag"] for h in r["hashtags"]] for r in forgetful] == [
         [h["tag"] for h in r["hashtags"]] for r in expected
     ]
+
+
+def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_agreement_passes(
+    posts, tiny_bundle, tmp_path
+):
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_bundle, edited)
+    info = json.loads((edited / "bundle.json").read_text())
+
+    def auto_with(shift: dict[str, float]) -> str:
+        """The graphs `--variant auto` runs once each int8 variant's F1@2 is fp32's plus `shift[variant]`."""
+        for key, delta in shift.items():
+            record = info["export"]["variants"][key]
+            record["f1@2"] = record["f1@2_reference"] + delta
+        (edited / "bundle.json").write_text(json.dumps(info))
+        write_manifest(edited)
+        return Runner.load(read_bundle(edited), "cpu", "auto").variant
+
+    assert auto_with({"int8_both": -0.004, "int8": 0.0, "extractor_int8": 0.0}) == "model int8, extractor int8"
+    assert auto_with({"int8_both": -0.02}) == "model int8, extractor fp32"  # the next fastest that agrees
+    assert auto_with({"int8": 0.03}) == "model fp32, extractor int8"  # a difference either way is a difference
+    assert auto_with({"extractor_int8": -0.006}) == "model fp32, extractor fp32"
+    del info["export"]["variants"]["int8_both"]["f1@2"]  # not measured: not taken
+    assert auto_with({"int8": 0.0}) == "model int8, extractor fp32"
+    assert choose_graphs(read_bundle(edited), "auto", on_cpu=False) == ("model", "extractor")  # a GPU: fp32
+    assert choose_graphs(read_bundle(edited), "int8", on_cpu=True) == ("int8", "extractor_int8")
+    log = io.StringIO()
+    options = TagOptions(model=edited, device="cpu", variant="auto")
+    summary = tag(posts, tmp_path / "out.jsonl", "jsonl", options, console=Console(file=log, width=300))
+    assert summary.variant == "model int8, extractor fp32" and "model int8, extractor fp32" in log.getvalue()
+    # fp32 by default: int8 scores move with the batching, which --resume and --engine ray would expose
+    assert tag(
+        posts, tmp_path / "fp32.jsonl", "jsonl", TagOptions(model=edited, device="cpu"), console=quiet()
+    ).variant == ("model fp32, extractor fp32")
+    for record in info["export"]["variants"].values():  # fp32 that gets nothing right agrees with anything
+        record["f1@2_reference"] = record["f1@2"] = 0.0
+    (edited / "bundle.json").write_text(json.dumps(info))
+    write_manifest(edited)
+    assert Runner.load(read_bundle(edited), "cpu", "auto").variant == "model fp32, extractor fp32"

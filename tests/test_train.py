@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,9 @@ def small_config(data: Path, out: Path, **kw) -> TrainConfig:
 @pytest.mark.slow
 def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
     data = make_posts(tmp_path / "posts", n=60, seed=1)
-    straight = train(small_config(data, tmp_path / "a"), QUIET)
+    # Modality dropout draws from (seed, step) and mean pooling has no state of its own: resume stays exact.
+    options = dict(modality_dropout=0.25, pooling="mean")
+    straight = train(small_config(data, tmp_path / "a", **options), QUIET)
     per_epoch = load_checkpoint(straight / "last").meta["history"][0]["step"]
 
     calls = {"n": 0}
@@ -89,7 +92,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
 
     monkeypatch.setattr(train_module, "make_batch", interrupt_in_the_second_epoch)
     with pytest.raises(Interrupted, match="--resume"):
-        train(small_config(data, tmp_path / "b"), QUIET)
+        train(small_config(data, tmp_path / "b", **options), QUIET)
     monkeypatch.setattr(train_module, "make_batch", real_make_batch)
     saved = load_training_state(tmp_path / "b" / "r" / "last")
     assert int(saved["step"]) == per_epoch + 3 and int(saved["batch"]) == 3 and int(saved["epoch"]) == 1
@@ -98,7 +101,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
     first = load_checkpoint(tmp_path / "b" / "r" / "last").meta["history"][0]
     assert float(saved["best_loss"]) == first["val_loss"] and float(saved["best_f1"]) == first["val_f1@2"]
 
-    resumed = train(small_config(data, tmp_path / "b"), QUIET, resume=tmp_path / "b" / "r")
+    resumed = train(small_config(data, tmp_path / "b", **options), QUIET, resume=tmp_path / "b" / "r")
     final = load_training_state(resumed / "last")
     assert int(final["step"]) == int(load_training_state(straight / "last")["step"])
     for name in ("last", "best"):  # best/ is what export uses: it must be the same epoch's weights too
@@ -257,3 +260,71 @@ def test_resume_with_other_epochs_says_the_schedule_is_replanned_or_refuses(tmp_
     assert last.meta["args"]["epochs"] == 3 and len(last.meta["history"]) == 3
     with pytest.raises(DataError, match="already trained 3"):
         train(small_config(data, out, epochs=1), QUIET, resume=run)
+
+
+def test_optimiser_decays_biases_and_norms_when_asked_but_never_the_head_bias():
+    model = build_model(ModelSpec(base_model="tiny", num_labels=5, visual_feat_dim=8, vocab_size=50))
+    cfg = TrainConfig(data="-", weight_decay=0.1, decay_norms=True)
+    optimizer = train_module.configure_optimizers(model, cfg, [])
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert group_of[id(p)]["weight_decay"] == (0.0 if name == "head.bias" else 0.1), name
+
+
+def test_modality_dropout_blanks_posts_as_the_ablations_do_and_the_same_ones_at_the_same_step(tmp_path):
+    from hashtagger.batching import make_batch
+
+    cache = FeatureCache(tmp_path, "x")
+    for d in ("a", "b"):
+        cache.put(d, torch.ones(36, 8).numpy(), torch.zeros(36, 4).numpy())
+    store = FeatureStore(cache)
+    tokenizer = train_wordpiece(["a red cat on a mat"] * 4, 200)
+    samples = [Sample("a red cat on a mat", [0], d) for d in ("a", "b", "a")]
+    batch = make_batch(samples, tokenizer, store, 2, 16, ["image", "text", None])
+    assert not batch["visual_feats"][0].any() and batch["visual_feats"][1].all() and batch["visual_feats"][2].all()
+    assert batch["attention_mask"][1].sum() == 2 < batch["attention_mask"][0].sum() == batch["attention_mask"][2].sum()
+    ablation = make_batch(samples[:1], tokenizer, store, 2, 16, "text")
+    assert (ablation["input_ids"][0, :2] == batch["input_ids"][1, :2]).all()
+
+    trainer = train_module.Trainer.__new__(train_module.Trainer)
+    trainer.cfg, trainer.step = TrainConfig(data="-", modality_dropout=0.2, seed=3), 7
+    draws = trainer.modality_blanks(10_000)
+    assert draws == trainer.modality_blanks(10_000)
+    assert 0.18 < draws.count("image") / 10_000 < 0.22 and 0.18 < draws.count("text") / 10_000 < 0.22
+    trainer.step = 8
+    assert draws != trainer.modality_blanks(10_000)
+    trainer.cfg = TrainConfig(data="-")
+    assert trainer.modality_blanks(3) == [None, None, None]
+
+
+def test_mean_pooling_reads_only_the_caption_tokens():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(base_model="tiny", num_labels=3, visual_feat_dim=8, vocab_size=50, pooling="mean"))
+    model.eval()
+    ids = torch.tensor([[2, 7, 9, 3]])
+    visual = (torch.randn(1, 36, 8), torch.rand(1, 36, 4))
+    short = model(ids, torch.ones_like(ids), torch.zeros_like(ids), *visual)
+    padded_ids = torch.tensor([[2, 7, 9, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    padded = model(padded_ids, mask, torch.zeros_like(padded_ids), *visual)
+    assert torch.allclose(short, padded, atol=1e-5)
+    cls = build_model(ModelSpec(base_model="tiny", num_labels=3, visual_feat_dim=8, vocab_size=50))
+    cls.load_state_dict(model.state_dict())
+    assert not torch.allclose(cls.eval()(ids, torch.ones_like(ids), torch.zeros_like(ids), *visual), short)
+
+
+@pytest.mark.slow
+def test_train_repeats_adds_repeated_posts_to_training_only(tmp_path):
+    data = make_posts(tmp_path / "posts", n=40, seed=4)
+    for i in range(0, 40, 2):  # a re-post of every other post, on the same image
+        (data / f"rt{i:04d}.png").write_bytes((data / f"post{i:04d}.png").read_bytes())
+        (data / f"rt{i:04d}.txt").write_text("RT " + (data / f"post{i:04d}.txt").read_text())
+    cfg = small_config(data, tmp_path / "out", epochs=1)
+    start = train_module.begin(cfg, None, QUIET)
+    plain = train_module.prepare_samples(start, "cpu", QUIET)
+    start = train_module.begin(replace(cfg, train_repeats=True, run_name="r2"), None, QUIET)
+    repeats = train_module.prepare_samples(start, "cpu", QUIET)
+    assert plain.split == repeats.split
+    assert len(repeats.by_split["train"]) > len(plain.by_split["train"])
+    for name in ("val", "test"):
+        assert [s.text for s in repeats.by_split[name]] == [s.text for s in plain.by_split[name]]
