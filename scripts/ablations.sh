@@ -6,8 +6,8 @@
 #   OUT=runs/ablations JOBS=2 bash scripts/ablations.sh [ROW ...]      # default: every row
 #   python scripts/ablation_table.py runs/ablations                    # the Markdown table
 #
-# A row already scored (OUT/ROW/val.json) is skipped, so a stopped run continues where it was. Rows share one
-# feature cache (OUT/feature-cache). JOBS rows run at once, THREADS torch threads each. On a 2-core CPU one row
+# A row already scored (OUT/ROW/val.json) is skipped and one stopped part-way is resumed, so a stopped run
+# continues where it was. Rows share one feature cache (OUT/feature-cache). JOBS rows run at once, THREADS torch threads each. On a 2-core CPU one row
 # takes ~11 min alone; on a GPU (--device auto picks it) about a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,11 +44,12 @@ ORDER=(reference train-repeats epochs-2 epochs-8 lr-2e-5 lr-1e-4 new-lr-1e-4 dec
 row() {
     local name="$1" change="$2"
     [ -f "$OUT/$name/val.json" ] && { echo "$name: done already"; return 0; }
-    rm -rf "${OUT:?}/$name"
     mkdir -p "$OUT"
+    local options="$REFERENCE $change --cache-dir $OUT/feature-cache"
+    # A row stopped part-way continues from its last/ checkpoint with its own settings (nothing is deleted).
+    [ -d "$OUT/$name/last" ] && options="--resume"
     # shellcheck disable=SC2086  # the options are words on purpose
-    $HASHTAGGER train "$DATA" $REFERENCE $change --output "$OUT" --run-name "$name" \
-        --cache-dir "$OUT/feature-cache" >"$OUT/$name.log" 2>&1 &&
+    $HASHTAGGER train "$DATA" $options --output "$OUT" --run-name "$name" >>"$OUT/$name.log" 2>&1 &&
         printf '%s\n' "$change" >"$OUT/$name/change.txt" &&
         $HASHTAGGER evaluate "$DATA" --checkpoint "$OUT/$name/best" --split val \
             --report "$OUT/$name/val.json" >>"$OUT/$name.log" 2>&1 &&
