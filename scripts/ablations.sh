@@ -7,8 +7,9 @@
 #   python scripts/ablation_table.py runs/ablations                    # the Markdown table
 #
 # A row already scored (OUT/ROW/val.json) is skipped and one stopped part-way is resumed, so a stopped run
-# continues where it was. Rows share one feature cache (OUT/feature-cache). JOBS rows run at once, THREADS torch threads each. On a 2-core CPU one row
-# takes ~11 min alone; on a GPU (--device auto picks it) about a minute.
+# continues where it was. Rows share one feature cache (OUT/feature-cache). JOBS rows run at once, THREADS
+# torch threads each. On a 2-core CPU one row takes ~11 min alone; on a GPU (--device auto picks it) about a
+# minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATA="${DATA:-../shared/data/mediaeval2016/posts.csv}"
