@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .errors import BundleError, OutputError
-from .files import atomic_write, sha256_file
+from .files import atomic_write, sha256_file, user_cache
 from .structs import from_dict
 from .text import CleaningOptions
 from .thresholds import cutoff_vector
@@ -220,8 +219,7 @@ def verify_files(folder: Path, manifest: dict[str, str]) -> None:
 
 
 def _verified_cache(folder: Path) -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hashtagger" / "verified"
-    return root / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16] + ".json")
+    return user_cache("verified") / (hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16] + ".json")
 
 
 def _read_json(file: Path) -> dict:

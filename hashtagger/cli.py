@@ -294,8 +294,12 @@ def tag(
         "JSONL is appended record by record. An existing non-empty file needs --resume or --overwrite. "
         "--engine ray: a folder of shards; a rerun into it resumes.",
     ),
-    batch_size: int = typer.Option(
-        32, min=1, help="Posts per forward pass (padded to the longest caption of the batch)."
+    batch_size: int | None = typer.Option(
+        None,
+        min=1,
+        help="Posts per forward pass, padded to the longest caption of the batch [default: 32 on the CPU, 256 on a "
+        "GPU].",
+        show_default=False,
     ),
     device: Literal["auto", "cpu", "cuda", "tensorrt"] = typer.Option(
         "auto", help="auto (CUDA when usable, else CPU with a warning), cpu, cuda or tensorrt."
@@ -304,16 +308,22 @@ def tag(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing --output (once the run has tagged a post)."
     ),
-    workers: int = typer.Option(2, min=1, help="Image-decoding threads."),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        help="Image-decoding threads [default: 2 on the CPU, one per core up to 16 on a GPU].",
+        show_default=False,
+    ),
     threads: int | None = typer.Option(None, min=1, help="ONNX Runtime threads (default: one per core)."),
     features_dir: Path | None = typer.Option(
         None, help="<image stem>.npz region features, for a model trained on precomputed features."
     ),
-    variant: Literal["auto", "model", "int8", "fp16"] = typer.Option(
-        "model",
-        help="Graphs of the bundle: model (fp32), auto (on the CPU the int8 graphs when export measured them within "
-        "0.005 F1@2 of fp32, else fp32; int8 scores move with the batching, so --resume is not score-exact), "
-        "int8 (CPU) or fp16 (CUDA), when exported.",
+    variant: Literal["default", "auto", "model", "int8", "fp16"] = typer.Option(
+        "default",
+        help="Graphs of the bundle: default (fp32 on the CPU; fp16 on CUDA, the bundle's or one converted from fp32 "
+        "once and cached; TensorRT builds fp16 engines from fp32), model (fp32 everywhere), auto (the default, but on "
+        "the CPU the int8 graphs when export measured them within 0.005 F1@2 of fp32; int8 scores move with the "
+        "batching, so --resume is not score-exact), int8 (CPU) or fp16.",
     ),
     image_column: str = typer.Option("image", help="CSV column with the image path (relative to the CSV's folder)."),
     caption_column: str = typer.Option("caption", help="CSV column with the caption."),

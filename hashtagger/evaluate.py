@@ -193,7 +193,7 @@ def _open_bundle(path: Path, device: str, batch_size: int) -> _Model:
     bundle = read_bundle(path)
     if "extractor" not in bundle.info["graphs"]:
         raise DataError(f"{path}: the bundle has no extractor graph; evaluate needs one")
-    runner = Runner.load(bundle, device)
+    runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
     training = bundle.info.get("training", {})
     prep = from_dict(PrepOptions, training["prep"]) if "prep" in training else PrepOptions(cleaning=bundle.cleaning)
     split_file = bundle.path / "split.json"
@@ -644,7 +644,7 @@ def evaluate_unseen(
     held = json.loads((bundle.path / "hashtags.json").read_text()).get("held_out", [])
     if not held:
         raise DataError(f"{m.path}: the model was trained without --hold-out-tags: no hashtag was kept from it")
-    runner = Runner.load(bundle, device)
+    runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
     runner.add_candidates(bundle, held)
     # Prepared with the held-out hashtags back in the vocabulary, so that posts keep them as labels.
     posts = _select_posts(replace(m, vocab=m.vocab + held), data, "test", columns)

@@ -3,6 +3,7 @@ identified by content. No torch.
 
 atomic_open / atomic_write: a unique temporary file beside the target, flushed and fsynced, renamed over
 it only when complete. atomic_folder: the same for a folder. sha256_file: a file's content digest.
+user_cache: where hashtagger keeps caches.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from typing import IO, Any
 
 from .errors import OutputError
 from .outputs import new_file_mode, umask
+
+
+def user_cache(*parts: str) -> Path:
+    """A folder of hashtagger's in the user's cache ($XDG_CACHE_HOME, else ~/.cache), not created here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "hashtagger", *parts)
 
 
 @contextmanager

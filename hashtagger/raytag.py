@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import numpy as np
 from rich.console import Console
 
+from . import gpu
 from .bundle import read_bundle
 from .display import PostsPerSecond, progress_bar
 from .errors import ClusterError, DataError, OutputError
@@ -192,7 +193,8 @@ def _run(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours below counts posts; Ray's would interleave with it
     context.print_on_execution_start = False
-    actor_options = replace(options, threads=threads, device=options.device if gpu_share else "cpu")
+    batch = gpu.batch_size(options.batch_size, on_gpu=bool(gpu_share))
+    actor_options = replace(options, threads=threads, device=options.device if gpu_share else "cpu", batch_size=batch)
     counts = {s.index: s.count for s in todo}
     items = [{"shard": s.index, "spec": pickle.dumps(s)} for s in todo]
     ds = (
@@ -201,7 +203,7 @@ def _run(
         .map_batches(
             TagActor,
             fn_constructor_kwargs={"options": actor_options},
-            batch_size=options.batch_size * max(1, options.length_window),
+            batch_size=batch * max(1, options.length_window),
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=threads,
             num_gpus=gpu_share,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from . import gpu
 from .bundle import Bundle, check_graph_shapes
 from .errors import BundleError, DeviceError
 from .extras import gpu_hint
@@ -29,6 +30,7 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 CPU = "CPUExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
 # `--variant auto` on the CPU takes int8 graphs only when export measured them against fp32 on validation posts
 # and their F1@2 moved by at most this much.
 INT8_F1_TOLERANCE = 0.005
@@ -43,22 +45,30 @@ INT8_CHOICES = (
 _CAPTURE_LOCK = threading.Lock()
 
 
-def session(path: Path, device: str = "auto", threads: int | None = None) -> tuple[ort.InferenceSession, str]:
+def session(
+    path: Path, device: str = "auto", threads: int | None = None, shapes: dict[str, str] | None = None
+) -> tuple[ort.InferenceSession, str]:
     """An optimised session and the provider that actually runs it (from the session, not the wish list).
 
     auto: CUDA when ONNX Runtime can really use it, else CPU. cuda / tensorrt: that provider or an error.
+    `shapes`: TensorRT's shape profiles ({input: "min;opt;max"}), see gpu.tensorrt_options.
     """
-    sess, used, _ = _open(path, device, threads)
+    sess, used, _ = _open(path, device, threads, shapes)
     return sess, used
 
 
-def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSession, str, str]:
+def _open(
+    path: Path, device: str, threads: int | None, shapes: dict[str, str] | None = None
+) -> tuple[ort.InferenceSession, str, str]:
     """session(), plus why the wanted GPU provider did not start ("" when it did, or none was wanted)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # the GPU package's fallback messages are reported by us, once, in words
     if threads:
         options.intra_op_num_threads = threads
+    # Tagging runs the extractor and LXMERT at once in two threads: idle ONNX Runtime workers that spin waiting for
+    # work take the cores from the other session (measured on 2 cores: spinning off is faster quiet and under load).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     wanted = PROVIDERS["cuda"] if device == "auto" else PROVIDERS.get(device)
     if wanted is None:
         raise DeviceError(f"unknown device '{device}' (auto, cpu, cuda or tensorrt)")
@@ -80,9 +90,12 @@ def _open(path: Path, device: str, threads: int | None) -> tuple[ort.InferenceSe
         else:
             # ONNX Runtime prints provider failures itself: to stdout (which may carry our JSON) and through its
             # C++ logger to stderr. Keep both, and turn them into one reason.
+            providers: list = [p for p in wanted if p in available]
+            if providers[0] == TENSORRT:
+                providers[0] = (TENSORRT, gpu.tensorrt_options(path, shapes or {}))
             with _CAPTURE_LOCK, _captured_output() as log:
                 _preload_cuda_libraries()
-                sess = ort.InferenceSession(str(path), options, providers=[p for p in wanted if p in available])
+                sess = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as e:  # onnxruntime raises its own exception types; all mean "this graph cannot be loaded"
         if device in ("cuda", "tensorrt"):
             raise DeviceError(f"--device {device}: ONNX Runtime could not start {wanted[0]}: {e}") from None
@@ -156,21 +169,28 @@ def _reason(log: str) -> str:
     return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 
 
-def choose_graphs(bundle: Bundle, variant: str, on_cpu: bool) -> tuple[str, str | None]:
-    """The (model, extractor) graph roles that `variant` runs; no extractor for a precomputed-feature bundle.
+VARIANTS = ("default", "auto", "model", "int8", "fp16")
 
-    model: fp32. int8: every int8 graph the bundle has. fp16: the fp16 model graph (CUDA). auto: on the CPU the
-    fastest int8 graphs whose F1@2 on validation, recorded by export, is within INT8_F1_TOLERANCE of fp32's;
-    fp32 otherwise, and always on a GPU.
+
+def choose_graphs(bundle: Bundle, variant: str, device: str) -> tuple[str, str | None]:
+    """The (model, extractor) graph roles that `variant` runs on `device` (cpu, cuda or tensorrt); no extractor
+    for a precomputed-feature bundle.
+
+    model: fp32. int8: every int8 graph the bundle has. fp16: an fp16 model graph (gpu.half_graph). default:
+    fp32 on the CPU, fp16 on CUDA, fp32 on TensorRT (which builds fp16 engines from it). auto: the default, except
+    that on the CPU it takes the fastest int8 graphs whose F1@2 on validation, recorded by export, is within
+    INT8_F1_TOLERANCE of fp32's.
     """
     graphs = bundle.info["graphs"]
     extractor = "extractor" if "extractor" in graphs else None
-    if variant == "auto":
-        return (_int8_choice(bundle) if on_cpu else None) or ("model", extractor)
+    if variant not in VARIANTS:
+        raise BundleError(f"unknown variant '{variant}' ({', '.join(VARIANTS)})")
+    if variant in ("default", "auto"):
+        if device == "cpu":
+            return (_int8_choice(bundle) if variant == "auto" else None) or ("model", extractor)
+        return ("fp16" if device == "cuda" else "model"), extractor
     if variant == "int8" and extractor is not None and "extractor_int8" in graphs:
         return "int8", "extractor_int8"
-    if variant not in ("model", "int8", "fp16"):
-        raise BundleError(f"unknown variant '{variant}' (auto, model, int8 or fp16)")
     return variant, extractor
 
 
@@ -205,6 +225,34 @@ def variant_label(model: str, extractor: str | None) -> str:
     return label
 
 
+def _model_graph(bundle: Bundle, role: str, explicit: bool) -> tuple[Path | None, str]:
+    """The model graph's path for `role` and a note for the run's label; (None, note) when an fp16 graph that was
+    only a default cannot be had. BundleError when one asked for by name cannot."""
+    if role != "fp16":
+        return bundle.graph(role), ""
+    path, how = gpu.half_graph(bundle)
+    if path is None:
+        if explicit:
+            raise BundleError(f"{bundle.path}: --variant fp16: {how}")
+        return None, f"fp16 not used: {how}"
+    return path, "" if how == "the bundle's" else f"fp16 graph {how}"
+
+
+def _profiles(bundle: Bundle, batch: int) -> dict[str, str]:
+    """TensorRT shape profiles ("min;opt;max") of both graphs' inputs for batches of up to `batch` posts."""
+    side, regions = bundle.image.size, bundle.info.get("extractor", {}).get("regions", 36)
+    dim, longest = bundle.info.get("extractor", {}).get("feature_dim", 0), bundle.max_length
+    text = f"1x1;{batch}x{min(48, longest)};{batch}x{longest}"
+    return {
+        "pixel_values": f"1x3x{side}x{side};{batch}x3x{side}x{side};{batch}x3x{side}x{side}",
+        "input_ids": text,
+        "attention_mask": text,
+        "token_type_ids": text,
+        "visual_feats": f"1x{regions}x{dim};{batch}x{regions}x{dim};{batch}x{regions}x{dim}",
+        "visual_pos": f"1x{regions}x4;{batch}x{regions}x4;{batch}x{regions}x4",
+    }
+
+
 def _shapes(args) -> dict[str, list]:
     return {a.name: list(a.shape or []) for a in args}
 
@@ -235,32 +283,64 @@ class Runner:
     fallback: str = ""  # --device auto ended on the CPU: why the GPU provider could not be used
     candidates: Candidates | None = None
     variant: str = "model fp32"  # the graphs that run, for people: variant_label()
+    # Where outputs are bound with ONNX Runtime's I/O binding ("cuda" on a GPU: inputs copied to the device once,
+    # outputs allocated there by ORT and copied back once); None: plain run(), ORT's own copies.
+    bind: str | None = None
 
     @classmethod
-    def load(cls, bundle: Bundle, device: str = "auto", variant: str = "model", threads: int | None = None) -> Runner:
+    def load(
+        cls,
+        bundle: Bundle,
+        device: str = "auto",
+        variant: str = "default",
+        threads: int | None = None,
+        batch_size: int | None = None,
+    ) -> Runner:
         """Both sessions, opened at once in two threads (ONNX Runtime releases the GIL while it loads and
-        optimises a graph). `variant`: see choose_graphs."""
-        on_cpu = device == "cpu" or (device == "auto" and PROVIDERS["cuda"][0] not in ort.get_available_providers())
-        model_role, extractor_role = choose_graphs(bundle, variant, on_cpu)
-        paths = [bundle.graph(model_role)] + ([bundle.graph(extractor_role)] if extractor_role else [])
+        optimises a graph). `variant`: see choose_graphs; `batch_size`: TensorRT's largest profile."""
+        has_cuda = PROVIDERS["cuda"][0] in ort.get_available_providers()
+        planned = "cpu" if device == "cpu" or (device == "auto" and not has_cuda) else device
+        planned = "cuda" if planned == "auto" else planned
+        model_role, extractor_role = choose_graphs(bundle, variant, planned)
+        model_path, note = _model_graph(bundle, model_role, explicit=variant == "fp16")
+        if model_path is None:  # fp16 wanted by default but not to be had: fp32, and the label says why
+            model_role, model_path = "model", bundle.graph("model")
+        paths = [model_path] + ([bundle.graph(extractor_role)] if extractor_role else [])
+        shapes = _profiles(bundle, gpu.batch_size(batch_size, True))
         with ThreadPoolExecutor(max_workers=len(paths), thread_name_prefix="session") as pool:
-            opened = [pool.submit(_open, path, device, threads) for path in paths]
+            opened = [pool.submit(_open, path, device, threads, shapes) for path in paths]
             model, provider, fallback = opened[0].result()
             extractor = opened[1].result() if extractor_role else None
+        if provider == CPU and model_role == "fp16" and variant != "fp16":  # auto ended on the CPU after all
+            model_role = "model"
+            model = _open(bundle.graph("model"), "cpu", threads)
         if extractor is not None and extractor[1] != provider:  # auto ended on two providers: keep to the model's
-            extractor = _open(paths[1], device if provider != CPU else "cpu", threads)
+            extractor = _open(paths[1], device if provider != CPU else "cpu", threads, shapes)
         check_graph_shapes(
             bundle,
             _shapes(model.get_inputs()),
             _shapes(model.get_outputs()),
             (_shapes(extractor[0].get_inputs()), _shapes(extractor[0].get_outputs())) if extractor else None,
         )
-        label = variant_label(model_role, extractor_role)
-        return cls(extractor[0] if extractor else None, model, provider, fallback, variant=label)
+        label = variant_label(model_role, extractor_role) + (f" ({note})" if note else "")
+        bind = None if provider == CPU else "cuda"
+        return cls(extractor[0] if extractor else None, model, provider, fallback, variant=label, bind=bind)
+
+    def _run(self, sess: ort.InferenceSession, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.bind is None:
+            return sess.run(outputs, feeds)
+        binding = sess.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in outputs:
+            binding.bind_output(name, self.bind)
+        sess.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self.extractor is not None, "a precomputed-feature bundle takes region features, not pixels"
-        feats, boxes = self.extractor.run(None, {"pixel_values": pixels.astype(np.float32, copy=False)})
+        names = [o.name for o in self.extractor.get_outputs()]
+        feats, boxes = self._run(self.extractor, names, {"pixel_values": pixels.astype(np.float32, copy=False)})
         return feats, boxes
 
     def probabilities(self, text: dict[str, np.ndarray], feats: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -270,8 +350,8 @@ class Runner:
         names = {i.name for i in self.model.get_inputs()}
         feeds = {k: v for k, v in inputs.items() if k in names}
         if self.candidates is None:
-            return self.model.run(["probs"], feeds)[0]
-        probs, projected = self.model.run(["probs", "projected"], feeds)
+            return self._run(self.model, ["probs"], feeds)[0]
+        probs, projected = self._run(self.model, ["probs", "projected"], feeds)
         return np.concatenate([probs, self.candidates.probabilities(projected).astype(probs.dtype)], axis=1)
 
     def labels(self, vocab: list[str]) -> list[str]:

@@ -29,14 +29,16 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from . import attribution
+from . import attribution, gpu
 from .bundle import Bundle, read_bundle
 from .data import CAPTION_NOT_UTF8, CsvColumns, Post, escape_undecodable, load_posts
 from .display import PostsPerSecond, progress_bar
 from .errors import BundleError, DataError, ImageError, OutputError
+from .extras import gpu_hint
 from .outputs import Claim, claim_output
 from .precomputed import precomputed_path, read_precomputed
 from .runtime import Runner
+from .stages import run_ahead
 from .tagnames import read_candidates
 from .text import caption_prefix, clean_caption, encode
 from .vision import DecodeBudget, ImageSettings, load_pixels
@@ -56,14 +58,15 @@ class TagOptions:
     model: str | Path = "exported"  # the bundle folder
     top_k: int = 5
     threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned ones
-    batch_size: int = 32
+    batch_size: int | None = None  # posts per forward pass; None: 32 on the CPU, 256 on a GPU (gpu.batch_size)
     length_window: int = 4  # most batches' worth of posts grouped by caption length before batching; 1: input order
     device: str = "auto"  # auto | cpu | cuda | tensorrt
-    workers: int = 2  # image-decoding threads
+    workers: int | None = None  # image-decoding threads; None: 2 on the CPU, one per core (<= 16) on a GPU
     threads: int | None = None  # ONNX Runtime intra-op threads; None: its default (one per core)
-    # auto | model | int8 | fp16: which graphs of the bundle (runtime.choose_graphs). fp32 by default: dynamic int8
-    # scores depend on how posts are batched, so --resume and --engine ray would not give the same scores.
-    variant: str = "model"
+    # default | auto | model | int8 | fp16: which graphs of the bundle (runtime.choose_graphs). default: fp32 on the
+    # CPU (dynamic int8 scores depend on how posts are batched, so --resume and --engine ray would not give the
+    # same scores), fp16 on CUDA.
+    variant: str = "default"
     max_pixels: int | None = None  # decompression-bomb limit; None: the bundle's
     decode_bytes: int = 256 << 20  # decoded pixels held at once by all workers (one larger image runs alone)
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
@@ -123,35 +126,52 @@ def resolve_threshold(value: float | str | None, bundle: Bundle, labels: int | N
 
 
 def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: TagOptions) -> Iterator[dict]:
-    """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}."""
+    """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}.
+
+    Three stages overlap, joined by bounded queues (stages.run_ahead): images are decoded in `options.workers`
+    threads a few batches ahead; one thread groups the posts, runs the region extractor on each batch's new
+    images and tokenises its captions; the caller's thread runs LXMERT and writes the records."""
+    options = sized(options, runner)
     settings = image_settings(bundle, options)
     threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
-    pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="decode")
-    memory = RegionMemory()
+    workers = options.workers or 1
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
     load = loader(options, settings)
-    # Each batch's input positions and cleaned captions, in the order _decoded yields its batches.
-    pending: deque[tuple[list[int], list[Caption]]] = deque()
+    caption = partial(_text, bundle=bundle)
+    size = options.batch_size or 1
 
-    def batches() -> Iterator[list[Post]]:
-        caption = partial(_text, bundle=bundle)
-        for where, batch, captions in _grouped_batches(posts, options.batch_size, options.length_window, caption):
-            pending.append((where, captions))
-            yield batch
+    def prepared() -> Iterator[Prepared]:
+        memory = RegionMemory()  # used by this stage's thread only
+        grouped = _grouped_batches(posts, size, options.length_window, caption)
+        for (where, batch, captions), pixels in _decoded(grouped, pool, load, DECODE_AHEAD, memory):
+            yield _prepare(where, batch, captions, pixels, load, bundle, runner, memory)
 
     done: dict[int, dict] = {}
     next_out = 0
     try:
-        for batch, pixels in _decoded(batches(), pool, load, max(2, options.workers), memory):
-            where, captions = pending.popleft()
-            records = _tag_batch(
-                batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory, options.explain
-            )
-            done.update(zip(where, records, strict=True))
+        for batch in run_ahead(prepared(), depth=1, name="extract"):
+            records = _score(batch, bundle, runner, options.top_k, threshold, options.explain)
+            done.update(zip(batch.where, records, strict=True))
             while next_out in done:
                 yield done.pop(next_out)
                 next_out += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# Batches whose images are decoded ahead of the one being extracted: enough to keep the decoding threads busy
+# while the extractor runs; more would only hold decoded pixels (0.8 MB an image at 260x260) in memory.
+DECODE_AHEAD = 2
+
+
+def sized(options: TagOptions, runner: Runner) -> TagOptions:
+    """`options` with the batch size and decoding threads that were left to us set for the runner's device."""
+    on_gpu = runner.provider != CPU
+    return replace(
+        options,
+        batch_size=gpu.batch_size(options.batch_size, on_gpu),
+        workers=gpu.decode_workers(options.workers, on_gpu),
+    )
 
 
 # The first window is this fraction of a batch, and each next one WINDOW_GROWTH times the last, up to
@@ -233,11 +253,11 @@ def _read_regions(path: Path, features_dir: Path) -> tuple[np.ndarray, np.ndarra
         return e
 
 
-def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Callable, ahead: int, memory: RegionMemory):
+def _decoded(batches: Iterable[Batch], pool: ThreadPoolExecutor, load: Callable, ahead: int, memory: RegionMemory):
     """(batch, {image key: pixels, precomputed regions, or reason}) in order, loading up to `ahead` batches
     beyond the one being run. An image is loaded once: not again for a later batch while that load is
     pending, and not at all while its region features are remembered (such keys are left out)."""
-    pending: deque[tuple[list[Post], dict[Path, Future]]] = deque()
+    pending: deque[tuple[Batch, dict[Path, Future]]] = deque()
     loading: dict[Path, Future] = {}  # loads of the pending batches, by image
 
     def ready(item):
@@ -249,7 +269,7 @@ def _decoded(batches: Iterable[list[Post]], pool: ThreadPoolExecutor, load: Call
 
     for batch in batches:
         futures = {}
-        for key in dict.fromkeys(k for k in map(image_key, batch) if k is not None):
+        for key in dict.fromkeys(k for k in map(image_key, batch[1]) if k is not None):
             if key in loading:
                 futures[key] = loading[key]
             elif memory.get(key) is None:
@@ -307,26 +327,41 @@ class RegionMemory:
             self.used -= f.nbytes + b.nbytes
 
 
-def _tag_batch(
+@dataclass
+class Prepared:
+    """A batch ready for LXMERT: its records (those of posts that cannot be tagged already final), and for the
+    others (`good`, positions in the batch) their cleaned captions, encoded text and region features."""
+
+    where: list[int]  # each post's input position
+    records: list[dict[str, Any]]
+    good: list[int] = field(default_factory=list)
+    captions: list[Caption] = field(default_factory=list)
+    text: dict[str, np.ndarray] = field(default_factory=dict)
+    regions: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+# A batch as grouping gives it: (input positions, posts, cleaned captions).
+Batch = tuple[list[int], list[Post], list[Caption]]
+
+
+def _prepare(
+    where: list[int],
     batch: list[Post],
     captions: list[Caption],
     pixels: dict,
     load: Callable,
     bundle: Bundle,
     runner: Runner,
-    top_k: int,
-    threshold: np.ndarray | None,
     memory: RegionMemory,
-    explain: bool = False,
-) -> list[dict]:
-    """Records for one batch; `captions` holds each post's Caption, `pixels` what was loaded for its images not
-    remembered in `memory`; `explain` adds each hashtag's attribution record."""
+) -> Prepared:
+    """The extractor stage of one batch: skip records for unusable posts, region features for the others (the
+    extractor runs once per image not in `memory`; `pixels` holds what was loaded for them), captions encoded."""
     records: list[dict[str, Any]] = [{"id": post.id, "status": "", "reason": "", "hashtags": []} for post in batch]
+    ready = Prepared(where, records)
     keys = [image_key(post) for post in batch]
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
         if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
             pixels[key] = load(key)
-    good: list[int] = []
     good_keys: list[Path] = []  # the image of each post in `good`
     for i, maybe_key in enumerate(keys):
         if batch[i].unusable:
@@ -336,13 +371,12 @@ def _tag_batch(
         elif isinstance(pixels.get(maybe_key), ImageError):
             _skip(records[i], pixels[maybe_key])
         else:
-            good.append(i)
+            ready.good.append(i)
             good_keys.append(maybe_key)
-    if not good:
-        return records
-    texts = [captions[i] for i in good]
+    if not ready.good:
+        return ready
+    ready.captions = [captions[i] for i in ready.good]
     try:
-        # The extractor runs once per image, not per post: only for images not already in memory.
         found: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
         new: list[Path] = []
         for key in dict.fromkeys(good_keys):
@@ -358,17 +392,38 @@ def _tag_batch(
             for key, f, b in zip(new, feats, boxes, strict=True):
                 found[key] = (f, b)
                 memory.put(key, f, b)
-        regions = [found[key] for key in good_keys]
-        text = encode(bundle.tokenizer, [c.text for c in texts], bundle.max_length)
-        probs = runner.probabilities(text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
+        ready.regions = [found[key] for key in good_keys]
+        ready.text = encode(bundle.tokenizer, [c.text for c in ready.captions], bundle.max_length)
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
-        reason = escape_undecodable(str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__)
-        for i in good:
-            _skip(records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
-        return records
+        _fail(ready, e)
+    return ready
+
+
+def _fail(ready: Prepared, error: Exception) -> None:
+    """Every post of `ready` still to be tagged gets an inference_failed record."""
+    text = str(error).strip()
+    reason = escape_undecodable(text.splitlines()[0][:300] if text else type(error).__name__)
+    for i in ready.good:
+        _skip(ready.records[i], ImageError(f"inference failed: {reason}", "inference_failed"))
+    ready.good = []
+
+
+def _score(
+    ready: Prepared, bundle: Bundle, runner: Runner, top_k: int, threshold: np.ndarray | None, explain: bool = False
+) -> list[dict]:
+    """The LXMERT stage of one batch: its records, each post's top-k hashtags (at or above `threshold`, where
+    given); `explain` adds each hashtag's attribution record."""
+    if not ready.good:
+        return ready.records
+    regions = ready.regions
+    try:
+        probs = runner.probabilities(ready.text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
+    except Exception as e:  # as in _prepare: this batch's posts are reported, the run goes on
+        _fail(ready, e)
+        return ready.records
     labels = runner.labels(bundle.vocab)
-    rows = zip(good, texts, probs, regions, strict=True)
-    for i, caption, scores, (feats, boxes) in rows:
+    records = ready.records
+    for i, caption, scores, (feats, boxes) in zip(ready.good, ready.captions, probs, regions, strict=True):
         order = [
             j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold[j]
         ]
@@ -395,7 +450,7 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
             f"{bundle.path}: the model computes its own region features; "
             "--features-dir is for precomputed-feature models"
         )
-    return bundle, Runner.load(bundle, options.device, options.variant, options.threads)
+    return bundle, Runner.load(bundle, options.device, options.variant, options.threads, options.batch_size)
 
 
 @dataclass(frozen=True)
@@ -438,17 +493,16 @@ class Tagger:
     def tag_loaded(self, posts: list[Post], loaded: dict[Path, Loaded]) -> list[dict]:
         """Records for `posts`, in order, whose images were loaded elsewhere (tag --engine ray's decoding tasks):
         `loaded` maps each post's image_key to what `loader` gave for it. Batched as tag_many batches."""
-        bundle, runner, options = self.bundle, self.runner, self.options
+        bundle, runner, options = self.bundle, self.runner, sized(self.options, self.runner)
         threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
         load = loader(options, image_settings(bundle, options))  # only for an image `loaded` lacks
         memory = RegionMemory()
         records: dict[int, dict] = {}
         caption = partial(_text, bundle=bundle)
-        for where, batch, captions in _grouped_batches(posts, options.batch_size, options.length_window, caption):
+        for where, batch, captions in _grouped_batches(posts, options.batch_size or 1, options.length_window, caption):
             pixels = {key: loaded[key] for key in map(image_key, batch) if key is not None and key in loaded}
-            done = _tag_batch(
-                batch, captions, pixels, load, bundle, runner, options.top_k, threshold, memory, options.explain
-            )
+            ready = _prepare(where, batch, captions, pixels, load, bundle, runner, memory)
+            done = _score(ready, bundle, runner, options.top_k, threshold, options.explain)
             records.update(zip(where, done, strict=True))
         return [records[i] for i in range(len(posts))]
 
@@ -525,7 +579,8 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     )
     if options.device == "auto" and runner.provider == CPU:
         console.print(
-            f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})",
+            f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})"
+            + ("" if "no NVIDIA GPU" in runner.fallback else f"; for a GPU, {gpu_hint()}"),
             highlight=False,
             soft_wrap=True,
         )

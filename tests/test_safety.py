@@ -394,9 +394,9 @@ def test_threads_above_the_cores_are_capped_with_a_warning(posts, tiny_bundle, m
     used = []
     real_load = tagging.Runner.load.__func__
 
-    def spy(cls, bundle, device="auto", variant="model", threads=None):
+    def spy(cls, bundle, device="auto", variant="default", threads=None, batch_size=None):
         used.append(threads)
-        return real_load(cls, bundle, device, variant, threads)
+        return real_load(cls, bundle, device, variant, threads, batch_size)
 
     monkeypatch.setattr(tagging.Runner, "load", classmethod(spy))
     log = io.StringIO()

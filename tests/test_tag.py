@@ -462,8 +462,11 @@ def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_
     assert auto_with({"extractor_int8": -0.006}) == "model fp32, extractor fp32"
     del info["export"]["variants"]["int8_both"]["f1@2"]  # not measured: not taken
     assert auto_with({"int8": 0.0}) == "model int8, extractor fp32"
-    assert choose_graphs(read_bundle(edited), "auto", on_cpu=False) == ("model", "extractor")  # a GPU: fp32
-    assert choose_graphs(read_bundle(edited), "int8", on_cpu=True) == ("int8", "extractor_int8")
+    # on CUDA auto is the default: fp16; TensorRT builds its fp16 engines from the fp32 graph
+    assert choose_graphs(read_bundle(edited), "auto", "cuda") == ("fp16", "extractor")
+    assert choose_graphs(read_bundle(edited), "default", "tensorrt") == ("model", "extractor")
+    assert choose_graphs(read_bundle(edited), "default", "cpu") == ("model", "extractor")
+    assert choose_graphs(read_bundle(edited), "int8", "cpu") == ("int8", "extractor_int8")
     log = io.StringIO()
     options = TagOptions(model=edited, device="cpu", variant="auto")
     summary = tag(posts, tmp_path / "out.jsonl", "jsonl", options, console=Console(file=log, width=300))
