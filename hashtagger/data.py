@@ -8,10 +8,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import random
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[P
         raise DataError(f"{source} does not exist")
     try:
         if source.is_dir():
-            return directory_posts(source, list_directory(source))
+            return directory_posts(source, walk_directory(source))
         if source.suffix.lower() == ".csv":
             return _load_csv(source, columns)
         if source.suffix.lower() == ".parquet":
@@ -119,34 +120,42 @@ def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[P
 DirectoryEntry = tuple[str, str | None, str | None]
 
 
-def list_directory(root: Path) -> list[DirectoryEntry]:
-    """The folder's posts as file names only, sorted by image path: what a shard of a folder is cut from."""
-    files = [p for p in root.rglob("*") if p.is_file()]
-    images = sorted(
-        (p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
-    # Caption and tags files by (folder, stem): `a.txt` or `a.TXT` beside `a.jpg`, the lower-case one first.
-    side: dict[tuple[Path, str, str], Path] = {}
-    for p in sorted(files, key=lambda p: p.suffix != p.suffix.lower()):
-        if p.suffix.lower() in (".txt", ".tags"):
-            side.setdefault((p.parent, p.stem, p.suffix.lower()), p)
+def walk_directory(root: Path) -> Iterator[DirectoryEntry]:
+    """The folder's posts as file names only, in the order of their image paths (relative, '/'-separated),
+    one directory's listing in memory at a time: what `tag` and the shards of `tag --engine ray` read.
 
-    def relative(path: Path | None) -> str | None:
-        return None if path is None else path.relative_to(root).as_posix()
+    A depth-first walk gives that order when a subfolder sorts as its name + '/': every path under it starts
+    so. Symlinked folders are not entered (as pathlib's rglob); an unreadable folder is an OSError."""
 
-    return [
-        (
-            image.relative_to(root).as_posix(),
-            relative(side.get((image.parent, image.stem, ".txt"))),
-            relative(side.get((image.parent, image.stem, ".tags"))),
-        )
-        for image in images
-    ]
+    def visit(folder: Path, prefix: str) -> Iterator[DirectoryEntry]:
+        # Names only, split by os.path (pathlib interns every name it parses: a table that grows with the folder).
+        files, keys = [], []
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    keys.append((entry.name + "/", True))
+                elif entry.is_file():
+                    files.append(os.path.splitext(entry.name))
+        # Caption and tags files by stem: `a.txt` or `a.TXT` beside `a.jpg`, the lower-case one first.
+        side: dict[tuple[str, str], str] = {}
+        for stem, suffix in sorted(files, key=lambda n: (n[1] != n[1].lower(), n)):
+            if suffix.lower() in (".txt", ".tags"):
+                side.setdefault((stem, suffix.lower()), prefix + stem + suffix)
+            elif suffix.lower() in IMAGE_EXTENSIONS:
+                keys.append((stem + suffix, False))
+        del files
+        for key, is_folder in sorted(keys):
+            if is_folder:
+                yield from visit(folder / key[:-1], prefix + key)
+            else:
+                stem = os.path.splitext(key)[0]
+                yield prefix + key, side.get((stem, ".txt")), side.get((stem, ".tags"))
+
+    return visit(root, "")
 
 
 def directory_posts(root: Path, entries: Iterable[DirectoryEntry]) -> list[Post]:
-    """The posts of `list_directory` entries, their caption and hashtags files read."""
+    """The posts of `walk_directory` entries, their caption and hashtags files read."""
     posts = []
     for image_name, caption_name, tags_name in entries:
         image = root / image_name

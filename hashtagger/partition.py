@@ -1,9 +1,9 @@
 """The input of `tag --engine ray` cut into shards of consecutive posts, without holding the posts themselves.
 
 The driver reads only what finds the shards' edges: a Parquet file's footer (row count), a CSV's row offsets
-(one pass over its bytes, keeping one offset per shard), or a folder's listing (file names). A shard says where
-its posts are; `read_shard` (in a Ray task) reads them into Posts with the code the single-process `tag` uses,
-so both give the same ids, captions and notes. No torch.
+(one pass over its bytes, keeping one offset per shard), or a folder's listing (file names, compressed). A shard
+says where its posts are; `read_shard` (in a Ray task) reads them into Posts with the code the single-process
+`tag` uses, so both give the same ids, captions and notes. No torch.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
+import pickle
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import CsvColumns, DirectoryEntry, Post, RowFormat, allow_long_csv_cells, directory_posts, list_directory
+from .data import CsvColumns, DirectoryEntry, Post, RowFormat, allow_long_csv_cells, directory_posts, walk_directory
 from .errors import DataError
 
 
@@ -25,7 +28,7 @@ class Shard:
     start: int  # input position of its first post
     count: int
     # Where its posts are: a Parquet file's (first row, end row), a CSV's (first byte, end byte) of its rows, or a
-    # folder's entries (image, caption and hashtags file names).
+    # folder's entries (image, caption and hashtags file names), pickled and compressed.
     where: tuple
 
 
@@ -45,7 +48,7 @@ def partition(path: str | Path, columns: CsvColumns, size: int) -> tuple[Source,
     size = max(1, size)
     try:
         if path.is_dir():
-            return Source(path, "folder"), _folder_shards(list_directory(path), size)
+            return Source(path, "folder"), _folder_shards(walk_directory(path), size)
         if path.suffix.lower() == ".parquet":
             return _parquet_shards(path, columns, size)
         if path.suffix.lower() == ".csv":
@@ -57,12 +60,14 @@ def partition(path: str | Path, columns: CsvColumns, size: int) -> tuple[Source,
     raise DataError(f"{path} is neither a directory nor a .csv or .parquet file")
 
 
-def _folder_shards(entries: list[DirectoryEntry], size: int) -> list[Shard]:
-    return [
-        Shard(i, start, len(part), tuple(part))
-        for i, start in enumerate(range(0, len(entries), size))
-        for part in [entries[start : start + size]]
-    ]
+def _folder_shards(entries: Iterator[DirectoryEntry], size: int) -> list[Shard]:
+    """Shards cut while the folder is walked; each holds its file names compressed (a tenth of the bytes or
+    less: neighbouring names share most of their characters), since the driver holds every shard at once."""
+    shards: list[Shard] = []
+    while part := list(itertools.islice(entries, size)):
+        start = shards[-1].start + shards[-1].count if shards else 0
+        shards.append(Shard(len(shards), start, len(part), (zlib.compress(pickle.dumps(part)),)))
+    return shards
 
 
 def _parquet_shards(path: Path, columns: CsvColumns, size: int) -> tuple[Source, list[Shard]]:
@@ -111,7 +116,7 @@ def _csv_shards(path: Path, columns: CsvColumns, size: int) -> tuple[Source, lis
 def read_shard(source: Source, shard: Shard) -> list[Post]:
     """The shard's posts, read as `load_posts` reads the whole input."""
     if source.kind == "folder":
-        return directory_posts(source.path, shard.where)
+        return directory_posts(source.path, pickle.loads(zlib.decompress(shard.where[0])))
     assert source.rows is not None, "a table's source has its row format"
     if source.kind == "parquet":
         from . import parquet

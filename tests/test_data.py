@@ -129,6 +129,36 @@ def test_directory_loading_is_recursive_with_sidecars(tmp_path):
     assert posts[2].caption is None and posts[2].hashtags == []
 
 
+def test_folder_walk_is_in_image_path_order_and_shards_read_back_the_same_posts(tmp_path):
+    """The walk holds one directory at a time, yet gives the order of a sort of every image path: a subfolder
+    sorts as its name + '/', so `a.jpg` comes before `a/x.jpg` and `a-b/` before `a/`."""
+    from hashtagger.partition import partition, read_shard
+
+    names = [
+        "a.jpg",
+        "a/x.jpg",
+        "a-b/y.png",
+        "a b/z.JPG",
+        "Z.jpg",
+        "_u.bmp",
+        "x.jpgdir/in.jpg",
+        "s/d/q.webp",
+        "s/q.gif",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "a b/z.TXT").write_text("upper #no")
+    (tmp_path / "a b/z.txt").write_text("lower #yes")
+    (tmp_path / "link").symlink_to(tmp_path / "s", target_is_directory=True)  # not entered, as rglob does not
+    posts = load_posts(tmp_path)
+    assert [p.id for p in posts] == sorted(names)
+    assert posts[[p.id for p in posts].index("a b/z.JPG")].hashtags == ["yes"]
+    source, shards = partition(tmp_path, CsvColumns(), 4)
+    assert [s.count for s in shards] == [4, 4, 1] and [s.start for s in shards] == [0, 4, 8]
+    assert [p for s in shards for p in read_shard(source, s)] == posts
+
+
 def test_csv_loading_with_relative_paths_and_renamed_columns(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "posts.csv").write_text(
