@@ -136,6 +136,13 @@ def train(
         help="linear: one weight vector per hashtag (the paper's); names: scores a hashtag by its name's embedding, "
         "so tag --candidates can rank hashtags never seen.",
     ),
+    name_dropout: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=0.95,
+        help="With --head names: share of hashtags, drawn each step, scored by their name alone, as a hashtag never "
+        "seen is; trains the name similarity that ranks tag --candidates.",
+    ),
     hold_out_tags: float = typer.Option(
         0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
     ),
@@ -205,6 +212,7 @@ def train(
         columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column),
         prep=prep,
         head=head,
+        name_dropout=name_dropout,
         hold_out_tags=hold_out_tags,
     )
     try:
@@ -482,7 +490,7 @@ def evaluate(
         False,
         "--unseen",
         help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as "
-        "candidates, on the test posts that carry them, against random and text-match rankings.",
+        "candidates, on the --split posts that carry them, against random and text-match rankings.",
     ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only, TF-IDF and the frequency prior;
@@ -511,7 +519,15 @@ def evaluate(
             fail("--unseen evaluates an exported bundle (--model) and writes no plot")
         try:
             unseen_report = evaluate_unseen(
-                data, model, parse_ks(k or "1..5"), device, err, batch_size, cache_dir=cache_dir, columns=columns
+                data,
+                model,
+                parse_ks(k or "1..5"),
+                device,
+                err,
+                batch_size,
+                cache_dir=cache_dir,
+                columns=columns,
+                split=split,
             )
             StdoutConsole().print(unseen_table(unseen_report))
             if report:

@@ -299,6 +299,32 @@ def evaluate(
     columns: CSV column names (default: training's for split "val" / "test", the standard ones for "all").
     ablations: False scores the model and the prior only.
     """
+    return _evaluate(data, model, checkpoint, split, ks, device, console, batch_size, cache_dir, columns, ablations)[0]
+
+
+@dataclass
+class _Scored:
+    """Each system's top-k per post, the posts' true hashtags and image groups: what differences are taken from."""
+
+    ranked: dict[str, list[list[str]]]
+    truths: list[set[str]]
+    groups: np.ndarray
+
+
+def _evaluate(
+    data: str | Path | None,
+    model: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    split: str = "test",
+    ks: tuple[int, ...] = metrics.KS,
+    device: str = "auto",
+    console: Console | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    columns: CsvColumns | None = None,
+    ablations: bool = True,
+) -> tuple[Report, _Scored]:
+    """evaluate(), with what it ranked: compare() takes the differences between systems from it."""
     console = console or Console(stderr=True)
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}': use val, test or all")
@@ -348,7 +374,7 @@ def evaluate(
     groups = intervals.group_ids([s.digest for s in samples])
     thresholded, threshold_notes = _thresholded(m, probs["model"], truths, split)
     in_vocab = set(vocab)
-    return Report(
+    report = Report(
         data=str(data if data is not None else m.meta.get("args", {}).get("data")),
         split=split,
         model=str(m.path),
@@ -370,6 +396,7 @@ def evaluate(
         images=int(groups.max()) + 1,
         thresholded=thresholded,
     )
+    return report, _Scored(ranked, truths, groups)
 
 
 def _tfidf_scores(m: _Model, train: list[Example] | None, texts: list[str]) -> tuple[np.ndarray | None, str]:
@@ -393,14 +420,18 @@ def _tfidf_scores(m: _Model, train: list[Example] | None, texts: list[str]) -> t
 
 
 def _differences(
-    ranked: dict[str, list[list[str]]], truths: list[set[str]], ks: tuple[int, ...], groups: np.ndarray
+    ranked: dict[str, list[list[str]]],
+    truths: list[set[str]],
+    ks: tuple[int, ...],
+    groups: np.ndarray,
+    pairs: Sequence[tuple[str, str]] = DIFFERENCES,
 ) -> list[dict]:
-    """DIFFERENCES, for the pairs of systems scored, each with its bootstrap interval over images."""
+    """The (system, baseline) pairs whose systems were both scored, each with its bootstrap interval over images."""
     true = np.array([len(t) for t in truths])
     weights = intervals.resample_weights(groups)
     counts = {name: intervals.topk_counts(r, truths, ks) for name, r in ranked.items()}
     result = []
-    for system, baseline in DIFFERENCES:
+    for system, baseline in pairs:
         if system in counts and baseline in counts:
             rows = intervals.f1_difference(counts[system], counts[baseline], true, groups, weights)
             result.append({"system": system, "baseline": baseline, "f1": dict(zip(ks, map(list, rows), strict=True))})
@@ -445,33 +476,34 @@ def compare(
     columns: CsvColumns | None = None,
 ) -> Report:
     """Several trained systems (bundles or checkpoints, e.g. of different --arch) on the same posts, with
-    the TF-IDF baseline and the frequency prior: the paper's Table 3. Each is scored on its own vocabulary;
-    where vocabularies or the evaluated posts differ the baselines are given per vocabulary and the notes
+    the TF-IDF baseline and the frequency prior: the paper's Table 3, and the F1 differences of the first system
+    to each other one with their bootstrap intervals. Each is scored on its own vocabulary; where vocabularies or
+    the evaluated posts differ the baselines are given per vocabulary, no difference is taken, and the notes
     say so."""
     if not models:
         raise DataError("--compare needs at least one bundle or run")
-    reports = []
-    for path in map(Path, models):
+    reports, scored, paths = [], [], [Path(m) for m in models]
+    for path in paths:
         bundle = (path / "bundle.json").is_file()
-        reports.append(
-            evaluate(
-                data,
-                model=path if bundle else None,
-                checkpoint=None if bundle else path,
-                split=split,
-                ks=ks,
-                device=device,
-                console=console,
-                batch_size=batch_size,
-                cache_dir=cache_dir,
-                columns=columns,
-                ablations=False,
-            )
+        report, ranks = _evaluate(
+            data,
+            model=path if bundle else None,
+            checkpoint=None if bundle else path,
+            split=split,
+            ks=ks,
+            device=device,
+            console=console,
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            columns=columns,
+            ablations=False,
         )
-    names = list(names or [r.arch for r in reports])
-    for i, name in enumerate(names):  # the same architecture twice: tell them apart by folder
-        if names.count(name) > 1:
-            names[i] = f"{name} ({Path(reports[i].model).name})"
+        reports.append(report)
+        scored.append(ranks)
+    given = list(names or [r.arch for r in reports])
+    names = [  # the same architecture twice: tell them apart by folder
+        f"{name} ({path.name})" if given.count(name) > 1 else name for name, path in zip(given, paths, strict=True)
+    ]
     systems = {name: r.systems["model"] for name, r in zip(names, reports, strict=True)}
     first = reports[0]
     shared = all(r.vocab_id == first.vocab_id and r.posts_id == first.posts_id for r in reports)
@@ -481,7 +513,13 @@ def compare(
             systems[TFIDF] = first.systems[TFIDF]
         systems[PRIOR] = first.systems[PRIOR]
         notes.append(f"one vocabulary ({first.vocab_size} hashtags) and the same {first.posts} posts for every system")
+        # The first system against each other one, on the same posts: which gaps the posts support.
+        ranked = {name: r.ranked["model"] for name, r in zip(names, scored, strict=True)}
+        ranked |= {b: scored[0].ranked[b] for b in (TFIDF, PRIOR) if b in scored[0].ranked}
+        pairs = [(names[0], other) for other in ranked if other != names[0]]
+        differences = _differences(ranked, scored[0].truths, tuple(first.ks), scored[0].groups, pairs)
     else:
+        differences = []
         for name, r in zip(names, reports, strict=True):
             for baseline in (TFIDF, PRIOR):
                 if baseline in r.systems:
@@ -509,6 +547,8 @@ def compare(
         vocab_id=first.vocab_id if shared else "",
         posts_id=first.posts_id if shared else "",
         notes=notes,
+        differences=differences,
+        images=first.images,
     )
 
 
@@ -604,12 +644,13 @@ def plot(report: Report, path: str | Path) -> Path:
 @dataclass
 class UnseenReport:
     """`evaluate --unseen`: the held-out hashtags of a `--hold-out-tags` model, offered as candidates beside its
-    vocabulary, on the test posts that carry one."""
+    vocabulary, on the posts of a split (test by default) that carry one."""
 
     data: str
     model: str
+    split: str
     ks: list[int]
-    posts: int  # test posts with at least one held-out hashtag
+    posts: int  # posts of the split with at least one held-out hashtag
     pairs: int  # (post, held-out hashtag) pairs: recall's denominator
     vocabulary: int  # hashtags seen in training
     held_out: int  # hashtags offered as new candidates
@@ -636,9 +677,13 @@ def evaluate_unseen(
     batch_size: int = 64,
     cache_dir: str | Path | None = None,
     columns: CsvColumns | None = None,
+    split: str = "test",
 ) -> UnseenReport:
-    """Rank the vocabulary and the held-out hashtags together for each test post carrying a held-out one."""
+    """Rank the vocabulary and the held-out hashtags together for each post of `split` carrying a held-out one
+    (validation, to choose between models; test, to report)."""
     console = console or Console(stderr=True)
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}': use val, test or all")
     m = _open_bundle(Path(model or "exported"), device, batch_size)
     bundle = read_bundle(m.path, verify=False)
     held = json.loads((bundle.path / "hashtags.json").read_text()).get("held_out", [])
@@ -647,7 +692,7 @@ def evaluate_unseen(
     runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
     runner.add_candidates(bundle, held)
     # Prepared with the held-out hashtags back in the vocabulary, so that posts keep them as labels.
-    posts = _select_posts(replace(m, vocab=m.vocab + held), data, "test", columns)
+    posts = _select_posts(replace(m, vocab=m.vocab + held), data, split, columns)
     candidates = runner.labels(bundle.vocab)
     column = {t: i for i, t in enumerate(candidates)}
     held_set = set(held)
@@ -658,7 +703,7 @@ def evaluate_unseen(
         errors = fill_cache({d: e.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
         rows = [r for r in rows if r[1] not in errors]
         if not rows:
-            raise DataError("no test post carries a held-out hashtag (and a readable image)")
+            raise DataError(f"no {split} post carries a held-out hashtag (and a readable image)")
         samples = [Sample(e.text, [], d) for e, d, _ in rows]
         with console.status(f"scoring {len(samples)} posts against {len(candidates)} candidates"):
             scores = predict(
@@ -674,6 +719,7 @@ def evaluate_unseen(
     return UnseenReport(
         data=str(data if data is not None else m.meta.get("args", {}).get("data")),
         model=str(m.path),
+        split=split,
         ks=list(ks),
         posts=len(rows),
         pairs=sum(len(t) for t in targets),
@@ -685,7 +731,7 @@ def evaluate_unseen(
 
 def unseen_table(report: UnseenReport) -> Table:
     table = Table(
-        title=f"held-out hashtags on {report.posts} test posts ({report.pairs} pairs): {report.held_out} new "
+        title=f"held-out hashtags on {report.posts} {report.split} posts ({report.pairs} pairs): {report.held_out} new "
         f"candidates beside {report.vocabulary} seen",
         title_justify="left",
     )

@@ -102,14 +102,21 @@ class NameEncoder(nn.Module):
 class NameHead(nn.Module):
     """logit(post, hashtag) = s * cos(P h, e_hashtag) + b_hashtag: the cross-modal vector h projected by P into
     the name encoder's space and compared with the hashtag's name embedding e; s is a learned scale, b the
-    learned per-hashtag term. A hashtag never seen in training is scored with its name alone (b: see
-    `unseen_bias`)."""
+    learned per-hashtag term. A hashtag never seen in training is scored with its name and one shared term, `unseen`,
+    in place of b."""
+
+    # Name dropout (training only, set by the trainer from --name-dropout): the share of hashtags, drawn anew each
+    # step, scored as a never-seen hashtag is (b replaced by `unseen`), so that the name similarity, not b, must
+    # rank them, and `unseen` learns what b to give a hashtag of unknown frequency. Without it b learns each
+    # hashtag's base rate and the similarity is left nearly flat.
+    bias_dropout: float = 0.0
 
     def __init__(self, hidden_size: int, num_labels: int, name_size: int):
         super().__init__()
         self.proj = nn.Linear(hidden_size, name_size)
         self.log_scale = nn.Parameter(torch.tensor(2.3))  # e^2.3 = 10: cosines in [-1, 1] become usable logits
         self.bias = nn.Parameter(torch.zeros(num_labels))
+        self.unseen = nn.Parameter(torch.tensor(0.0))  # started by init_head_bias, learned under name dropout only
         self.register_buffer("names", torch.zeros(num_labels, name_size))
 
     @property
@@ -120,12 +127,21 @@ class NameHead(nn.Module):
         return nn.functional.normalize(self.proj(pooled), dim=-1)
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.log_scale.exp() * self.project(pooled) @ self.names.T + self.bias
+        bias = self.bias
+        if self.training and self.bias_dropout > 0:
+            # The global generator, as nn.Dropout's: checkpoints save its state, so a resumed run draws the same.
+            dropped = torch.rand(bias.shape, device=bias.device) < self.bias_dropout
+            bias = torch.where(dropped, self.unseen, bias)
+        return self.log_scale.exp() * self.project(pooled) @ self.names.T + bias
 
     def unseen_bias(self) -> float:
-        """The term given to a hashtag never seen in training: the median of the seen hashtags' terms, a typical
-        hashtag of the vocabulary, decided without looking at any held-out one."""
-        return float(self.bias.detach().median())
+        """The term given to a hashtag never seen in training, decided without looking at any held-out one."""
+        return float(self.unseen.detach())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints from before name dropout have no `unseen`: theirs was the median of the seen hashtags' b.
+        state_dict.setdefault(prefix + "unseen", state_dict[prefix + "bias"].detach().median())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class HashtagModel(nn.Module):
@@ -283,6 +299,9 @@ def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
     p = label_frequency.clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():
         model.head.bias.copy_(torch.log(p / (1 - p)))
+        if isinstance(model.head, NameHead):  # a hashtag of unknown frequency: the vocabulary's mean rate
+            mean = p.mean()
+            model.head.unseen.fill_(torch.log(mean / (1 - mean)))
 
 
 def torch_device(name: str) -> str:

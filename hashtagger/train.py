@@ -43,7 +43,7 @@ from .errors import DataError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
 from .hub import offline_unless_reachable, source_kind
-from .model import POOLINGS, PRESETS, HashtagModel, ModelSpec, set_hashtag_names, torch_device
+from .model import POOLINGS, PRESETS, HashtagModel, ModelSpec, NameHead, set_hashtag_names, torch_device
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .structs import from_dict
@@ -81,6 +81,7 @@ class TrainConfig:
     cache_dir: str | None = None  # default: <output>/feature-cache
     max_train_posts: int | None = None
     head: str = "linear"  # linear | names (scores hashtags by their names; can rank hashtags never seen)
+    name_dropout: float = 0.0  # --head names: share of hashtags per step scored by name alone (NameHead.bias_dropout)
     hold_out_tags: float = 0.0  # seeded share of the vocabulary removed from the labels, for `evaluate --unseen`
     columns: CsvColumns = field(default_factory=CsvColumns)
     prep: PrepOptions = field(default_factory=PrepOptions)
@@ -246,6 +247,8 @@ def check_config(cfg: TrainConfig) -> None:
         (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), not {cfg.dropout}"),
         (0 <= cfg.modality_dropout <= 0.5, f"--modality-dropout must be in [0, 0.5], not {cfg.modality_dropout}"),
         (cfg.pooling in POOLINGS, f"--pooling is {' or '.join(POOLINGS)}, not '{cfg.pooling}'"),
+        (0 <= cfg.name_dropout < 1, f"--name-dropout must be in [0, 1), not {cfg.name_dropout}"),
+        (cfg.name_dropout == 0 or cfg.head == "names", "--name-dropout needs --head names"),
     ]
     for ok, message in rules:
         if not ok:
@@ -406,14 +409,14 @@ def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: 
     """AdamW over up to four groups: pretrained parameters (--lr) and those that start random (--new-lr), each
     split into tensors that decay and those that do not. As in nanoGPT, only tensors of two or more dimensions
     (matmul weights, embeddings) decay; biases and LayerNorm weights do not, nor the head's bias, which starts
-    at each hashtag's log-odds and should stay there unless the data says otherwise. `decay_norms` decays
-    biases and LayerNorm weights too (an ablation), never the head's bias."""
+    at each hashtag's log-odds and should stay there unless the data says otherwise (nor a name head's term for
+    unseen hashtags). `decay_norms` decays biases and LayerNorm weights too (an ablation), never the head's."""
     new = set(new_parameters)
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {
         (fresh, decays): [] for fresh in (False, True) for decays in (True, False)
     }
     for name, p in model.named_parameters():
-        groups[(name in new, p.dim() >= 2 or (cfg.decay_norms and name != "head.bias"))].append(p)
+        groups[(name in new, p.dim() >= 2 or (cfg.decay_norms and name not in ("head.bias", "head.unseen")))].append(p)
     return torch.optim.AdamW(
         [
             {
@@ -468,6 +471,8 @@ class Trainer:
         start, device, data = group.leader_first(read)  # rank 0 fills the feature cache, the others read it
         cfg = start.cfg
         tokenizer, spec, model, new_parameters = build_tokenizer_and_model(start, data)
+        if isinstance(getattr(model, "head", None), NameHead):
+            model.head.bias_dropout = cfg.name_dropout
         model.to(device)
         if group.rank:  # rank 0 keeps the single-process stream; the others draw their own dropout masks
             torch.manual_seed(cfg.seed * 1_000_003 + group.rank)

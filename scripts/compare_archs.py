@@ -199,9 +199,23 @@ def main() -> None:
             f"| {train_time} "
             f"| {rate} | {params} | {size} |"
         )
+    if report.differences:
+        lines += [
+            "",
+            f"F1@2 differences on the same posts, 95% bootstrap interval over the {report.images} images "
+            f"({report.resamples} resamples; an interval that excludes 0 is a gap the posts support):",
+            "",
+            "| system - other | ΔF1@2 [95% interval] |",
+            "|---|---|",
+        ]
+        for d in report.differences:
+            diff, low, high = d["f1"][2]
+            lines.append(f"| {d['system']} - {d['baseline']} | {diff:+.3f} [{low:+.3f}, {high:+.3f}] |")
     lines += ["", *(f"- {n}" for n in report.notes)]
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
-    (out / "comparison.json").write_text(json.dumps({"systems": systems, "metrics": report.systems}, indent=1))
+    (out / "comparison.json").write_text(
+        json.dumps({"systems": systems, "metrics": report.systems, "differences": report.differences}, indent=1)
+    )
     print("\n".join(lines))
 
 

@@ -131,6 +131,18 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
     assert list(report.systems) == [*BASELINES, TFIDF, PRIOR]
     assert report.ks == [1, 2] and report.posts == len(split_examples(load_checkpoint(runs[0] / "best"), "test"))
     assert any("same" in n for n in report.notes)
+    # The first system against every other one, on the same posts, with a bootstrap interval over images.
+    assert [(d["system"], d["baseline"]) for d in report.differences] == [
+        (BASELINES[0], other) for other in [*BASELINES[1:], TFIDF, PRIOR]
+    ]
+    for d in report.differences:
+        for k in (1, 2):
+            diff, low, high = d["f1"][k]
+            expected = report.systems[d["system"]][k]["f1"] - report.systems[d["baseline"]][k]["f1"]
+            assert diff == pytest.approx(expected) and low <= diff <= high
+    # Systems given one name are told apart by the folder each came from.
+    same = compare(None, runs[:3], names=["same"] * 3, device="cpu", console=QUIET)
+    assert list(same.systems)[:3] == [f"same ({run.name})" for run in runs[:3]]
 
     # The tiny LXMERT bundle has its own split and the generated posts of another fixture.
     mixed = compare(None, [tiny_bundle, runs[0]], device="cpu", console=QUIET)
@@ -142,7 +154,7 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
         f"{PRIOR} (lxmert's vocabulary)",
         f"{PRIOR} ({BASELINES[0]}'s vocabulary)",
     }
-    assert any("own vocabulary" in n for n in mixed.notes)
+    assert any("own vocabulary" in n for n in mixed.notes) and mixed.differences == []
     assert "own vocabulary" in str(report_table(mixed).caption)
 
     few = TrainConfig(

@@ -169,6 +169,7 @@ def test_head_bias_starts_at_label_log_odds():
         ({"p.csv": "image,text\na.jpg,hi\n"}, ["p.csv"], "no column 'caption'"),
         ({"p.csv": "image,caption\na.jpg,hello #x\n"}, ["p.csv", "--min-words", "50"], "no posts are left"),
         ({"p.csv": "image,caption\na.jpg,hello #x\n"}, ["p.csv", "--device", "cuda"], "CUDA"),
+        ({"p.csv": "image,caption\na.jpg,hello #x\n"}, ["p.csv", "--name-dropout", "0.3"], "needs --head names"),
     ],
 )
 def test_bad_input_is_a_one_line_error(tmp_path, monkeypatch, files, args, message):

@@ -67,6 +67,52 @@ def test_ranks_with_ties_are_expected_values():
     assert m.tolist() == [[0.5, 0.0], [0.0, 0.0]]
 
 
+def test_name_dropout_scores_a_share_of_hashtags_by_name_alone_in_training_only():
+    import torch
+
+    from hashtagger.model import NameHead
+
+    torch.manual_seed(0)
+    head = NameHead(hidden_size=8, num_labels=200, name_size=6)
+    with torch.no_grad():
+        head.names.copy_(torch.nn.functional.normalize(torch.randn(200, 6), dim=-1))
+        head.bias.copy_(torch.randn(200) * 3)
+        pooled = torch.randn(4, 8)
+        by_name = head.log_scale.exp() * head.project(pooled) @ head.names.T
+    full = by_name + head.bias.detach()
+    with torch.no_grad():
+        head.unseen.fill_(-2.0)
+    head.bias_dropout = 0.5
+    head.eval()
+    assert torch.allclose(head(pooled), full)  # inference: every seen hashtag keeps its own term
+    head.train()
+    out = head(pooled)
+    out.sum().backward()
+    dropped = head.bias.grad == 0  # a dropped hashtag's term gets no gradient: its name must rank it
+    assert 60 < int(dropped.sum()) < 140
+    assert torch.allclose(out[:, dropped], by_name[:, dropped] + head.unseen_bias())
+    assert torch.allclose(out[:, ~dropped], full[:, ~dropped])
+    assert head.unseen.grad != 0  # the dropped hashtags teach the term an unseen hashtag gets
+    assert not torch.equal(head(pooled), out)  # drawn anew each step
+
+
+def test_unseen_term_starts_at_the_mean_rate_and_old_checkpoints_keep_the_median():
+    import torch
+
+    from hashtagger.model import HashtagModel, NameHead, init_head_bias, lxmert_config
+    from hashtagger.model import ModelSpec as Spec
+
+    model = HashtagModel(lxmert_config(Spec(num_labels=3, visual_feat_dim=8, vocab_size=40)), 3, head="names")
+    init_head_bias(model, torch.tensor([0.3, 0.02, 0.01]))
+    assert model.head.unseen_bias() == pytest.approx(float(torch.logit(torch.tensor(0.11))), abs=1e-5)
+    old = NameHead(4, 3, 2).state_dict()
+    del old["unseen"]  # written before name dropout
+    old["bias"] = torch.tensor([-1.0, -5.0, -2.0])
+    head = NameHead(4, 3, 2)
+    head.load_state_dict(old)
+    assert head.unseen_bias() == -2.0
+
+
 @pytest.fixture(scope="module")
 def held_out_bundle(posts_dir, tmp_path_factory):
     """A name-head model of the generated posts (hashtags <colour><animal>) with half its 9 hashtags held out."""
@@ -85,6 +131,7 @@ def held_out_bundle(posts_dir, tmp_path_factory):
         lr=3e-3,
         new_lr=3e-3,
         head="names",
+        name_dropout=0.5,
         hold_out_tags=0.5,
         max_train_posts=96,
     )
@@ -127,6 +174,21 @@ def test_evaluate_unseen_against_baselines(held_out_bundle, posts_dir, tmp_path)
     for system in result["systems"].values():
         value, low, high = system["mrr"]
         assert 0 < value <= 1 and low <= value <= high
+
+
+def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
+    """Validation is where name-head variants are compared; its posts are the model's val images only."""
+    from hashtagger.evaluate import evaluate_unseen
+
+    quiet = Console(file=io.StringIO())
+    split = json.loads((held_out_bundle / "split.json").read_text())
+    held = set(json.loads((held_out_bundle / "hashtags.json").read_text())["held_out"])
+    val = evaluate_unseen(posts_dir, held_out_bundle, (1, 2), device="cpu", console=quiet, split="val")
+    test = evaluate_unseen(posts_dir, held_out_bundle, (1, 2), device="cpu", console=quiet, split="test")
+    assert val.split == "val" and test.split == "test" and val.posts > 0
+    assert set(split["val"]).isdisjoint(split["test"]) and val.held_out == test.held_out == len(held)
+    with pytest.raises(DataError, match="unknown split 'train'"):
+        evaluate_unseen(posts_dir, held_out_bundle, (1,), device="cpu", console=quiet, split="train")
 
 
 def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):
