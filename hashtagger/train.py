@@ -207,6 +207,10 @@ class _StopOnSignal:
         return self
 
     def __exit__(self, *exc):
+        if not self.second_stops:
+            # A torchrun rank: after one rank ends, the agent SIGTERMs the others, which may still be tearing down
+            # the process group or exiting; with the default handler back that signal would kill them (-15).
+            return
         for s, h in self._old.items():
             signal.signal(s, h)
 
