@@ -59,7 +59,7 @@ class _Probabilities(nn.Module):
         if not isinstance(self.model, HashtagModel):  # a comparison system (archs.py): logits, one output
             return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos))
         pooled = self.model.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
-        probs = torch.sigmoid(self.model.head(pooled))
+        probs = torch.sigmoid(self.model.logits(pooled, input_ids))
         return (probs, self.model.head.project(pooled)) if isinstance(self.model.head, NameHead) else probs
 
 
@@ -378,6 +378,7 @@ def _build(ckpt: Checkpoint, work: Path, options: ExportOptions, console: Consol
             "kind": "names",
             "scale": float(ckpt.model.head.log_scale.detach().exp()),
             "unseen_bias": ckpt.model.head.unseen_bias(),
+            "match": float(ckpt.model.head.match.detach()),  # its weight; candidates' pieces are made at tag time
             "name_tokens": NAME_TOKENS,
         }
     # Variants come from the fp32 graph and are compared with the checkpoint as trained.

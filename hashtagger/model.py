@@ -6,6 +6,7 @@ pretrained LXMERT weights with `from_pretrained`, the paper's setting.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, LxmertConfig, LxmertModel
 
 from .errors import DataError, DeviceError
+from .tagnames import name_pieces, tag_words
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,11 @@ class NameEncoder(nn.Module):
 
 
 class NameHead(nn.Module):
-    """logit(post, hashtag) = s * cos(P h, e_hashtag) + b_hashtag: the cross-modal vector h projected by P into
-    the name encoder's space and compared with the hashtag's name embedding e; s is a learned scale, b the
-    learned per-hashtag term. A hashtag never seen in training is scored with its name and one shared term, `unseen`,
-    in place of b."""
+    """logit(post, hashtag) = s * cos(P h, e_hashtag) + b_hashtag + w * match(caption, hashtag): the cross-modal
+    vector h projected by P into the name encoder's space and compared with the hashtag's name embedding e; s is a
+    learned scale, b the learned per-hashtag term, match the share of the hashtag's name found among the caption's
+    tokens (tagnames.caption_match) and w its learned weight. A hashtag never seen in training is scored with its
+    name, the match and one shared term, `unseen`, in place of b."""
 
     # Name dropout (training only, set by the trainer from --name-dropout): the share of hashtags, drawn anew each
     # step, scored as a never-seen hashtag is (b replaced by `unseen`), so that the name similarity, not b, must
@@ -111,13 +114,17 @@ class NameHead(nn.Module):
     # hashtag's base rate and the similarity is left nearly flat.
     bias_dropout: float = 0.0
 
-    def __init__(self, hidden_size: int, num_labels: int, name_size: int):
+    def __init__(self, hidden_size: int, num_labels: int, name_size: int, token_count: int):
         super().__init__()
         self.proj = nn.Linear(hidden_size, name_size)
         self.log_scale = nn.Parameter(torch.tensor(2.3))  # e^2.3 = 10: cosines in [-1, 1] become usable logits
         self.bias = nn.Parameter(torch.zeros(num_labels))
         self.unseen = nn.Parameter(torch.tensor(0.0))  # started by init_head_bias, learned under name dropout only
+        self.match = nn.Parameter(torch.tensor(0.0))  # started by init_match_weight
+        self.token_count = token_count  # the tokenizer's vocabulary: the width of a caption's bag of tokens
         self.register_buffer("names", torch.zeros(num_labels, name_size))
+        # Token ids of each hashtag's two written forms, -1-padded (tagnames.name_pieces); set with the names.
+        self.register_buffer("pieces", torch.full((num_labels, 2, 1), -1, dtype=torch.long))
 
     @property
     def out_features(self) -> int:
@@ -126,13 +133,22 @@ class NameHead(nn.Module):
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.proj(pooled), dim=-1)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+    def caption_match(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[batch, num_labels]: tagnames.caption_match in torch (and so in the exported graph)."""
+        bag = torch.zeros(input_ids.shape[0], self.token_count, device=input_ids.device)
+        bag = bag.scatter(1, input_ids, 1.0)
+        valid = (self.pieces >= 0).to(bag.dtype)
+        present = bag.index_select(1, self.pieces.clamp(min=0).flatten()).view(-1, *self.pieces.shape) * valid
+        return (present.sum(-1) / valid.sum(-1).clamp(min=1.0)).amax(-1)
+
+    def forward(self, pooled: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         bias = self.bias
         if self.training and self.bias_dropout > 0:
             # The global generator, as nn.Dropout's: checkpoints save its state, so a resumed run draws the same.
             dropped = torch.rand(bias.shape, device=bias.device) < self.bias_dropout
             bias = torch.where(dropped, self.unseen, bias)
-        return self.log_scale.exp() * self.project(pooled) @ self.names.T + bias
+        similarity = self.log_scale.exp() * self.project(pooled) @ self.names.T
+        return similarity + bias + self.match * self.caption_match(input_ids).to(similarity.dtype)
 
     def unseen_bias(self) -> float:
         """The term given to a hashtag never seen in training, decided without looking at any held-out one."""
@@ -141,6 +157,10 @@ class NameHead(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints from before name dropout have no `unseen`: theirs was the median of the seen hashtags' b.
         state_dict.setdefault(prefix + "unseen", state_dict[prefix + "bias"].detach().median())
+        # Nor, from before the caption match, its weight and pieces: a zero weight scores exactly as they did.
+        state_dict.setdefault(prefix + "match", torch.tensor(0.0))
+        state_dict.setdefault(prefix + "pieces", torch.full((state_dict[prefix + "bias"].shape[0], 2, 1), -1))
+        self.pieces = torch.empty_like(state_dict[prefix + "pieces"])  # as wide as the longest name saved
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -168,7 +188,7 @@ class HashtagModel(nn.Module):
         self.lxmert = lxmert if lxmert is not None else LxmertModel(config)
         self.dropout = nn.Dropout(dropout)
         if head == "names":
-            self.head = NameHead(config.hidden_size, num_labels, config.hidden_size)
+            self.head = NameHead(config.hidden_size, num_labels, config.hidden_size, config.vocab_size)
             self.name_encoder = NameEncoder(config)
         else:
             self.head = nn.Linear(config.hidden_size, num_labels)
@@ -182,7 +202,12 @@ class HashtagModel(nn.Module):
         visual_pos: torch.Tensor,
     ) -> torch.Tensor:
         """Logits [batch, num_labels]; sigmoid gives each hashtag's probability."""
-        return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)))
+        pooled = self.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
+        return self.logits(self.dropout(pooled), input_ids)
+
+    def logits(self, pooled: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """The head over the cross-modal vector (a name head also reads the caption's tokens)."""
+        return self.head(pooled, input_ids) if isinstance(self.head, NameHead) else self.head(pooled)
 
     def pooled(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos) -> torch.Tensor:
         """The cross-modal vector the head reads [batch, hidden]."""
@@ -264,13 +289,15 @@ def build_model(spec: ModelSpec, text_init: str | None = None) -> HashtagModel:
 
 
 @torch.no_grad()
-def set_hashtag_names(model: HashtagModel, tokenizer, names: list[str], max_length: int = 32) -> None:
-    """Embed each hashtag's name (its words) with the model's name encoder into the name head."""
+def set_hashtag_names(model: HashtagModel, tokenizer, tags: list[str], max_length: int = 32) -> None:
+    """Embed each hashtag's name (its words) with the model's name encoder into the name head, and give the head
+    the token ids its caption match looks for."""
     from .text import encode
 
     model.name_encoder.eval()
-    batch = {k: torch.from_numpy(v) for k, v in encode(tokenizer, names, max_length).items()}
+    batch = {k: torch.from_numpy(v) for k, v in encode(tokenizer, [tag_words(t) for t in tags], max_length).items()}
     model.head.names.copy_(model.name_encoder(**batch).to(model.head.names.dtype))
+    model.head.pieces = torch.from_numpy(name_pieces(tokenizer, tags)).to(model.head.names.device)
 
 
 def init_text_from_bert(model: HashtagModel, source: str) -> set[str]:
@@ -302,6 +329,24 @@ def init_head_bias(model: HashtagModel, label_frequency: torch.Tensor) -> None:
         if isinstance(model.head, NameHead):  # a hashtag of unknown frequency: the vocabulary's mean rate
             mean = p.mean()
             model.head.unseen.fill_(torch.log(mean / (1 - mean)))
+
+
+@torch.no_grad()
+def init_match_weight(model: HashtagModel, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Start the caption-match weight at the log odds ratio, over training posts (batches of input ids and
+    multi-hot labels) and hashtags, of a hashtag being on a post whose caption holds all of its name against one
+    that holds none of it.
+
+    The head's new parameters move by about --new-lr a step, far too little for a weight worth several logits."""
+    counts = torch.zeros(2, 2)  # [none / all of the name in the caption, hashtag absent / present]
+    for input_ids, labels in batches:
+        match = model.head.caption_match(input_ids.to(model.head.pieces.device)).cpu()
+        present = labels.bool()
+        for row, where in enumerate((match <= 0, match >= 1)):
+            counts[row, 0] += (where & ~present).sum()
+            counts[row, 1] += (where & present).sum()
+    log_odds = torch.log((counts[:, 1] + 0.5) / (counts[:, 0] + 0.5))  # +0.5: no infinite odds from a zero count
+    model.head.match.fill_(float((log_odds[1] - log_odds[0]).clamp(0.0, 10.0)))
 
 
 def torch_device(name: str) -> str:

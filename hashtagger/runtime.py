@@ -21,7 +21,7 @@ from . import gpu
 from .bundle import Bundle, check_graph_shapes
 from .errors import BundleError, DeviceError
 from .extras import gpu_hint
-from .tagnames import tag_words
+from .tagnames import caption_match, name_pieces, tag_words
 from .text import encode
 
 PROVIDERS = {
@@ -259,17 +259,23 @@ def _shapes(args) -> dict[str, list]:
 
 @dataclass
 class Candidates:
-    """Hashtags added at tag time, scored by a name head: sigmoid(scale * projected . embedding + unseen_bias)."""
+    """Hashtags added at tag time, scored by a name head:
+    sigmoid(scale * projected . embedding + unseen_bias + match * caption_match), as NameHead scores its own."""
 
     tags: list[str]  # not in the vocabulary
     embeddings: np.ndarray  # [tags, dim], unit vectors from the bundle's names graph
+    pieces: np.ndarray  # [tags, 2, width], tagnames.name_pieces
     scale: float
     bias: float
+    match: float
 
-    def probabilities(self, projected: np.ndarray) -> np.ndarray:
+    def probabilities(self, projected: np.ndarray, input_ids: np.ndarray) -> np.ndarray:
         if not self.tags:
             return np.zeros((len(projected), 0), projected.dtype)
-        return 1.0 / (1.0 + np.exp(-(self.scale * projected @ self.embeddings.T + self.bias)))
+        logits = self.scale * projected @ self.embeddings.T + self.bias
+        if self.match:
+            logits = logits + self.match * caption_match(input_ids, self.pieces)
+        return 1.0 / (1.0 + np.exp(-logits))
 
 
 @dataclass
@@ -352,7 +358,8 @@ class Runner:
         if self.candidates is None:
             return self._run(self.model, ["probs"], feeds)[0]
         probs, projected = self._run(self.model, ["probs", "projected"], feeds)
-        return np.concatenate([probs, self.candidates.probabilities(projected).astype(probs.dtype)], axis=1)
+        extra = self.candidates.probabilities(projected, text["input_ids"]).astype(probs.dtype)
+        return np.concatenate([probs, extra], axis=1)
 
     def labels(self, vocab: list[str]) -> list[str]:
         """The hashtag of each column `probabilities` returns."""
@@ -376,10 +383,13 @@ class Runner:
         known = set(bundle.vocab)
         new = [t for t in tags if t not in known]
         embeddings = np.zeros((0, 0), np.float32)
+        pieces = name_pieces(bundle.tokenizer, new)
         if new:
             sess, _ = session(bundle.graph("names"), device)
             text = encode(bundle.tokenizer, [tag_words(t) for t in new], head.get("name_tokens", 32))
             names = {i.name for i in sess.get_inputs()}
             embeddings = sess.run(["embedding"], {k: v for k, v in text.items() if k in names})[0]
-        self.candidates = Candidates(new, embeddings, float(head["scale"]), float(head["unseen_bias"]))
+        self.candidates = Candidates(
+            new, embeddings, pieces, float(head["scale"]), float(head["unseen_bias"]), float(head.get("match", 0.0))
+        )
         return [t for t in tags if t in known]

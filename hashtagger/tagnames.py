@@ -1,5 +1,6 @@
-"""Hashtags as names: the words a hashtag is made of (`hurricanesandy` -> `hurricane sandy`), the seeded share
-of a vocabulary held out of training, and candidate hashtags read from a file. No torch: `tag` imports this.
+"""Hashtags as names: the words a hashtag is made of (`hurricanesandy` -> `hurricane sandy`), how much of a name
+a caption holds, the seeded share of a vocabulary held out of training, and candidate hashtags read from a file.
+No torch: `tag` imports this.
 
 Words come from the wordsegment package (Grant Jenks; unigram and bigram counts of Google's trillion-word
 corpus), after splitting at underscores, case changes and letter / digit boundaries.
@@ -11,6 +12,8 @@ import random
 import re
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from .errors import DataError
 
@@ -35,6 +38,32 @@ def tag_words(tag: str) -> str:
         else:
             words.extend(_segmenter()(piece) or [piece.lower()])
     return " ".join(words)
+
+
+NAME_PIECES = 8  # token ids kept of each written form of a hashtag's name
+
+
+def name_pieces(tokenizer, tags: list[str], width: int = NAME_PIECES) -> np.ndarray:
+    """[tags, 2, width] token ids of each hashtag's two written forms, its words ('hurricane sandy') and itself
+    ('hurricanesandy'), -1-padded: what caption_match looks for. A `tokenizers.Tokenizer`."""
+    forms = [[tag_words(t), t.lstrip("#").lower()] for t in tags]
+    ids = [[tokenizer.encode(text, add_special_tokens=False).ids[:width] for text in pair] for pair in forms]
+    out = np.full((len(tags), 2, max([len(i) for pair in ids for i in pair], default=1)), -1, np.int64)
+    for row, pair in enumerate(ids):
+        for form, piece_ids in enumerate(pair):
+            out[row, form, : len(piece_ids)] = piece_ids
+    return out
+
+
+def caption_match(input_ids: np.ndarray, pieces: np.ndarray) -> np.ndarray:
+    """[posts, tags] in [0, 1]: for each hashtag the larger share, over its two written forms, of the form's
+    tokens found among the caption's (`#bostonbombing` kept as a word, or `boston` and `bombing`, both give 1).
+    The name head adds it, weighted, to its logit; NameHead.caption_match is the same in torch."""
+    bag = np.zeros((len(input_ids), max(int(input_ids.max(initial=0)), int(pieces.max(initial=0))) + 1), np.float32)
+    np.put_along_axis(bag, input_ids, 1.0, axis=1)
+    valid = pieces >= 0
+    present = bag[:, np.where(valid, pieces, 0)] * valid
+    return (present.sum(-1) / np.maximum(valid.sum(-1), 1)).max(-1)
 
 
 def hold_out(vocab: list[str], share: float, seed: int) -> tuple[list[str], list[str]]:

@@ -43,12 +43,21 @@ from .errors import DataError
 from .features import GridExtractor, build_grid_extractor, cache_key, torch_encoder
 from .files import atomic_write
 from .hub import offline_unless_reachable, source_kind
-from .model import POOLINGS, PRESETS, HashtagModel, ModelSpec, NameHead, set_hashtag_names, torch_device
+from .model import (
+    POOLINGS,
+    PRESETS,
+    HashtagModel,
+    ModelSpec,
+    NameHead,
+    init_match_weight,
+    set_hashtag_names,
+    torch_device,
+)
 from .prediction import predict, sample_metrics, torch_scorer
 from .regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from .structs import from_dict
-from .tagnames import hold_out, tag_words
-from .text import train_wordpiece
+from .tagnames import hold_out
+from .text import encode, train_wordpiece
 from .vision import ImageSettings
 
 
@@ -401,12 +410,24 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
         )
         model = archs.build(spec, text_init, [s.text for s in train], tokenizer, cfg.seed)
         if cfg.head == "names":
-            set_hashtag_names(model, tokenizer, [tag_words(t) for t in data.vocab])
+            set_hashtag_names(model, tokenizer, data.vocab)
     frequency = torch.zeros(len(data.vocab))
     for s in train:
         frequency[s.labels] += 1
     archs.init_head_bias(model, frequency / len(train))
+    if cfg.head == "names":
+        init_match_weight(model, _labelled_batches(tokenizer, train[:: max(1, len(train) // 20_000)], data.vocab, cfg))
     return tokenizer, spec, model, sorted(model.new_parameters())
+
+
+def _labelled_batches(tokenizer: Tokenizer, samples: list[Sample], vocab: list[str], cfg: TrainConfig, size: int = 256):
+    """(input_ids, multi-hot labels) of `samples`, `size` posts at a time."""
+    for start in range(0, len(samples), size):
+        part = samples[start : start + size]
+        labels = torch.zeros(len(part), len(vocab))
+        for row, s in enumerate(part):
+            labels[row, s.labels] = 1
+        yield torch.from_numpy(encode(tokenizer, [s.text for s in part], cfg.max_length)["input_ids"]), labels
 
 
 def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: list[str]) -> torch.optim.AdamW:

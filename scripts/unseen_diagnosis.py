@@ -1,10 +1,10 @@
 """Why a name-head model ranks held-out hashtags where it does: its two terms, measured apart.
 
 For the posts of a split (validation by default) that carry a held-out hashtag of a `--hold-out-tags` bundle,
-every hashtag's logit is s * cos(P h, e) + b. This prints the spread of the learned per-hashtag terms b against
-that of the name term s * cos within a post, and the held-out hashtags' MRR / recall@k as shipped, by the name
-similarity alone, with other unseen terms (percentiles of the seen b), and ranked among the held-out ones only
-(against random), beside the text-match baseline.
+every hashtag's logit is s * cos(P h, e) + b + w * match. This prints the spread of the learned per-hashtag terms
+b against that of the name term s * cos within a post, and the held-out hashtags' MRR / recall@k as shipped, by
+the name similarity alone, by the caption match alone, with other unseen terms (percentiles of the seen b), and
+ranked among the held-out ones only (against random), beside the text-match baseline.
 
     python scripts/unseen_diagnosis.py runs-unseen/names-dropout-0.5-exported [DATA] [--split val]
 """
@@ -26,7 +26,7 @@ from hashtagger.evaluate import _open_bundle, _select_posts
 from hashtagger.prediction import onnx_scorer, predict
 from hashtagger.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.runtime import Candidates, Runner, session
-from hashtagger.tagnames import tag_words
+from hashtagger.tagnames import caption_match, name_pieces, tag_words
 from hashtagger.text import encode
 
 KS = (1, 5, 10)
@@ -49,7 +49,7 @@ def main() -> None:
     embeddings = names.run(["embedding"], {k: v for k, v in text.items() if k in wanted})[0]
     runner = Runner.load(bundle, "cpu", "model")
     # Every hashtag, seen or not, offered as a candidate with no term of its own: its column is s * cos alone.
-    runner.candidates = Candidates(labels, embeddings, scale, 0.0)
+    runner.candidates = Candidates(labels, embeddings, name_pieces(bundle.tokenizer, labels), scale, 0.0, 0.0)
     posts = _select_posts(replace(m, vocab=labels), args.data, args.split, None)
     rows = [(e, d, truth & set(held)) for e, d, truth in posts.rows if d is not None and truth & set(held)]
     with TemporaryDirectory() as root:
@@ -59,7 +59,11 @@ def main() -> None:
         probs = predict(onnx_scorer(runner), samples, bundle.tokenizer, FeatureStore(cache), 0, bundle.max_length)
     logits = np.log(np.clip(probs, 1e-12, 1)) - np.log(np.clip(1 - probs, 1e-12, 1))
     shipped_seen, name_term = logits[:, :seen], logits[:, seen:]
-    b = (shipped_seen - name_term[:, :seen]).mean(0)
+    texts = [e.text for e, _, _ in rows]
+    ids = encode(bundle.tokenizer, texts, bundle.max_length)["input_ids"]
+    match = float(head.get("match", 0.0)) * caption_match(ids, name_pieces(bundle.tokenizer, labels))
+    b = (shipped_seen - name_term[:, :seen] - match[:, :seen]).mean(0)
+    held_terms = name_term[:, seen:] + match[:, seen:]
     column = {t: i for i, t in enumerate(labels)}
     targets = [[column[t] for t in sorted(truth)] for _, _, truth in rows]
 
@@ -71,17 +75,17 @@ def main() -> None:
         f"{args.split}: {len(rows)} posts carrying a held-out hashtag; {seen} seen + {len(held)} held-out hashtags\n"
         f"seen b: percentiles 50/75/90/99/100 = {np.percentile(b, [50, 75, 90, 99, 100]).round(2).tolist()}; "
         f"unseen term {unseen:.2f}\nname term s*cos: scale {scale:.2f}, std within a post "
-        f"{name_term.std(1).mean():.2f} logits"
+        f"{name_term.std(1).mean():.2f} logits; caption match weight {head.get('match', 0.0):.2f}"
     )
-    line("as shipped", np.concatenate([shipped_seen, name_term[:, seen:] + unseen], 1))
+    line("as shipped", np.concatenate([shipped_seen, held_terms + unseen], 1))
     line("name similarity alone", name_term)
+    line("caption match alone", match)
     for q in (75, 90, 99):
         g = float(np.percentile(b, q))
-        line(f"unseen term = seen b p{q} ({g:.2f})", np.concatenate([shipped_seen, name_term[:, seen:] + g], 1))
+        line(f"unseen term = seen b p{q} ({g:.2f})", np.concatenate([shipped_seen, held_terms + g], 1))
     among = [[c - seen for c in t] for t in targets]
-    line("among the held-out only", name_term[:, seen:], among)
+    line("among the held-out only", held_terms, among)
     line("  random, among the held-out only", ranking.random_scores(len(rows), len(held)), among)
-    texts = [e.text for e, _, _ in rows]
     line("text match", ranking.text_match_scores(texts, [tag_words(t) for t in labels], labels))
 
 

@@ -73,7 +73,8 @@ def test_name_dropout_scores_a_share_of_hashtags_by_name_alone_in_training_only(
     from hashtagger.model import NameHead
 
     torch.manual_seed(0)
-    head = NameHead(hidden_size=8, num_labels=200, name_size=6)
+    head = NameHead(hidden_size=8, num_labels=200, name_size=6, token_count=30)
+    ids = torch.randint(0, 30, (4, 7))
     with torch.no_grad():
         head.names.copy_(torch.nn.functional.normalize(torch.randn(200, 6), dim=-1))
         head.bias.copy_(torch.randn(200) * 3)
@@ -84,16 +85,16 @@ def test_name_dropout_scores_a_share_of_hashtags_by_name_alone_in_training_only(
         head.unseen.fill_(-2.0)
     head.bias_dropout = 0.5
     head.eval()
-    assert torch.allclose(head(pooled), full)  # inference: every seen hashtag keeps its own term
+    assert torch.allclose(head(pooled, ids), full)  # inference: every seen hashtag keeps its own term
     head.train()
-    out = head(pooled)
+    out = head(pooled, ids)
     out.sum().backward()
     dropped = head.bias.grad == 0  # a dropped hashtag's term gets no gradient: its name must rank it
     assert 60 < int(dropped.sum()) < 140
     assert torch.allclose(out[:, dropped], by_name[:, dropped] + head.unseen_bias())
     assert torch.allclose(out[:, ~dropped], full[:, ~dropped])
     assert head.unseen.grad != 0  # the dropped hashtags teach the term an unseen hashtag gets
-    assert not torch.equal(head(pooled), out)  # drawn anew each step
+    assert not torch.equal(head(pooled, ids), out)  # drawn anew each step
 
 
 def test_unseen_term_starts_at_the_mean_rate_and_old_checkpoints_keep_the_median():
@@ -105,12 +106,103 @@ def test_unseen_term_starts_at_the_mean_rate_and_old_checkpoints_keep_the_median
     model = HashtagModel(lxmert_config(Spec(num_labels=3, visual_feat_dim=8, vocab_size=40)), 3, head="names")
     init_head_bias(model, torch.tensor([0.3, 0.02, 0.01]))
     assert model.head.unseen_bias() == pytest.approx(float(torch.logit(torch.tensor(0.11))), abs=1e-5)
-    old = NameHead(4, 3, 2).state_dict()
-    del old["unseen"]  # written before name dropout
+    old = NameHead(4, 3, 2, token_count=9).state_dict()
+    for key in ("unseen", "match", "pieces"):  # written before name dropout and the caption match
+        del old[key]
     old["bias"] = torch.tensor([-1.0, -5.0, -2.0])
-    head = NameHead(4, 3, 2)
+    head = NameHead(4, 3, 2, token_count=9)
+    with torch.no_grad():
+        head.pieces = torch.tensor([[[1, 2], [3, -1]]] * 3)
+        head.match.fill_(4.0)
     head.load_state_dict(old)
     assert head.unseen_bias() == -2.0
+    pooled, ids = torch.randn(2, 4), torch.tensor([[1, 2, 3], [0, 0, 0]])
+    with torch.no_grad():  # and it scores as it did: no caption match
+        assert head.match == 0 and torch.allclose(
+            head(pooled, ids), head.log_scale.exp() * head.project(pooled) @ head.names.T + head.bias
+        )
+
+
+def _toy_tokenizer():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "hurricane", "sandy", "##sandy", "hit", "dog", "boston"]
+    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+def test_caption_match_finds_a_hashtag_by_its_words_or_as_itself():
+    from hashtagger.tagnames import caption_match, name_pieces
+    from hashtagger.text import encode
+
+    tokenizer = _toy_tokenizer()
+    tags = ["hurricanesandy", "dog", "boston"]
+    pieces = name_pieces(tokenizer, tags)
+    assert pieces[0].tolist() == [[5, 6], [5, 7]]  # 'hurricane sandy' and 'hurricane ##sandy'
+    assert pieces[1].tolist() == [[9, -1], [9, -1]]
+    captions = ["the hurricane hit", "HurricaneSandy hit", "hurricane and sandy", "nothing", ""]
+    match = caption_match(encode(tokenizer, captions, 16)["input_ids"], pieces)
+    assert match.tolist() == [[0.5, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_candidates_are_scored_as_the_name_head_scores_its_own():
+    """The numpy path of tag-time candidates and the head in the graph give one hashtag the same probability when
+    it gets the same term (b = unseen)."""
+    import torch
+
+    from hashtagger.model import NameHead
+    from hashtagger.runtime import Candidates
+    from hashtagger.tagnames import name_pieces
+    from hashtagger.text import encode
+
+    torch.manual_seed(0)
+    tokenizer = _toy_tokenizer()
+    tags = ["hurricanesandy", "dog", "thehit", "boston"]
+    head = NameHead(hidden_size=8, num_labels=len(tags), name_size=6, token_count=tokenizer.get_vocab_size()).eval()
+    ids = encode(tokenizer, ["the hurricane hit", "dog and boston", "sandy hurricane"], 16)["input_ids"]
+    with torch.no_grad():
+        head.names.copy_(torch.nn.functional.normalize(torch.randn(len(tags), 6), dim=-1))
+        head.pieces = torch.from_numpy(name_pieces(tokenizer, tags))
+        head.bias.fill_(-1.5)
+        head.match.fill_(3.0)
+        pooled = torch.randn(3, 8)
+        expected = torch.sigmoid(head(pooled, torch.from_numpy(ids))).numpy()
+        projected = head.project(pooled).numpy()
+    scale = float(head.log_scale.exp())
+    candidates = Candidates(tags, head.names.numpy(), name_pieces(tokenizer, tags), scale, -1.5, 3.0)
+    got = candidates.probabilities(projected, ids)
+    assert np.allclose(got, expected, atol=1e-6)
+    assert got[0, 0] > got[1, 0] and got[1, 1] > got[0, 1]  # the caption's words raise their hashtags
+
+
+def test_match_weight_starts_at_the_log_odds_ratio_of_a_named_hashtag():
+    import torch
+
+    from hashtagger.model import HashtagModel, init_match_weight, lxmert_config, set_hashtag_names
+    from hashtagger.model import ModelSpec as Spec
+    from hashtagger.text import encode
+
+    tokenizer = _toy_tokenizer()
+    tags = ["hurricanesandy", "dog"]
+    spec = Spec(num_labels=2, visual_feat_dim=8, vocab_size=tokenizer.get_vocab_size())
+    model = HashtagModel(lxmert_config(spec), 2, head="names")
+    set_hashtag_names(model, tokenizer, tags)
+    captions = ["hurricane sandy"] * 10 + ["the dog"] * 10 + ["nothing"] * 20
+
+    def batches(labels):
+        return [
+            (torch.from_numpy(encode(tokenizer, captions, 16)["input_ids"]), torch.tensor(labels, dtype=torch.float))
+        ]
+
+    # Each hashtag on 8 of the 10 posts that name it and on 2 of the 30 that do not.
+    named = [[1, 0]] * 8 + [[0, 0]] * 2 + [[0, 1]] * 8 + [[0, 0]] * 2 + [[1, 1]] * 2 + [[0, 0]] * 18
+    init_match_weight(model, batches(named))
+    expected = np.log(16.5 / 4.5) - np.log(4.5 / 56.5)
+    assert float(model.head.match) == pytest.approx(expected, rel=1e-5)
+    init_match_weight(model, batches([[0, 0]] * 20 + [[1, 1]] * 20))  # names never on their posts: no weight
+    assert float(model.head.match) == 0.0
 
 
 @pytest.fixture(scope="module")
