@@ -24,7 +24,9 @@ def difference(report: dict, system: str, baseline: str, k: str) -> str:
 
 def row(name: str, folder: Path) -> str:
     report = json.loads((folder / "val.json").read_text())
-    change = (folder / "change.txt").read_text().strip() or "(none)"
+    # A reference scored from a bundle (not trained by ablations.sh) has no change.txt: it is the recipe itself.
+    written = folder / "change.txt"
+    change = (written.read_text().strip() if written.exists() else "") or "(none)"
     f1 = {system: {k: m["f1"] for k, m in by_k.items()} for system, by_k in report["systems"].items()}
     cells = [
         name,
