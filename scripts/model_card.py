@@ -169,9 +169,9 @@ Training, per epoch (validation split; the best epoch, {ckpt["history"][-1]["epo
 
 ## Validation ablations (how the recipe was chosen)
 
-Each row: a reference recipe plus one change, scored on the validation split: in the first table the reference
-at `--vocab-size 500`, in the second this model's recipe at the time (`--vocab-size 250`, modality dropout 0.2),
-on its own validation split. Details, commands and findings in `docs/ablations.md`.
+Each row: a reference recipe plus one change, scored on the validation split: in the first table the
+reference at `--vocab-size 500`, in the second the default recipe before this model (`--vocab-size 250`,
+modality dropout 0.2), on its own validation split. Details, commands and findings in `docs/ablations.md`.
 
 {ablation_table(root)}
 
