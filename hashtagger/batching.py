@@ -49,11 +49,16 @@ def make_batch(
     visual[[b == "image" for b in blanks]] = 0.0
     batch["visual_feats"] = visual
     batch["visual_pos"] = np.stack(boxes)
+    batch["labels"] = multi_hot(samples, num_labels)
+    return batch
+
+
+def multi_hot(samples: list[Sample], num_labels: int) -> np.ndarray:
+    """[samples, num_labels] float32, 1 where a sample carries the hashtag."""
     labels = np.zeros((len(samples), num_labels), np.float32)
     for row, s in enumerate(samples):
         labels[row, s.labels] = 1.0
-    batch["labels"] = labels
-    return batch
+    return labels
 
 
 def image_digests(examples: list[Example]) -> dict[Path, str | None]:

@@ -34,7 +34,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import archs, metrics
 from .backbones import check_backbone
-from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, samples_by_split
+from .batching import MODEL_INPUTS, Sample, image_digests, make_batch, multi_hot, samples_by_split
 from .checkpoint import Checkpoint, load_checkpoint, load_training_state, save_checkpoint
 from .data import CsvColumns, Example, Prepared, PrepOptions, load_posts, prepare, split_groups
 from .display import metrics_table, preparation_table, progress_bar
@@ -424,10 +424,8 @@ def _labelled_batches(tokenizer: Tokenizer, samples: list[Sample], vocab: list[s
     """(input_ids, multi-hot labels) of `samples`, `size` posts at a time."""
     for start in range(0, len(samples), size):
         part = samples[start : start + size]
-        labels = torch.zeros(len(part), len(vocab))
-        for row, s in enumerate(part):
-            labels[row, s.labels] = 1
-        yield torch.from_numpy(encode(tokenizer, [s.text for s in part], cfg.max_length)["input_ids"]), labels
+        ids = encode(tokenizer, [s.text for s in part], cfg.max_length)["input_ids"]
+        yield torch.from_numpy(ids), torch.from_numpy(multi_hot(part, len(vocab)))
 
 
 def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: list[str]) -> torch.optim.AdamW:

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from hashtagger import intervals, metrics
+from hashtagger.baselines import per_hashtag_probabilities
 from hashtagger.batching import Sample, examples_by_split
 from hashtagger.evaluate import _open_bundle
 from hashtagger.regions import FeatureCache, FeatureStore, fill_cache
@@ -47,15 +48,8 @@ def print_against_prior(split: str, ranked: dict[str, list[list[str]]], truths: 
 
 
 def probe_scores(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray, c: float) -> np.ndarray:
-    """[len(x), hashtags] probabilities; a hashtag always or never present in training gets that constant."""
-    scores = np.empty((len(x), y_train.shape[1]), np.float32)
-    for j in range(y_train.shape[1]):
-        column = y_train[:, j]
-        if column.all() or not column.any():
-            scores[:, j] = float(column.any())
-            continue
-        scores[:, j] = LogisticRegression(C=c, max_iter=1000).fit(x_train, column).predict_proba(x)[:, 1]
-    return scores
+    """[len(x), hashtags] probabilities of one logistic regression per hashtag."""
+    return per_hashtag_probabilities(x_train, y_train, x, lambda: LogisticRegression(C=c, max_iter=1000))
 
 
 def main() -> None:
