@@ -47,7 +47,13 @@ def name_pieces(tokenizer, tags: list[str], width: int = NAME_PIECES) -> np.ndar
     """[tags, 2, width] token ids of each hashtag's two written forms, its words ('hurricane sandy') and itself
     ('hurricanesandy'), -1-padded: what caption_match looks for. A `tokenizers.Tokenizer`."""
     forms = [[tag_words(t), t.lstrip("#").lower()] for t in tags]
-    ids = [[tokenizer.encode(text, add_special_tokens=False).ids[:width] for text in pair] for pair in forms]
+    # The unknown token is left out: a name the tokenizer cannot spell would match every caption holding any
+    # word it cannot spell.
+    unknown = tokenizer.token_to_id(getattr(tokenizer.model, "unk_token", None) or "[UNK]")
+    ids = [
+        [[i for i in tokenizer.encode(text, add_special_tokens=False).ids if i != unknown][:width] for text in pair]
+        for pair in forms
+    ]
     out = np.full((len(tags), 2, max([len(i) for pair in ids for i in pair], default=1)), -1, np.int64)
     for row, pair in enumerate(ids):
         for form, piece_ids in enumerate(pair):

@@ -145,6 +145,9 @@ def test_caption_match_finds_a_hashtag_by_its_words_or_as_itself():
     captions = ["the hurricane hit", "HurricaneSandy hit", "hurricane and sandy", "nothing", ""]
     match = caption_match(encode(tokenizer, captions, 16)["input_ids"], pieces)
     assert match.tolist() == [[0.5, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0]]
+    unspelt = name_pieces(tokenizer, ["zebra"])  # only [UNK]: it must not match a caption's unknown words
+    assert (unspelt == -1).all()
+    assert caption_match(encode(tokenizer, ["a zebra"], 16)["input_ids"], unspelt).tolist() == [[0.0]]
 
 
 def test_candidates_are_scored_as_the_name_head_scores_its_own():
