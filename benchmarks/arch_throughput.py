@@ -34,18 +34,18 @@ from rich.console import Console
 from rich.table import Table
 from tag_throughput import centre_head, hashtag_pool, make_posts
 
-from hashtagger.archs import ARCHS, build
-from hashtagger.bundle import read_bundle
-from hashtagger.checkpoint import save_checkpoint
-from hashtagger.data import PrepOptions, load_posts
-from hashtagger.export import ExportOptions, ParityError, export
-from hashtagger.features import build_grid_extractor
-from hashtagger.model import PRESETS, ModelSpec
-from hashtagger.regions import ExtractorSpec
-from hashtagger.runtime import Runner
-from hashtagger.tagging import TagOptions, tag
-from hashtagger.text import clean_caption, encode, train_wordpiece
-from hashtagger.vision import ImageSettings, file_digest
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import Runner
+from hashtagger.data.images import ImageSettings, file_digest
+from hashtagger.data.posts import PrepOptions, load_posts
+from hashtagger.data.regions import ExtractorSpec
+from hashtagger.data.text import clean_caption, encode, train_wordpiece
+from hashtagger.export.build import ExportOptions, ParityError, export
+from hashtagger.models.checkpoint import save_checkpoint
+from hashtagger.models.grid import build_grid_extractor
+from hashtagger.models.lxmert import PRESETS, ModelSpec
+from hashtagger.models.registry import ARCHS, build
+from hashtagger.tagging.tagger import TagOptions, tag
 
 console = Console(stderr=True)
 
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
             table.add_column(column, justify="left" if column == "arch" else "right")
         result = {}
         for arch, bundle in bundles.items():
-            from hashtagger.checkpoint import load_checkpoint
+            from hashtagger.models.checkpoint import load_checkpoint
 
             params = sum(t.numel() for t in load_checkpoint(work / f"checkpoint-{arch}").model.parameters())
             size = sum(f.stat().st_size for f in bundle.iterdir() if f.is_file()) / 1e6

@@ -84,7 +84,7 @@ run() {
     $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
     $PY - <<'EOF' | tee "$out/providers.txt"
 import json, onnxruntime as ort
-from hashtagger.runtime import _preload_cuda_libraries
+from hashtagger.bundle.runtime import _preload_cuda_libraries
 _preload_cuda_libraries()
 print(json.dumps({"onnxruntime": ort.__version__, "providers": ort.get_available_providers()}))
 EOF

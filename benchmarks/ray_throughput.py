@@ -49,7 +49,8 @@ seen with its class, titles, peak RSS and CPU seconds.
 
 posts/s is from the pipeline's start (actors starting included) to the last shard written; Ray's own start-up
 is not counted. Ray runs locally with every core this machine has. Also printed: what the driver's folder
-listing holds per post (tracemalloc over hashtagger.partition.partition), where a driver's growth would come from.
+listing holds per post (tracemalloc over hashtagger.tagging.ray.partition.partition), where a
+driver's growth would come from.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ACTOR_CLASS = "TagActor"  # hashtagger.raytag's actor class, as it appears in its workers' process titles
+ACTOR_CLASS = "TagActor"  # hashtagger.tagging.ray.engine's actor class, as it appears in its workers' process titles
 CLASSES = ("driver", "actor", "workers", "helpers", "services")
 ROWS = {  # --rows name: (label, engine, actors)
     "single": ("single process", "single", 1),
@@ -132,7 +133,7 @@ def tiny_bundle(work: Path) -> Path:
         return bundle
     import tag_throughput as tt
 
-    from hashtagger.export import ExportOptions, ParityError, export
+    from hashtagger.export.build import ExportOptions, ParityError, export
 
     ckpt = tt.build_checkpoint(work / "checkpoint", "tiny", work / "pool")
     options = ExportOptions(output=str(bundle), int8=False, fp16=False, parity_posts=16)
@@ -146,8 +147,8 @@ def tiny_bundle(work: Path) -> Path:
 def listing_cost(posts: Path, shard_size: int) -> dict:
     """Bytes per post the driver holds for a folder's shards (and at most while listing it), and the shard
     specs as pickled into the pipeline's items."""
-    from hashtagger.data import CsvColumns
-    from hashtagger.partition import partition
+    from hashtagger.data.posts import CsvColumns
+    from hashtagger.tagging.ray.partition import partition
 
     tracemalloc.start()
     _, shards = partition(posts, CsvColumns(), shard_size)
@@ -166,8 +167,8 @@ def run_one(kind: str, actors: int, posts: Path, out: Path, args) -> dict:
     the object store's use over time."""
     from rich.console import Console
 
-    from hashtagger.raytag import RayOptions, connect, tag_on_ray
-    from hashtagger.tagging import TagOptions, tag
+    from hashtagger.tagging.ray.engine import RayOptions, connect, tag_on_ray
+    from hashtagger.tagging.tagger import TagOptions, tag
 
     options = TagOptions(model=args.model, device="cpu", batch_size=args.batch_size)
     quiet = Console(file=io.StringIO())

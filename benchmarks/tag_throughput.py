@@ -62,18 +62,18 @@ from PIL import Image, ImageDraw, ImageFilter
 from rich.console import Console
 from rich.table import Table
 
-from hashtagger import tagging
-from hashtagger.bundle import read_bundle
-from hashtagger.checkpoint import load_checkpoint, save_checkpoint
-from hashtagger.data import CsvColumns, PrepOptions, load_posts
-from hashtagger.export import ExportOptions, ParityError, export
-from hashtagger.features import ExtractorSpec, build_grid_extractor
-from hashtagger.model import PRESETS, ModelSpec, build_model
-from hashtagger.runtime import DeviceError, Runner, session
-from hashtagger.tagging import TagOptions
-from hashtagger.text import clean_caption, encode, train_wordpiece
-from hashtagger.vision import ImageSettings, file_digest, load_pixels
-from hashtagger.writers import open_writer
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import DeviceError, Runner, session
+from hashtagger.data.images import ImageSettings, file_digest, load_pixels
+from hashtagger.data.posts import CsvColumns, PrepOptions, load_posts
+from hashtagger.data.text import clean_caption, encode, train_wordpiece
+from hashtagger.export.build import ExportOptions, ParityError, export
+from hashtagger.models.checkpoint import load_checkpoint, save_checkpoint
+from hashtagger.models.grid import ExtractorSpec, build_grid_extractor
+from hashtagger.models.lxmert import PRESETS, ModelSpec, build_model
+from hashtagger.tagging import tagger as tagging
+from hashtagger.tagging.tagger import TagOptions
+from hashtagger.tagging.writers import open_writer
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 QUIET = Console(stderr=True, quiet=True)
@@ -540,7 +540,7 @@ started = time.time()
 t0 = time.perf_counter()
 from pathlib import Path
 from rich.console import Console
-from hashtagger import tagging
+from hashtagger.tagging import tagger as tagging
 imported = time.perf_counter() - t0
 spent = {}
 def timed(name, fn):
@@ -776,7 +776,7 @@ def profile_tag(bundle_dir: Path, posts_dir: Path, batch_size: int, variants: li
 
 def train_throughput(posts_dir: Path, work: Path, size: str, batch_size: int) -> dict:
     """train() for one epoch with a cold feature cache, then again with the same (warm) cache."""
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.training.train import TrainConfig, train
 
     cache = work / "feature-cache"
     result = {"size": size}

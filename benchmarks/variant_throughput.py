@@ -23,9 +23,10 @@ from unittest import mock
 
 from rich.console import Console
 
-from hashtagger import runtime, tagging
-from hashtagger.bundle import read_bundle
-from hashtagger.data import load_posts
+from hashtagger.bundle import runtime
+from hashtagger.bundle.format import read_bundle
+from hashtagger.data.posts import load_posts
+from hashtagger.tagging import tagger as tagging
 
 console = Console()
 QUIET = Console(stderr=True, quiet=True)

@@ -4,22 +4,22 @@
     tagger = Tagger.open("exported", device="auto")
     tagger.tag("photo.jpg", "Huge waves hitting the shore tonight")  # [Tag(tag="hurricane", score=0.61), ...]
 
-Kept light: importing the package loads nothing; Tagger and Tag load the tagging module (ONNX Runtime,
-never torch) when first named; torchvision, where it is installed, is made importable before its first import
-(torchvision_fix). The version is written here only; pyproject.toml reads it.
+Kept light: importing the package loads nothing and changes nothing process-wide; Tagger, Tag and the error
+classes load their modules (ONNX Runtime, never torch) when first named.
 """
 
-from . import torchvision_fix
+from hashtagger.version import __version__
 
-torchvision_fix.install()
-
-__version__ = "0.1.0"
-__all__ = ["Tag", "Tagger", "__version__"]
+__all__ = ["HashtaggerError", "ImageError", "Tag", "Tagger", "__version__"]
 
 
 def __getattr__(name: str):
     if name in ("Tag", "Tagger"):
-        from . import tagging
+        from hashtagger.tagging import tagger
 
-        return getattr(tagging, name)
+        return getattr(tagger, name)
+    if name in ("HashtaggerError", "ImageError"):
+        from hashtagger import errors
+
+        return getattr(errors, name)
     raise AttributeError(f"module 'hashtagger' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """`python -m hashtagger` (and `torchrun -m hashtagger`): the same command as `hashtagger`."""
 
-from .cli import app
+from hashtagger.cli.main import app
 
 app()

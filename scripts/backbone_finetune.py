@@ -20,11 +20,11 @@ import torch
 from image_probe import PRIOR, print_against_prior, prior_ranking  # scripts/, beside this one
 from torch import nn
 
-from hashtagger import metrics
-from hashtagger.backbones import create_backbone, image_settings
-from hashtagger.batching import examples_by_split
-from hashtagger.evaluate import _open_bundle
-from hashtagger.vision import load_pixels
+from hashtagger.data.batching import examples_by_split
+from hashtagger.data.images import load_pixels
+from hashtagger.evaluation import metrics
+from hashtagger.evaluation.evaluate import _open_bundle
+from hashtagger.models.backbones import create_backbone, image_settings
 
 
 def image_targets(rows, index: dict[str, int], vocab_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from hashtagger.archs import ARCHS
-from hashtagger.bundle import read_bundle
-from hashtagger.data import PrepOptions, load_posts, prepare
-from hashtagger.export import ExportOptions, export
-from hashtagger.runtime import Runner
-from hashtagger.text import encode
-from hashtagger.train import TrainConfig, resolve_text_init, train
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import Runner
+from hashtagger.data.posts import PrepOptions, load_posts, prepare
+from hashtagger.data.text import encode
+from hashtagger.export.build import ExportOptions, export
+from hashtagger.models.registry import ARCHS
+from hashtagger.training.train import TrainConfig, resolve_text_init, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Table 3 of the paper, top-2 hashtags, InstaNY100K test split: precision, recall, F1
@@ -123,7 +123,7 @@ def model_throughput(bundle: Path, data_texts: list[str], repeats: int = 3, batc
 
 
 def parameters(checkpoint: Path) -> int:
-    from hashtagger.checkpoint import load_checkpoint
+    from hashtagger.models.checkpoint import load_checkpoint
 
     return sum(p.numel() for p in load_checkpoint(checkpoint).model.parameters())
 
@@ -163,7 +163,7 @@ def main() -> None:
         systems[arch] = {"bundle": bundle, "train_seconds": seconds, "parameters": parameters(best), "chosen": chosen}
     if args.train_only:
         return
-    from hashtagger.evaluate import compare, report_table
+    from hashtagger.evaluation.evaluate import compare, report_table
 
     report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
     texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]

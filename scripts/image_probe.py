@@ -19,11 +19,11 @@ from tempfile import TemporaryDirectory
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from hashtagger import intervals, metrics
-from hashtagger.baselines import per_hashtag_probabilities
-from hashtagger.batching import Sample, examples_by_split
-from hashtagger.evaluate import _open_bundle
-from hashtagger.regions import FeatureCache, FeatureStore, fill_cache
+from hashtagger.data.batching import Sample, examples_by_split
+from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
+from hashtagger.evaluation import intervals, metrics
+from hashtagger.evaluation.evaluate import _open_bundle
+from hashtagger.evaluation.tfidf import per_hashtag_probabilities
 
 CS = (0.01, 0.1, 1.0, 10.0)
 

@@ -19,15 +19,15 @@ from tempfile import TemporaryDirectory
 
 import numpy as np
 
-from hashtagger import ranking
-from hashtagger.batching import Sample
-from hashtagger.bundle import read_bundle
-from hashtagger.evaluate import _open_bundle, _select_posts
-from hashtagger.prediction import onnx_scorer, predict
-from hashtagger.regions import FeatureCache, FeatureStore, fill_cache
-from hashtagger.runtime import Candidates, Runner, session
-from hashtagger.tagnames import caption_match, name_pieces, tag_words
-from hashtagger.text import encode
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import Candidates, Runner, session
+from hashtagger.data.batching import Sample
+from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
+from hashtagger.data.tagnames import caption_match, name_pieces, tag_words
+from hashtagger.data.text import encode
+from hashtagger.evaluation import ranking
+from hashtagger.evaluation.evaluate import _open_bundle, _select_posts
+from hashtagger.evaluation.prediction import onnx_scorer, predict
 
 KS = (1, 5, 10)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import hashtagger  # noqa: F401  (its torchvision_fix runs before any test module imports transformers)
+import hashtagger.models  # noqa: F401  (its torchvision shim is installed before any test module imports transformers)
 
 COLOURS = {"red": (220, 30, 30), "blue": (30, 40, 220), "green": (30, 200, 40)}
 ANIMALS = ("cat", "dog", "bird")
@@ -72,7 +72,7 @@ def cli_without_torch(*args: str, timeout: float = 120) -> subprocess.CompletedP
     code = textwrap.dedent(f"""
         import sys
         from typer.main import get_command
-        from hashtagger.cli import app
+        from hashtagger.cli.main import app
         try:
             get_command(app).main(args={list(args)!r}, prog_name="hashtagger", standalone_mode=False)
         finally:
@@ -104,7 +104,7 @@ def tiny_run(posts_dir, tmp_path_factory) -> Path:
     """A tiny model trained on the generated posts (a few seconds on a CPU)."""
     from rich.console import Console
 
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs")
     cfg = TrainConfig(
@@ -125,7 +125,7 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     """The tiny model exported as an ONNX bundle, with its int8 variant."""
     from rich.console import Console
 
-    from hashtagger.export import ExportOptions, export
+    from hashtagger.export.build import ExportOptions, export
 
     out = tmp_path_factory.mktemp("bundle") / "exported"
     return export(tiny_run / "best", ExportOptions(output=str(out), int8=True), Console(stderr=True, quiet=True))
@@ -133,7 +133,7 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
 
 def interrupt_tagging_after(monkeypatch, n: int) -> None:
     """Make `tag` stop with Ctrl-C once it has produced `n` records (0: before the first)."""
-    import hashtagger.tagging as tagging
+    import hashtagger.tagging.tagger as tagging
 
     real = tagging.tag_posts
 

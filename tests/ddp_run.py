@@ -5,9 +5,9 @@
 import os
 import signal
 
-from hashtagger import train
-from hashtagger.cli import app
-from hashtagger.model import PRESETS
+from hashtagger.cli.main import app
+from hashtagger.models.lxmert import PRESETS
+from hashtagger.training import train
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 PRESETS["tiny"].lxmert.update(NO_DROPOUT)

@@ -13,7 +13,7 @@ import helpers_images as imgs
 import pytest
 from typer.testing import CliRunner
 
-from hashtagger.cli import app
+from hashtagger.cli.main import app
 from hashtagger.errors import ImageError
 
 CODE = textwrap.dedent("""

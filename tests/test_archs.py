@@ -13,19 +13,19 @@ from rich.console import Console
 from test_train import held_out_precision
 from typer.testing import CliRunner
 
-from hashtagger import metrics
-from hashtagger.archs import ARCHS, build
-from hashtagger.baselines import TFIDF
-from hashtagger.batching import split_examples
-from hashtagger.checkpoint import load_checkpoint
-from hashtagger.cli import app
-from hashtagger.data import PrepOptions
-from hashtagger.evaluate import PRIOR, compare, report_table
-from hashtagger.export import ExportOptions, export
-from hashtagger.model import ModelSpec
-from hashtagger.tagging import TagOptions, tag
-from hashtagger.text import encode, train_wordpiece
-from hashtagger.train import TrainConfig, train
+from hashtagger.cli.main import app
+from hashtagger.data.batching import split_examples
+from hashtagger.data.posts import PrepOptions
+from hashtagger.data.text import encode, train_wordpiece
+from hashtagger.evaluation import metrics
+from hashtagger.evaluation.evaluate import PRIOR, compare, report_table
+from hashtagger.evaluation.tfidf import TFIDF
+from hashtagger.export.build import ExportOptions, export
+from hashtagger.models.checkpoint import load_checkpoint
+from hashtagger.models.lxmert import ModelSpec
+from hashtagger.models.registry import ARCHS, build
+from hashtagger.tagging.tagger import TagOptions, tag
+from hashtagger.training.train import TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)
 BASELINES = [name for name in ARCHS if name != "lxmert"]
@@ -101,8 +101,8 @@ def test_scores_do_not_depend_on_the_padding_of_the_batch(arch):
 
 
 def test_amnn_decodes_in_vocabulary_order_and_never_repeats_a_hashtag():
-    from hashtagger.arch_amnn import Amnn
-    from hashtagger.encoders import ArchConfig
+    from hashtagger.models.baselines.amnn import Amnn
+    from hashtagger.models.baselines.encoders import ArchConfig
 
     model = Amnn(ArchConfig("amnn", vocab_size=30, num_labels=4, visual_feat_dim=8, embed=8, hidden=8, steps=3))
     labels = torch.tensor([[0, 1, 0, 1], [1, 1, 1, 1], [0, 0, 1, 0]], dtype=torch.float32)

@@ -12,14 +12,14 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from hashtagger import backbones
-from hashtagger.bundle import read_bundle
+from hashtagger.bundle.format import read_bundle
+from hashtagger.data.images import ImageSettings, crop_window, preprocess
+from hashtagger.data.regions import ExtractorSpec
 from hashtagger.errors import DataError
-from hashtagger.features import GridExtractor, build_grid_extractor, fingerprint
-from hashtagger.model import PRESETS
-from hashtagger.regions import ExtractorSpec
-from hashtagger.structs import from_dict
-from hashtagger.vision import ImageSettings, crop_window, preprocess
+from hashtagger.io.structs import from_dict
+from hashtagger.models import backbones
+from hashtagger.models.grid import GridExtractor, build_grid_extractor, fingerprint
+from hashtagger.models.lxmert import PRESETS
 
 timm = backbones.import_timm()
 
@@ -154,9 +154,9 @@ def test_the_cache_identity_follows_backbone_and_preprocessing(monkeypatch):
 def test_train_export_and_tag_with_a_timm_backbone(posts_dir, tmp_path, monkeypatch):
     """The real pipeline over a tiny timm CNN (random weights: the hub is off): the checkpoint rebuilds it, the
     bundle holds its extractor graph (parity checked by export) and its preprocessing, and tag uses both."""
-    from hashtagger.export import ExportOptions, export
-    from hashtagger.tagging import Tagger
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.export.build import ExportOptions, export
+    from hashtagger.tagging.tagger import Tagger
+    from hashtagger.training.train import TrainConfig, train
 
     monkeypatch.setattr(backbones, "_cached", lambda cfg: True)
     monkeypatch.setattr(backbones, "create_backbone", lambda name: (tiny_timm(name), "random weights (test)"))

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from hashtagger.data import CsvColumns, DataError, Post, PrepOptions, build_vocab, load_posts, prepare, split_groups
-from hashtagger.text import CleaningOptions, clean_caption, extract_hashtags, is_repost, parse_tag_list
+from hashtagger.data.posts import (
+    CsvColumns,
+    DataError,
+    Post,
+    PrepOptions,
+    build_vocab,
+    load_posts,
+    prepare,
+    split_groups,
+)
+from hashtagger.data.text import CleaningOptions, clean_caption, extract_hashtags, is_repost, parse_tag_list
 
 
 def post(caption: str, image: str = "a.jpg", tags: list[str] | None = None) -> Post:
@@ -132,7 +141,7 @@ def test_directory_loading_is_recursive_with_sidecars(tmp_path):
 def test_folder_walk_is_in_image_path_order_and_shards_read_back_the_same_posts(tmp_path):
     """The walk holds one directory at a time, yet gives the order of a sort of every image path: a subfolder
     sorts as its name + '/', so `a.jpg` comes before `a/x.jpg` and `a-b/` before `a/`."""
-    from hashtagger.partition import partition, read_shard
+    from hashtagger.tagging.ray.partition import partition, read_shard
 
     names = [
         "a.jpg",

@@ -14,9 +14,9 @@ from conftest import make_posts
 from ddp_run import NO_DROPOUT
 from rich.console import Console
 
-from hashtagger.checkpoint import load_checkpoint, load_training_state
-from hashtagger.model import PRESETS
-from hashtagger.train import TrainConfig, train
+from hashtagger.models.checkpoint import load_checkpoint, load_training_state
+from hashtagger.models.lxmert import PRESETS
+from hashtagger.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

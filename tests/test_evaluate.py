@@ -13,15 +13,14 @@ from conftest import make_posts
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.evaluate as evaluation
-from hashtagger import metrics, thresholds
-from hashtagger.baselines import TFIDF
-from hashtagger.batching import split_examples
-from hashtagger.bundle import read_bundle, write_manifest
-from hashtagger.checkpoint import load_checkpoint
-from hashtagger.cli import app
-from hashtagger.data import DataError, load_posts
-from hashtagger.evaluate import (
+import hashtagger.evaluation.evaluate as evaluation
+from hashtagger.bundle import thresholds
+from hashtagger.bundle.format import read_bundle, write_manifest
+from hashtagger.cli.main import app
+from hashtagger.data.batching import split_examples
+from hashtagger.data.posts import DataError, load_posts
+from hashtagger.evaluation import metrics
+from hashtagger.evaluation.evaluate import (
     differences_table,
     evaluate,
     parse_ks,
@@ -30,7 +29,9 @@ from hashtagger.evaluate import (
     thresholded_table,
     write_report,
 )
-from hashtagger.tagging import TagOptions, open_runner, tag_posts
+from hashtagger.evaluation.tfidf import TFIDF
+from hashtagger.models.checkpoint import load_checkpoint
+from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
 
 QUIET = Console(stderr=True, quiet=True)
 SYSTEMS = ["model", "text-only", "image-only", TFIDF, "frequency prior"]

@@ -14,9 +14,9 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hashtagger.cli import app
+from hashtagger.cli.main import app
 from hashtagger.errors import ImageError
-from hashtagger.explain import ExplainOptions, explain_post
+from hashtagger.tagging.explain import ExplainOptions, explain_post
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,8 @@ def split_posts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def split_bundle(split_posts, tmp_path_factory):
-    from hashtagger.export import ExportOptions, export
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.export.build import ExportOptions, export
+    from hashtagger.training.train import TrainConfig, train
 
     quiet = Console(file=io.StringIO())
     out = tmp_path_factory.mktemp("split-runs")

@@ -14,12 +14,12 @@ import torch
 from rich.console import Console
 from transformers import ResNetConfig, ResNetModel
 
-from hashtagger.bundle import BundleError, read_bundle
-from hashtagger.checkpoint import load_checkpoint
-from hashtagger.export import ExportOptions, ParityError, export, export_extractor_graph
-from hashtagger.features import GridExtractor
-from hashtagger.files import sha256_file
-from hashtagger.text import encode
+from hashtagger.bundle.format import BundleError, read_bundle
+from hashtagger.data.text import encode
+from hashtagger.export.build import ExportOptions, ParityError, export, export_extractor_graph
+from hashtagger.io.files import sha256_file
+from hashtagger.models.checkpoint import load_checkpoint
+from hashtagger.models.grid import GridExtractor
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -158,10 +158,10 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     """A model trained on detector features: the bundle has no extractor; tag reads the .npz files."""
     from conftest import make_posts, make_region_features
 
-    from hashtagger.bundle import BundleError
-    from hashtagger.data import load_posts
-    from hashtagger.tagging import TagOptions, open_runner, tag_posts
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.bundle.format import BundleError
+    from hashtagger.data.posts import load_posts
+    from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
+    from hashtagger.training.train import TrainConfig, train
 
     data = make_posts(tmp_path / "posts", n=40, seed=4)
     features = make_region_features(data, tmp_path / "npz", seed=1)
@@ -201,7 +201,7 @@ def test_bundle_files_are_hashed_once_until_they_change(tiny_bundle, tmp_path, m
     still refused (its ctime moved)."""
     import os
 
-    import hashtagger.bundle as bundle_module
+    import hashtagger.bundle.format as bundle_module
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bundle, copy)

@@ -1,4 +1,4 @@
-from hashtagger.bundle import read_bundle
+from hashtagger.bundle.format import read_bundle
 
 
 def test_tiny_bundle_opens(tiny_bundle):

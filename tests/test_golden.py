@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_without_torch
 
-from hashtagger.bundle import read_bundle
+from hashtagger.bundle.format import read_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 EXPORTED, EXAMPLES = REPO / "exported", REPO / "examples" / "posts"

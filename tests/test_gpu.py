@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashtagger import gpu
-from hashtagger.bundle import read_bundle
-from hashtagger.data import load_posts
+from hashtagger.bundle import gpu
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import Runner, _model_graph, _profiles
+from hashtagger.data.posts import load_posts
+from hashtagger.data.text import encode
 from hashtagger.errors import BundleError, DeviceError
-from hashtagger.runtime import Runner, _model_graph, _profiles
-from hashtagger.tagging import TagOptions, open_runner, sized, tag_posts
-from hashtagger.text import encode
+from hashtagger.tagging.tagger import TagOptions, open_runner, sized, tag_posts
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hashtagger import intervals, metrics, thresholds
-from hashtagger.baselines import tfidf_scores
+from hashtagger.bundle import thresholds
+from hashtagger.evaluation import intervals, metrics
+from hashtagger.evaluation.tfidf import tfidf_scores
 
 TRUTHS = [{"a"}, {"b"}, {"a", "c"}, {"c"}, {"b"}, {"a"}, {"c"}, {"a", "b"}]
 GOOD = [sorted(t) + [x for x in "abc" if x not in t] for t in TRUTHS]  # every post's hashtags first

@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 import hashtagger
-from hashtagger import extras
-from hashtagger.bundle import read_bundle, write_manifest
-from hashtagger.cli import app
+from hashtagger.bundle.format import read_bundle, write_manifest
+from hashtagger.cli.main import app
+from hashtagger.io import extras
 
 
 def test_the_installed_distribution_has_the_package_version():
@@ -84,7 +84,7 @@ def test_gpu_hint_tells_which_onnxruntime_to_keep(monkeypatch):
 
 def test_a_gpu_session_first_preloads_the_gpu_extras_libraries(tiny_bundle, monkeypatch):
     """onnxruntime-gpu finds the nvidia-* packages' CUDA libraries only when preloaded; the CPU never asks."""
-    from hashtagger import runtime
+    from hashtagger.bundle import runtime
 
     calls = []
     monkeypatch.setattr(runtime.ort, "preload_dlls", lambda: calls.append("preload"), raising=False)

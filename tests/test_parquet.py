@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import hashtagger
-from hashtagger.cli import app
-from hashtagger.writers import read_records
+import hashtagger.data
+from hashtagger.cli.main import app
+from hashtagger.tagging.writers import read_records
 
 pa = pytest.importorskip("pyarrow", reason="needs pyarrow (the [parquet] extra)")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -88,8 +88,8 @@ def test_parquet_is_not_streamed_to_stdout(tables, tiny_bundle):
 
 def test_a_missing_pyarrow_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an import finds for a module that is not installed
-    monkeypatch.delitem(sys.modules, "hashtagger.parquet", raising=False)  # imported again, without pyarrow
-    monkeypatch.delattr(hashtagger, "parquet", raising=False)
+    monkeypatch.delitem(sys.modules, "hashtagger.data.parquet", raising=False)  # imported again, without pyarrow
+    monkeypatch.delattr(hashtagger.data, "parquet", raising=False)
     (tmp_path / "posts.parquet").write_bytes(b"PAR1")
     code, _, err = cli(tmp_path / "posts.parquet", "--model", tmp_path)
     assert code == 1
@@ -100,5 +100,5 @@ def test_a_missing_pyarrow_is_one_line(monkeypatch, tmp_path):
 
 
 def test_plain_tag_never_loads_pyarrow_or_ray():
-    code = "import sys, hashtagger.cli, hashtagger.tagging; print(sorted({'pyarrow', 'ray'} & set(sys.modules)))"
+    code = "import sys, hashtagger.cli.main, hashtagger.tagging; print(sorted({'pyarrow', 'ray'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -19,13 +19,13 @@ from rich.console import Console
 from test_parquet import write_tables
 from typer.testing import CliRunner
 
-from hashtagger.cli import app
+from hashtagger.cli.main import app
 from hashtagger.errors import ClusterError, OutputError
-from hashtagger.shards import MANIFEST, ShardFolder
-from hashtagger.tagging import Tagger, TagOptions
+from hashtagger.tagging.ray.shards import MANIFEST, ShardFolder
+from hashtagger.tagging.tagger import Tagger, TagOptions
 
 ray = pytest.importorskip("ray", reason="needs Ray (the [ray] extra: pip install -c constraints.txt -e '.[ray]')")
-from hashtagger import raytag  # noqa: E402  (after the skip: it needs nothing from Ray to import, its runs do)
+from hashtagger.tagging.ray import engine as raytag  # noqa: E402  (after the skip: it needs nothing from Ray to import, its runs do)
 
 pytestmark = pytest.mark.slow
 CORRUPT = (3, 77, 150)  # posts whose image is broken: truncated, text, empty

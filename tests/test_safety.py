@@ -25,18 +25,18 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.tagging as tagging
-from hashtagger.bundle import write_manifest
-from hashtagger.cli import app
-from hashtagger.data import escape_undecodable, load_posts, read_caption_bytes
+import hashtagger.tagging.tagger as tagging
+from hashtagger.bundle.format import write_manifest
+from hashtagger.cli.main import app
+from hashtagger.data.images import DecodeBudget, load_image, load_pixels
+from hashtagger.data.posts import escape_undecodable, load_posts, read_caption_bytes
+from hashtagger.data.text import CHARS_PER_TOKEN
 from hashtagger.errors import DataError, OutputError
-from hashtagger.export import ExportOptions, export
-from hashtagger.files import atomic_folder
-from hashtagger.outputs import claim_output, lock_path
-from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts, usable_cores
-from hashtagger.text import CHARS_PER_TOKEN
-from hashtagger.vision import DecodeBudget, load_image, load_pixels
-from hashtagger.writers import neutralise, read_records
+from hashtagger.export.build import ExportOptions, export
+from hashtagger.io.claims import claim_output, lock_path
+from hashtagger.io.files import atomic_folder
+from hashtagger.tagging.tagger import TagOptions, open_runner, tag, tag_posts, usable_cores
+from hashtagger.tagging.writers import neutralise, read_records
 
 NOBODY = 65534
 
@@ -517,7 +517,7 @@ def test_bad_training_options_are_refused_before_any_work(tmp_path, args):
 
 
 def test_the_library_checks_the_same_options(tmp_path):
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.training.train import TrainConfig, train
 
     for bad in (dict(epochs=0), dict(batch_size=0), dict(max_length=-1), dict(extractor="foo"), dict(warmup=2.0)):
         with pytest.raises(DataError):
@@ -542,7 +542,7 @@ def test_bad_choices_of_tag_and_evaluate_are_refused(posts, option):
 def test_an_unknown_preset_is_named_and_an_unreachable_hub_fails_at_once(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.training.train import TrainConfig, train
 
     data = make_posts(tmp_path / "posts", n=12)
     for name in ("huge", "tiny-ish"):

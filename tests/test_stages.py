@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hashtagger.stages import run_ahead
+from hashtagger.tagging.stages import run_ahead
 
 
 def test_items_come_in_order_from_another_thread():

@@ -23,14 +23,14 @@ from conftest import cli_without_torch, interrupt_tagging_after
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.tagging as tagging
-from hashtagger.bundle import read_bundle, write_manifest
-from hashtagger.cli import app
-from hashtagger.data import load_posts
+import hashtagger.tagging.tagger as tagging
+from hashtagger.bundle.format import read_bundle, write_manifest
+from hashtagger.bundle.runtime import DeviceError, Runner, choose_graphs
+from hashtagger.cli.main import app
+from hashtagger.data.posts import load_posts
 from hashtagger.errors import DataError
-from hashtagger.runtime import DeviceError, Runner, choose_graphs
-from hashtagger.tagging import TagOptions, open_runner, tag, tag_posts
-from hashtagger.writers import done_ids, open_writer, read_records, remaining
+from hashtagger.tagging.tagger import TagOptions, open_runner, tag, tag_posts
+from hashtagger.tagging.writers import done_ids, open_writer, read_records, remaining
 
 ENV = dict(os.environ, COLUMNS="300")  # rich wraps at 80 columns when stderr is not a terminal
 
@@ -376,7 +376,7 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     command = [
         sys.executable,
         "-m",
-        "hashtagger.cli",
+        "hashtagger.cli.main",
         "tag",
         str(tmp_path / "posts.csv"),
         "--model",

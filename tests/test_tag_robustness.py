@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from hashtagger.data import load_posts
-from hashtagger.tagging import NO_CAPTION, TagOptions, open_runner, tag, tag_posts
-from hashtagger.vision import load_image
+from hashtagger.data.images import load_image
+from hashtagger.data.posts import load_posts
+from hashtagger.tagging.tagger import NO_CAPTION, TagOptions, open_runner, tag, tag_posts
 
 CAPTION = "my cat in the park today #redcat"
 

@@ -14,17 +14,17 @@ from conftest import ANIMALS, COLOURS, make_posts, make_region_features
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hashtagger import train as train_module
-from hashtagger.batching import Sample, split_examples
-from hashtagger.checkpoint import load_checkpoint, load_training_state
-from hashtagger.cli import app
+from hashtagger.cli.main import app
+from hashtagger.data.batching import Sample, split_examples
+from hashtagger.data.regions import FeatureCache, FeatureStore
+from hashtagger.data.text import train_wordpiece
 from hashtagger.errors import DataError
-from hashtagger.features import fingerprint
-from hashtagger.model import ModelSpec, build_model
-from hashtagger.prediction import predict, sample_metrics, torch_scorer
-from hashtagger.regions import FeatureCache, FeatureStore
-from hashtagger.text import train_wordpiece
-from hashtagger.train import Interrupted, TrainConfig, train
+from hashtagger.evaluation.prediction import predict, sample_metrics, torch_scorer
+from hashtagger.models.checkpoint import load_checkpoint, load_training_state
+from hashtagger.models.grid import fingerprint
+from hashtagger.models.lxmert import ModelSpec, build_model
+from hashtagger.training import train as train_module
+from hashtagger.training.train import Interrupted, TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -155,7 +155,7 @@ def test_language_side_can_start_from_a_bert_checkpoint(tmp_path):
 
 def test_head_bias_starts_at_label_log_odds():
     """Without it a run learns the frequencies first (docs/design.md); check the init, not the trained value."""
-    from hashtagger.model import init_head_bias
+    from hashtagger.models.lxmert import init_head_bias
 
     model = build_model(ModelSpec(num_labels=3, visual_feat_dim=32, vocab_size=50))
     init_head_bias(model, torch.tensor([0.5, 0.1, 0.01]))
@@ -209,7 +209,7 @@ def test_default_model_without_the_hub_says_what_to_do(tmp_path):
         [
             sys.executable,
             "-m",
-            "hashtagger.cli",
+            "hashtagger.cli.main",
             "train",
             str(data),
             "--output",
@@ -273,7 +273,7 @@ def test_optimiser_decays_biases_and_norms_when_asked_but_never_the_head_bias():
 
 
 def test_modality_dropout_blanks_posts_as_the_ablations_do_and_the_same_ones_at_the_same_step(tmp_path):
-    from hashtagger.batching import make_batch
+    from hashtagger.data.batching import make_batch
 
     cache = FeatureCache(tmp_path, "x")
     for d in ("a", "b"):

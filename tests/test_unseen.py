@@ -13,11 +13,11 @@ from conftest import ANIMALS, COLOURS, cli_without_torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from hashtagger import ranking
-from hashtagger.bundle import write_manifest
-from hashtagger.cli import app
+from hashtagger.bundle.format import write_manifest
+from hashtagger.cli.main import app
+from hashtagger.data.tagnames import hold_out, read_candidates, tag_words
 from hashtagger.errors import DataError
-from hashtagger.tagnames import hold_out, read_candidates, tag_words
+from hashtagger.evaluation import ranking
 
 
 def test_tag_words_segments_hashtags():
@@ -70,7 +70,7 @@ def test_ranks_with_ties_are_expected_values():
 def test_name_dropout_scores_a_share_of_hashtags_by_name_alone_in_training_only():
     import torch
 
-    from hashtagger.model import NameHead
+    from hashtagger.models.lxmert import NameHead
 
     torch.manual_seed(0)
     head = NameHead(hidden_size=8, num_labels=200, name_size=6, token_count=30)
@@ -100,8 +100,8 @@ def test_name_dropout_scores_a_share_of_hashtags_by_name_alone_in_training_only(
 def test_unseen_term_starts_at_the_mean_rate_and_old_checkpoints_keep_the_median():
     import torch
 
-    from hashtagger.model import HashtagModel, NameHead, init_head_bias, lxmert_config
-    from hashtagger.model import ModelSpec as Spec
+    from hashtagger.models.lxmert import HashtagModel, NameHead, init_head_bias, lxmert_config
+    from hashtagger.models.lxmert import ModelSpec as Spec
 
     model = HashtagModel(lxmert_config(Spec(num_labels=3, visual_feat_dim=8, vocab_size=40)), 3, head="names")
     init_head_bias(model, torch.tensor([0.3, 0.02, 0.01]))
@@ -134,8 +134,8 @@ def _toy_tokenizer():
 
 
 def test_caption_match_finds_a_hashtag_by_its_words_or_as_itself():
-    from hashtagger.tagnames import caption_match, name_pieces
-    from hashtagger.text import encode
+    from hashtagger.data.tagnames import caption_match, name_pieces
+    from hashtagger.data.text import encode
 
     tokenizer = _toy_tokenizer()
     tags = ["hurricanesandy", "dog", "boston"]
@@ -155,10 +155,10 @@ def test_candidates_are_scored_as_the_name_head_scores_its_own():
     it gets the same term (b = unseen)."""
     import torch
 
-    from hashtagger.model import NameHead
-    from hashtagger.runtime import Candidates
-    from hashtagger.tagnames import name_pieces
-    from hashtagger.text import encode
+    from hashtagger.bundle.runtime import Candidates
+    from hashtagger.data.tagnames import name_pieces
+    from hashtagger.data.text import encode
+    from hashtagger.models.lxmert import NameHead
 
     torch.manual_seed(0)
     tokenizer = _toy_tokenizer()
@@ -183,9 +183,9 @@ def test_candidates_are_scored_as_the_name_head_scores_its_own():
 def test_match_weight_starts_at_the_log_odds_ratio_of_a_named_hashtag():
     import torch
 
-    from hashtagger.model import HashtagModel, init_match_weight, lxmert_config, set_hashtag_names
-    from hashtagger.model import ModelSpec as Spec
-    from hashtagger.text import encode
+    from hashtagger.data.text import encode
+    from hashtagger.models.lxmert import HashtagModel, init_match_weight, lxmert_config, set_hashtag_names
+    from hashtagger.models.lxmert import ModelSpec as Spec
 
     tokenizer = _toy_tokenizer()
     tags = ["hurricanesandy", "dog"]
@@ -211,8 +211,8 @@ def test_match_weight_starts_at_the_log_odds_ratio_of_a_named_hashtag():
 @pytest.fixture(scope="module")
 def held_out_bundle(posts_dir, tmp_path_factory):
     """A name-head model of the generated posts (hashtags <colour><animal>) with half its 9 hashtags held out."""
-    from hashtagger.export import ExportOptions, export
-    from hashtagger.train import TrainConfig, train
+    from hashtagger.export.build import ExportOptions, export
+    from hashtagger.training.train import TrainConfig, train
 
     quiet = Console(file=io.StringIO())
     out = tmp_path_factory.mktemp("held-out")
@@ -273,7 +273,7 @@ def test_evaluate_unseen_against_baselines(held_out_bundle, posts_dir, tmp_path)
 
 def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
     """Validation is where name-head variants are compared; its posts are the model's val images only."""
-    from hashtagger.evaluate import evaluate_unseen
+    from hashtagger.evaluation.evaluate import evaluate_unseen
 
     quiet = Console(file=io.StringIO())
     split = json.loads((held_out_bundle / "split.json").read_text())
@@ -287,8 +287,8 @@ def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
 
 
 def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):
-    from hashtagger import runtime
-    from hashtagger.tagging import TagOptions, tag
+    from hashtagger.bundle import runtime
+    from hashtagger.tagging.tagger import TagOptions, tag
 
     hashtags = json.loads((held_out_bundle / "hashtags.json").read_text())
     seen, new = hashtags["vocab"][0], hashtags["held_out"][0]

@@ -1,0 +1,134 @@
+"""`hashtagger evaluate`: the paper's top-k metrics for a model, its ablations and baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+
+from hashtagger.cli.app import err, fail, need
+from hashtagger.errors import HashtaggerError
+
+
+def evaluate(
+    data: Path | None = typer.Argument(
+        None,
+        help="Posts (folder or CSV). --split test or val: the training data (default: the path the model records); "
+        "--split all: any posts with hashtags.",
+    ),
+    model: Path | None = typer.Option(
+        None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."
+    ),
+    compare: list[Path] | None = typer.Option(
+        None,
+        "--compare",
+        help="Score several systems (bundles or runs, e.g. of different --arch) on the same posts, with the prior; "
+        "repeat it.",
+    ),
+    # A plain string, not a Literal: a wrong split gets evaluate's one-line error, not typer's box.
+    split: str = typer.Option(
+        "test",
+        help="test / val: DATA's posts in the model's stored test / validation split; all: every post of DATA.",
+    ),
+    k: str | None = typer.Option(
+        None, "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5). Default 1..5; 2 with --compare."
+    ),
+    report: Path | None = typer.Option(None, help="Write the metrics as JSON to this file."),
+    plot: Path | None = typer.Option(
+        None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
+    ),
+    device: Literal["auto", "cpu", "cuda", "tensorrt"] = typer.Option(
+        "auto", help="auto, cpu or cuda (tensorrt too with --model)."
+    ),
+    batch_size: int = typer.Option(64, min=1, help="Posts per forward pass."),
+    cache_dir: Path | None = typer.Option(
+        None, help="Region-feature cache (default: the checkpoint's training cache if present, else temporary)."
+    ),
+    image_column: str | None = typer.Option(
+        None, help="CSV column with the image path (default: training's for --split test, else 'image')."
+    ),
+    caption_column: str | None = typer.Option(
+        None, help="CSV column with the caption (default: as for --image-column, else 'caption')."
+    ),
+    hashtags_column: str | None = typer.Option(
+        None, help="CSV column with the hashtags (default: as for --image-column, else 'hashtags')."
+    ),
+    unseen: bool = typer.Option(
+        False,
+        "--unseen",
+        help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as "
+        "candidates, on the --split posts that carry them, against random and text-match rankings.",
+    ),
+) -> None:
+    """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only, TF-IDF and the frequency prior;
+    bootstrap intervals for their F1 differences; the F1 of the bundle's thresholded output."""
+    if checkpoint:
+        need("train", "evaluate --checkpoint")
+    if plot:
+        need("train", "evaluate --plot")  # before the evaluation, not after it
+    from rich.console import Console as StdoutConsole
+
+    from hashtagger.data.posts import CsvColumns
+    from hashtagger.evaluation.evaluate import compare as run_comparison
+    from hashtagger.evaluation.evaluate import (
+        differences_table,
+        parse_ks,
+        report_table,
+        thresholded_table,
+        write_report,
+    )
+    from hashtagger.evaluation.evaluate import evaluate as run_evaluation
+    from hashtagger.evaluation.evaluate import plot as write_plot
+
+    columns = None
+    if image_column or caption_column or hashtags_column:
+        columns = CsvColumns(
+            image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags"
+        )
+    if unseen:
+        from hashtagger.evaluation.evaluate import evaluate_unseen, unseen_table, write_unseen_report
+
+        if checkpoint is not None or plot is not None:
+            fail("--unseen evaluates an exported bundle (--model) and writes no plot")
+        try:
+            unseen_report = evaluate_unseen(
+                data,
+                model,
+                parse_ks(k or "1..5"),
+                device,
+                err,
+                batch_size,
+                cache_dir=cache_dir,
+                columns=columns,
+                split=split,
+            )
+            StdoutConsole().print(unseen_table(unseen_report))
+            if report:
+                err.print(f"report written to {write_unseen_report(unseen_report, report)}")
+        except HashtaggerError as e:
+            fail(str(e))
+        return
+    try:
+        common: dict[str, Any] = dict(
+            split=split, device=device, console=err, batch_size=batch_size, cache_dir=cache_dir, columns=columns
+        )
+        if compare:
+            if model or checkpoint:
+                fail("give --compare alone, or --model / --checkpoint, not both")
+            result = run_comparison(data, compare, ks=parse_ks(k or "2"), **common)
+        else:
+            result = run_evaluation(data, model=model, checkpoint=checkpoint, ks=parse_ks(k or "1..5"), **common)
+        out = StdoutConsole()
+        for table in (report_table(result), differences_table(result), thresholded_table(result)):
+            if table is not None:
+                out.print(table)
+        if report:
+            err.print(f"report written to {write_report(result, report)}")
+        if plot:
+            err.print(f"plot written to {write_plot(result, plot)}")
+    except HashtaggerError as e:
+        fail(str(e))

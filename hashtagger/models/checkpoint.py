@@ -1,0 +1,151 @@
+"""Training checkpoints: safetensors weights and JSON, written atomically, loaded without unpickling.
+
+run/best/ or run/last/
+    model.safetensors      the LXMERT + head weights
+    extractor.safetensors  the frozen grid extractor (absent for precomputed features)
+    hashtagger.json        model/extractor specs, configs, vocabulary, preparation options, metrics
+    tokenizer.json         the tokenizer (tokenizers format)
+    split.json             image digests of the train / val / test posts
+    training_state.pt      optimiser, scheduler, position, RNG (last/ only; tensors only)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from hashtagger.data.posts import PrepOptions
+from hashtagger.data.regions import ExtractorSpec
+from hashtagger.errors import DataError
+from hashtagger.io.files import atomic_folder
+from hashtagger.io.structs import from_dict
+from hashtagger.models import registry as archs
+from hashtagger.models.grid import GridExtractor, backbone_entry, rebuild_backbone
+from hashtagger.models.lxmert import HashtagModel, ModelSpec
+
+FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: HashtagModel
+    extractor: GridExtractor | None
+    extractor_spec: ExtractorSpec
+    tokenizer: Tokenizer
+    vocab: list[str]
+    prep: PrepOptions
+    split: dict[str, list[str]]
+    meta: dict  # max_length, label counts, arguments, metrics, position
+
+    @property
+    def max_length(self) -> int:
+        return self.meta["max_length"]
+
+
+def save_checkpoint(
+    path: Path,
+    model: HashtagModel,
+    model_spec: ModelSpec,
+    extractor: GridExtractor | None,
+    extractor_spec: ExtractorSpec,
+    tokenizer: Tokenizer,
+    vocab: list[str],
+    prep: PrepOptions,
+    split: dict[str, list[str]],
+    meta: dict,
+    training_state: dict | None = None,
+) -> None:
+    """Write to a temporary folder beside `path`, then swap it in: a crash never leaves half a checkpoint."""
+    with atomic_folder(Path(path)) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / "model.safetensors")
+        info = {
+            "format": FORMAT,
+            "model_spec": asdict(model_spec),
+            **archs.config_entry(model),
+            "extractor_spec": asdict(extractor_spec),
+            "vocab": vocab,
+            "prep": asdict(prep),
+            **meta,
+        }
+        if extractor is not None:
+            save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
+            info |= backbone_entry(extractor.backbone)
+        (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
+        (tmp / "split.json").write_text(json.dumps(split))
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        if training_state is not None:
+            torch.save(training_state, tmp / "training_state.pt")
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
+    path = resolve_checkpoint(Path(path))
+    try:
+        info = json.loads((path / "hashtagger.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path} is not a hashtagger checkpoint ({e})") from None
+    if info.get("format") != FORMAT:
+        raise DataError(f"{path}: checkpoint format {info.get('format')} is not {FORMAT}, the one this version reads")
+    spec = from_dict(ModelSpec, info["model_spec"])
+    model = archs.rebuild(spec, info)
+    extractor_spec = from_dict(ExtractorSpec, info["extractor_spec"])
+    extractor = None
+    try:
+        model.load_state_dict(load_file(path / "model.safetensors", device=map_location))
+        backbone = rebuild_backbone(info)
+        if backbone is not None:
+            extractor = GridExtractor(backbone, extractor_spec.image.size)
+            extractor.load_state_dict(load_file(path / "extractor.safetensors", device=map_location))
+            extractor.eval().requires_grad_(False)
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        split = json.loads((path / "split.json").read_text())
+    except OSError as e:
+        raise DataError(f"{path}: checkpoint file unreadable ({e})") from None
+    model.eval()
+    skip = ("format", "lxmert_config", "arch_config", "extractor_spec", "vocab", "prep")
+    meta = {k: v for k, v in info.items() if k not in skip}
+    return Checkpoint(
+        path=path,
+        model=model,
+        extractor=extractor,
+        extractor_spec=extractor_spec,
+        tokenizer=tokenizer,
+        vocab=info["vocab"],
+        prep=from_dict(PrepOptions, info["prep"]),
+        split=split,
+        meta=meta,
+    )
+
+
+def load_training_state(path: Path) -> dict:
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects.
+    return torch.load(Path(path) / "training_state.pt", map_location="cpu", weights_only=True)
+
+
+def latest_run(runs: Path) -> Path:
+    runs = Path(runs)
+    candidates = sorted(
+        (p for p in runs.glob("*/") if (p / "last").is_dir() or (p / "best").is_dir()), key=lambda p: p.stat().st_mtime
+    )
+    if not candidates:
+        raise DataError(f"no training run found under {runs}")
+    return candidates[-1]
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """Accept a checkpoint folder, a run folder (-> its best/), or a runs folder (-> latest run's best/)."""
+    if (path / "hashtagger.json").is_file():
+        return path
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    run = path if (path / "best").is_dir() else latest_run(path)
+    best = run / "best"
+    if not (best / "hashtagger.json").is_file():
+        raise DataError(f"{run} has no best/ checkpoint yet")
+    return best

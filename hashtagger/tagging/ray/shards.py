@@ -1,0 +1,109 @@
+"""The output folder of `tag --engine ray`: one file per shard of the input, each written whole, and a manifest
+that names the model and the run. No torch.
+
+    out/
+      manifest.json            the model (bundle path and digest), input, post and shard counts, format, options
+      shard-00000.jsonl        the records of posts 0 .. shard_size - 1, in input order (or .parquet)
+      .shard-00001.jsonl.*.tmp a shard being written: renamed to its name only when complete
+
+A shard file exists only complete (temporary name, then rename), so a rerun into the same folder skips the
+shards whose files exist, removes the temporary files a killed run left, and tags the rest: a preempted job
+costs at most the shards in flight. A folder written with another model, input, shard size, format or
+options is refused, naming the model, since mixing them would give records that disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hashtagger.errors import OutputError
+from hashtagger.io.claims import claim_output
+from hashtagger.io.files import atomic_write, sha256_file
+from hashtagger.tagging.writers import read_records, write_file
+
+MANIFEST = "manifest.json"
+SHARD_FORMATS = ("jsonl", "parquet")
+
+
+def bundle_digest(model: Path) -> str:
+    """A bundle's identity: the SHA-256 of its manifest, which holds the SHA-256 of every one of its files."""
+    return sha256_file(Path(model) / "manifest.json")
+
+
+def shard_name(index: int, fmt: str) -> str:
+    return f"shard-{index:05d}.{fmt}"
+
+
+class ShardFolder:
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+
+    def done(self, count: int) -> set[int]:
+        """Indices (of `count` shards) whose file is complete."""
+        return {i for i in range(count) if (self.path / shard_name(i, self.fmt)).is_file()}
+
+    def write(self, index: int, records: list[dict]) -> None:
+        write_file(self.path / shard_name(index, self.fmt), records, self.fmt)
+
+    def remove_leftovers(self) -> int:
+        """Delete the temporary files of shards a killed run was writing; how many there were."""
+        leftovers = list(self.path.glob(".shard-*.tmp"))
+        for tmp in leftovers:
+            tmp.unlink(missing_ok=True)
+        return len(leftovers)
+
+    def records(self) -> Iterator[dict]:
+        """Every record of the folder's complete shards, in input order (for tests and small outputs)."""
+        for file in sorted(self.path.glob(f"shard-*.{self.fmt}")):
+            yield from read_records(file, self.fmt)
+
+
+@contextmanager
+def shard_folder(path: Path, manifest: dict) -> Iterator[ShardFolder]:
+    """The output folder, locked for this run, with `manifest` written (or checked against the one there).
+    `manifest` holds "model", "model_digest" and "format" and whatever else makes two runs' records differ."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file; --engine ray writes a folder of shards (e.g. {path.with_suffix('')}/)")
+    with claim_output(path / MANIFEST, resume=True):  # makes the folder; one run at a time
+        old = _read_manifest(path)
+        if old is None:
+            others = [p.name for p in path.iterdir() if not p.name.startswith(f".{MANIFEST}.")]
+            if others:
+                raise OutputError(
+                    f"{path} holds other files ({', '.join(sorted(others)[:3])}...) and no {MANIFEST}; "
+                    "tag into an empty or new folder"
+                )
+            atomic_write(path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        else:
+            _check_same_run(path, old, manifest)
+        yield ShardFolder(path, manifest["format"])
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise OutputError(f"{path / MANIFEST} cannot be read ({e}); tag into another folder") from None
+    if not isinstance(manifest, dict):
+        raise OutputError(f"{path / MANIFEST} is not a shard manifest; tag into another folder")
+    return manifest
+
+
+def _check_same_run(path: Path, old: dict, new: dict) -> None:
+    if old.get("model_digest") != new["model_digest"]:
+        digest = str(old.get("model_digest", "unknown"))[:12]
+        raise OutputError(
+            f"{path} holds shards of another model ({old.get('model', 'unknown')}, bundle digest {digest}); "
+            "tag into another --output, or remove the folder to start again"
+        )
+    same_model = ("model", "model_digest")
+    differ = sorted(k for k in new.keys() | old.keys() if k not in same_model and old.get(k) != new.get(k))
+    if differ:
+        changes = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
+        raise OutputError(f"{path} holds shards of another run ({changes}); tag into another --output")

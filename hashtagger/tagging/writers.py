@@ -1,0 +1,360 @@
+"""Writers for `tag`'s records: JSON (array), JSONL (one record a line), CSV and Parquet; reading an output back for
+--resume.
+
+Nothing already written is lost (outputs.claim_output decides up front what a run may touch):
+- JSON, CSV and Parquet files are written to a temporary file in the output's folder and renamed over the output only
+  when complete (os.replace is atomic), so an existing output is never left half-written.
+- JSONL is appended and flushed record by record: a killed run keeps every record it finished, and a line
+  cut short by the kill is dropped when the run is resumed. Replacing an existing JSONL (--overwrite)
+  writes a temporary file that takes the output's place at the run's first tagged post.
+- A run that tags nothing leaves an existing output as it was (`discard`).
+- Non-regular outputs (/dev/stdout, a FIFO) are streamed into, never replaced.
+- CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or carriage return) get a
+  leading apostrophe, as OWASP recommends; so does a cell that starts with an apostrophe, so that reading
+  an output back (--resume) can remove exactly one.
+
+Resume and repeated ids: ids repeat when many CSV rows share an image. `done_ids` therefore counts each id;
+an id found n times in the output skips the first n input posts with that id (records are written in input
+order, so those are exactly the posts already done).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO
+
+from hashtagger.errors import OutputError
+from hashtagger.io.claims import Claim, new_file_mode
+from hashtagger.io.files import atomic_open
+
+FORMATS = ("json", "jsonl", "csv", "parquet")
+EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def output_format(output: Path | None, fmt: str | None) -> str:
+    """--format wins; else the output file's extension; else (stdout) JSON."""
+    if fmt:
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise OutputError(f"unknown format '{fmt}' (json, jsonl, csv or parquet)")
+        return fmt
+    if output is None:
+        return "json"
+    if output.suffix.lower() not in EXTENSIONS:
+        raise OutputError(
+            f"cannot tell the format of {output} from its extension; pass --format json, jsonl, csv or parquet"
+        )
+    return EXTENSIONS[output.suffix.lower()]
+
+
+def neutralise(cell: str) -> str:
+    """A cell a spreadsheet will show as text, never run as a formula (OWASP CSV injection)."""
+    return "'" + cell if cell.startswith((*FORMULA_STARTS, "'")) else cell
+
+
+def _restore(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
+
+
+def csv_row(record: dict) -> list[str]:
+    tags = record.get("hashtags") or []
+    return [
+        neutralise(record["id"]),
+        neutralise(record["status"]),
+        record.get("reason", ""),
+        neutralise(" ".join("#" + t["tag"] for t in tags)),
+        " ".join(f"{t['score']:.4f}" for t in tags),
+    ]
+
+
+def _from_csv_row(row: dict) -> dict:
+    tags = _restore(row.get("hashtags") or "").split()
+    scores = (row.get("scores") or "").split()
+    return {
+        "id": _restore(row.get("id") or ""),
+        "status": _restore(row.get("status") or ""),
+        "reason": row.get("reason", ""),
+        "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores, strict=False)],
+    }
+
+
+def _json_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False)
+
+
+class Writer:
+    """write(record) for each record, then close(). abort(): the run failed, keep what can be resumed;
+    discard(): the run produced nothing worth keeping, leave an existing output exactly as it was."""
+
+    def write(self, record: dict) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """The run has tagged a post: from now on its output replaces the old one."""
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.close()
+
+    def discard(self) -> None:
+        self.abort()
+
+
+class JsonlWriter(Writer):
+    """Appends a line per record. Replacing an existing output writes `tmp` until commit() moves it over
+    the output (the open file moves with it); a run that never commits leaves the old output."""
+
+    def __init__(self, stream: IO[str], owned: bool, path: Path | None = None, tmp: Path | None = None):
+        self.stream, self.owned, self.path, self.tmp = stream, owned, path, tmp
+        self.start = stream.tell() if owned and stream.seekable() else 0
+
+    @classmethod
+    def open(cls, claim: Claim, resume: bool = False) -> JsonlWriter:
+        path = claim.path
+        if path is None:
+            return cls(sys.stdout, owned=False)
+        try:
+            if claim.special:
+                return cls(open(path, "a", encoding="utf-8", newline="\n"), owned=True)
+            if claim.had_content and not resume:
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                os.chmod(tmp, new_file_mode(path))
+                return cls(os.fdopen(fd, "w", encoding="utf-8", newline="\n"), True, path, Path(tmp))
+            if resume and path.exists():
+                _drop_partial_line(path)
+            return cls(open(path, "a" if resume else "w", encoding="utf-8", newline="\n"), owned=True, path=path)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+
+    def write(self, record: dict) -> None:
+        try:
+            self.stream.write(_json_line(record) + "\n")  # one write per record, then flush: whole lines on disk
+            self.stream.flush()
+        except OSError as e:
+            raise OutputError(f"cannot write {getattr(self.stream, 'name', 'the output')}: {e.strerror or e}") from None
+
+    def commit(self) -> None:
+        if self.tmp is not None:
+            assert self.path is not None, "a temporary file is only made for a named output"
+            os.fsync(self.stream.fileno())
+            os.replace(self.tmp, self.path)
+            self.tmp = None
+
+    def close(self) -> None:
+        self.commit()
+        if self.owned:
+            self.stream.close()
+
+    def abort(self) -> None:
+        """Interrupted: records already in the output stay (--resume continues); an uncommitted
+        replacement is dropped and the old output kept."""
+        if self.tmp is not None:
+            self.stream.close()
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+        elif self.owned:
+            self.stream.close()
+
+    def discard(self) -> None:
+        if self.tmp is None and self.owned and self.path is not None:
+            self.stream.flush()
+            self.stream.truncate(self.start)  # what this run appended goes; what was there stays
+        self.abort()
+
+
+class AtomicWriter(Writer):
+    """Collects the records; close() writes old + new records to a temporary file and renames it over the output."""
+
+    def __init__(self, path: Path, previous: list[dict], fmt: str):
+        self.path, self.records, self.fmt = path, list(previous), fmt
+
+    def write(self, record: dict) -> None:
+        self.records.append(record)
+
+    def close(self) -> None:
+        write_file(self.path, self.records, self.fmt)
+
+    def abort(self) -> None:
+        pass  # the output is only ever replaced by a complete file
+
+
+def _dump_json(records: list[dict], f: IO[str]) -> None:
+    json.dump(records, f, ensure_ascii=False, indent=1)
+    f.write("\n")
+
+
+def _dump_jsonl(records: list[dict], f: IO[str]) -> None:
+    f.writelines(_json_line(r) + "\n" for r in records)
+
+
+def _dump_csv(records: list[dict], f: IO[str]) -> None:
+    out = csv.writer(f)
+    out.writerow(CSV_COLUMNS)
+    out.writerows(csv_row(r) for r in records)
+
+
+def write_file(path: Path, records: list[dict], fmt: str) -> None:
+    """All of `records` as one file of format `fmt`, written to a temporary name and renamed over `path` when
+    complete (a whole output, or one shard of a Ray run)."""
+    if fmt == "parquet":
+        from hashtagger.data import parquet  # pyarrow only for a Parquet output
+
+        with atomic_open(path, "wb") as binary:
+            parquet.write_records(records, binary)
+        return
+    dump = {"json": _dump_json, "jsonl": _dump_jsonl, "csv": _dump_csv}[fmt]
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+        dump(records, f)
+
+
+class JsonStreamWriter(Writer):
+    """JSON to stdout or a non-regular file: the array is written as records come, and is valid once closed."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream, self.count = stream, 0
+
+    def write(self, record: dict) -> None:
+        self.stream.write(("[\n " if self.count == 0 else ",\n ") + _json_line(record))
+        self.stream.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+        self.stream.flush()
+        _close_unless_std(self.stream)
+
+    def abort(self) -> None:
+        self.stream.flush()  # left unterminated: a failed run's JSON must not parse as a complete one
+        _close_unless_std(self.stream)
+
+
+class CsvStreamWriter(Writer):
+    """CSV to stdout or a non-regular file, row by row."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream, self.out = stream, csv.writer(stream)
+        self.out.writerow(CSV_COLUMNS)
+
+    def write(self, record: dict) -> None:
+        self.out.writerow(csv_row(record))
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+        _close_unless_std(self.stream)
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+def _close_unless_std(stream: IO[str]) -> None:
+    if stream not in (sys.stdout, sys.stderr):
+        stream.close()
+
+
+def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> Writer:
+    """The writer for a format; with resume, new records follow those already in the output. `target` is
+    the run's claim on its output (a bare path: a new or replaceable file)."""
+    claim = target if isinstance(target, Claim) else Claim(target)
+    if fmt == "jsonl":
+        return JsonlWriter.open(claim, resume)
+    if fmt == "parquet" and (claim.path is None or claim.special):
+        raise OutputError("Parquet is written to a regular file, not streamed: pass -o out.parquet")
+    if claim.path is None or claim.special:
+        # Owned by the writer, which closes it (a FIFO or a device: written through, never replaced).
+        stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        return JsonStreamWriter(stream) if fmt == "json" else CsvStreamWriter(stream)
+    previous = read_records(claim.path, fmt) if resume and _has_content(claim.path) else []
+    return AtomicWriter(claim.path, previous, fmt)
+
+
+def read_records(path: Path, fmt: str) -> list[dict]:
+    """The records of an existing output. JSONL: every complete line; JSON / CSV / Parquet: the whole (complete)
+    file."""
+    if fmt == "parquet":
+        if not path.exists():
+            return []
+        from hashtagger.data import parquet
+
+        return parquet.read_records(path)
+    try:
+        with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise OutputError(f"cannot resume from {path}: {e}") from None
+    if fmt == "jsonl":
+        records = []
+        for line in text.split("\n"):  # not splitlines: JSON keeps \u2028 and \x85 inside strings
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a killed run: that post is tagged again
+            if isinstance(record, dict) and "id" in record:
+                records.append(record)
+        return records
+    if fmt == "json":
+        try:
+            records = json.loads(text)
+        except ValueError as e:
+            raise OutputError(f"cannot resume from {path}: not a complete JSON output ({e})") from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r for r in records):
+            raise OutputError(f"cannot resume from {path}: not a list of tag records")
+        return records
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None:
+        return []
+    if "id" not in reader.fieldnames:
+        raise OutputError(f"cannot resume from {path}: no 'id' column (columns: {', '.join(reader.fieldnames)})")
+    try:
+        return [_from_csv_row(row) for row in reader]
+    except ValueError as e:
+        raise OutputError(f"cannot resume from {path}: bad scores ({e})") from None
+
+
+def done_ids(path: Path, fmt: str) -> Counter:
+    """How many times each id is already in the output (see the module docstring on repeated ids)."""
+    return Counter(r["id"] for r in read_records(path, fmt))
+
+
+def remaining(ids: Iterable[str], done: Counter) -> list[int]:
+    """Input positions still to tag: an id done n times skips its first n occurrences."""
+    left = Counter(done)
+    todo = []
+    for i, post_id in enumerate(ids):
+        if left[post_id] > 0:
+            left[post_id] -= 1
+        else:
+            todo.append(i)
+    return todo
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a killed run left without its newline, so that appended records start on their own line."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
