@@ -58,6 +58,8 @@ def _one(path: Path, size: int, quality: int) -> str | ImageError:
         return data_uri(thumbnail_bytes(path, size, quality))
     except ImageError as e:
         return e
+    except (OSError, ValueError) as e:  # decoded, yet Pillow cannot resize or encode it: a placeholder, not a failure
+        return ImageError(f"no thumbnail: {e}", "thumbnail_failed")
 
 
 def make_thumbnails(
