@@ -162,7 +162,8 @@ def main() -> None:
         finally:
             close(driver)
     kind = f"links to {len(photos):,} {'photos' if args.images else 'generated images'}"
-    table = Table(title=f"review sheet ({kind}; {os.cpu_count()} cores)")
+    load = os.getloadavg()[0]
+    table = Table(title=f"review sheet ({kind}; {os.cpu_count()} cores, load average {load:.1f})")
     for column in ("posts", "build s", "MB", "bytes/post", "load ms", "+thumbs ms", "page ms", "filter ms", "score ms"):
         table.add_column(column, justify="right")
     for n, build, size, t in rows:
@@ -170,7 +171,7 @@ def main() -> None:
             f"{n:,}", f"{build:.1f}", f"{size / 1e6:.2f}", f"{size / n:,.0f}", f"{t['load']:.0f}", f"{t['images']:.0f}",
             f"{t['page']:.0f}", f"{t['filter']:.0f}", f"{t['score']:.0f}",
         )  # fmt: skip
-    Console().print(table)
+    Console(width=120).print(table)
     print(json.dumps([{"posts": n, "build_s": b, "bytes": s, **t} for n, b, s, t in rows]))
 
 

@@ -162,7 +162,9 @@ def test_repeated_ids_join_in_order_and_unknown_ids_stay(tmp_path):
     write_file(tmp_path / "t.json", records, "json")
     entries = load_entries(tmp_path / "t.json", folder / "posts.csv")
     assert [e.caption for e in entries] == ["first", "second", ""]
-    assert entries[2].image is None
+    assert entries[2].image is None and entries[2].status == "ok; post not found in the input"
+    with pytest.raises(DataError, match="none of the posts"):
+        load_entries(tmp_path / "t.json", make_run(tmp_path / "other")[0])
 
 
 def test_sidecar_policies(tmp_path):

@@ -23,6 +23,7 @@ from hashtagger.tagging.writers import EXTENSIONS, output_format, read_records
 # A caption longer than this many characters is cut (at a space) in the sheet, so that a post's bytes stay
 # bounded; the model sees at most 128 tokens (about 2,000 characters), so the saved CSV trains the same.
 MAX_CAPTION_CHARS = 4096
+NOT_FOUND = "; post not found in the input"  # added to the status of a record whose post is not in the input
 
 
 @dataclass
@@ -85,7 +86,7 @@ def join(records: list[dict], posts: list[Post]) -> list[Entry]:
                 id=str(record.get("id", "")),
                 image=post.image if post else None,
                 caption=caption,
-                status=str(record.get("status", "")) or ("" if post else "post not found in the input"),
+                status=str(record.get("status", "")) + ("" if post else NOT_FOUND),
                 reason=str(record.get("reason", "")),
                 hashtags=tags,
             )
@@ -102,4 +103,7 @@ def load_entries(output: str | Path, posts: str | Path | None = None, columns: C
         raise DataError(f"{output} does not say which posts it tagged; pass --posts, the folder or file given to tag")
     if not run.records:
         raise DataError(f"{output} holds no records")
-    return join(run.records, load_posts(source, columns or CsvColumns()))
+    entries = join(run.records, load_posts(source, columns or CsvColumns()))
+    if all(e.status.endswith(NOT_FOUND) for e in entries):
+        raise DataError(f"none of the posts of {output} is in {source}; pass --posts, the INPUT given to tag")
+    return entries
