@@ -165,13 +165,12 @@ def test_filters_pages_seen_badges_and_choices_kept_on_reload(browser, tmp_path)
 
     from hashtagger.tagging.writers import write_file
 
-    posts = tmp_path / "posts"
-    posts.mkdir()
+    posts = tmp_path / "posts.csv"  # a CSV naming images that are not there: every card shows the placeholder
+    posts.write_text("image,caption\n" + "".join(f"p{i}.png,post {i}\n" for i in range(7)) + "x.png,gone\n")
     records = []
     for i in range(7):
-        (posts / f"p{i}.txt").write_text(f"post {i}")  # no images: every card shows the placeholder
         tags = [{"tag": "sandy", "score": 0.9 - i / 10, "seen": True}, {"tag": f"new{i}", "score": 0.05, "seen": False}]
-        records.append({"id": f"p{i}.txt", "status": "ok", "reason": "ok", "hashtags": tags})
+        records.append({"id": f"p{i}.png", "status": "ok", "reason": "ok", "hashtags": tags})
     skipped = {"id": "x.png", "status": "skipped: image file not found", "reason": "image_not_found", "hashtags": []}
     records.append(skipped)
     write_file(tmp_path / "tags.json", records, "json")
@@ -182,27 +181,31 @@ def test_filters_pages_seen_badges_and_choices_kept_on_reload(browser, tmp_path)
     def shown() -> list[str]:
         return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "article.post .pid")]
 
-    assert shown() == ["p0.txt", "p1.txt", "p2.txt"] and browser.find_element(By.ID, "page").text == "page 1 of 3"
+    assert shown() == ["p0.png", "p1.png", "p2.png"] and browser.find_element(By.ID, "page").text == "page 1 of 3"
     first = browser.find_elements(By.CSS_SELECTOR, "article.post")[0]
     badges = [b.text for b in first.find_elements(By.CSS_SELECTOR, ".seen")]
     assert badges == ["seen in training", "not in training"]
     press(browser, "jjj")  # past the page's last post: the next page
-    assert shown() == ["p3.txt", "p4.txt", "p5.txt"]
-    press(browser, "a")
+    assert shown() == ["p3.png", "p4.png", "p5.png"]
+    press(browser, "rA")  # the current post: its first suggestion rejected, the rest accepted
+    current = browser.find_element(By.CSS_SELECTOR, "article.post.current")
+    rows = current.find_elements(By.CSS_SELECTOR, ".tag")
+    assert ["rejected" in rows[0].get_attribute("class"), "accepted" in rows[1].get_attribute("class")] == [True, True]
     press(browser, "n")
-    assert shown() == ["p6.txt", "x.png"]
+    assert shown() == ["p6.png", "x.png"]
     browser.find_element(By.ID, "f-tag").send_keys("new5")
-    assert shown() == ["p5.txt"]
+    assert shown() == ["p5.png"]
     set_input(browser, "f-tag", "")
     Select(browser.find_element(By.ID, "f-status")).select_by_value("skipped")
     assert shown() == ["x.png"]
     Select(browser.find_element(By.ID, "f-status")).select_by_value("reviewed")
-    assert shown() == ["p3.txt"]
+    assert shown() == ["p3.png"]
     Select(browser.find_element(By.ID, "f-status")).select_by_value("all")
     set_input(browser, "f-score", "0.65")
-    assert shown() == ["p0.txt", "p1.txt", "p2.txt"] and browser.find_element(By.ID, "page").text == "page 1 of 1"
+    assert shown() == ["p0.png", "p1.png", "p2.png"] and browser.find_element(By.ID, "page").text == "page 1 of 1"
     browser.refresh()  # the choices survive a reload (local storage)
     wait(lambda: shown())
     Select(browser.find_element(By.ID, "f-status")).select_by_value("reviewed")
-    assert shown() == ["p3.txt"]
-    assert "accepted" in browser.find_element(By.CSS_SELECTOR, "article.post .tag").get_attribute("class")
+    assert shown() == ["p3.png"]
+    kept = browser.find_elements(By.CSS_SELECTOR, "article.post .tag")
+    assert ["rejected" in kept[0].get_attribute("class"), "accepted" in kept[1].get_attribute("class")] == [True, True]
