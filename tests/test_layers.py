@@ -14,7 +14,7 @@ import hashtagger
 PACKAGE = Path(hashtagger.__file__).parent
 # Bottom to top. A folder may import the root modules (errors, version) and the folders before it; evaluation
 # reaches models/ only inside `evaluate --checkpoint`'s function (a lazy import), never when loaded.
-FLOORS = ["io", "data", "bundle", "models", "tagging", "evaluation", "training", "export", "cli"]
+FLOORS = ["io", "data", "bundle", "models", "tagging", "review", "evaluation", "training", "export", "cli"]
 SIDEWAYS = {("bundle", "models"), ("models", "bundle")}  # same floor, independent: neither imports the other
 TORCH_FLOORS = {"models", "training", "export"}
 HEAVY = {"torch", "transformers", "safetensors", "onnx", "matplotlib", "timm", "sklearn"}

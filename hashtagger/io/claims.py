@@ -74,9 +74,13 @@ def lock_path(path: Path) -> Path:
 
 
 @contextmanager
-def claim_output(path: Path | None, resume: bool = False, overwrite: bool = False) -> Iterator[Claim]:
+def claim_output(
+    path: Path | None, resume: bool = False, overwrite: bool = False, resumable: bool = True
+) -> Iterator[Claim]:
     """Check `path` can be written, lock it for this run, and refuse to touch a non-empty one unless
-    `resume` (extend it) or `overwrite` (replace it). The lock is released when the block ends."""
+    `resume` (extend it) or `overwrite` (replace it); `resumable`: whether the refusal offers --resume (an
+    output written whole, such as a report or a page, cannot be extended). The lock is released when the
+    block ends."""
     if resume and overwrite:
         raise OutputError(
             "--resume and --overwrite exclude each other: --resume keeps the output, --overwrite replaces it"
@@ -98,7 +102,7 @@ def claim_output(path: Path | None, resume: bool = False, overwrite: bool = Fals
     created = _make_parent(path)
     try:
         with _locked(path):
-            yield _check_existing(path, resume, overwrite)
+            yield _check_existing(path, resume, overwrite, resumable)
     finally:
         _remove_if_empty(created, path)
 
@@ -129,16 +133,14 @@ def _remove_if_empty(created: list[Path], path: Path) -> None:
             return
 
 
-def _check_existing(path: Path, resume: bool, overwrite: bool) -> Claim:
+def _check_existing(path: Path, resume: bool, overwrite: bool, resumable: bool = True) -> Claim:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return Claim(path)
     if size and not (resume or overwrite):
-        raise OutputError(
-            f"{path} already exists ({size:,} bytes); pass --resume to add only the posts not in it yet, "
-            "or --overwrite to replace it"
-        )
+        offer = "pass --resume to add only the posts not in it yet, or --overwrite" if resumable else "pass --overwrite"
+        raise OutputError(f"{path} already exists ({size:,} bytes); {offer} to replace it")
     if not os.access(path, os.W_OK):
         raise OutputError(f"{path} is read-only; make it writable or choose another --output")
     return Claim(path, had_content=size > 0)
