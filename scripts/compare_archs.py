@@ -32,7 +32,8 @@ from hashtagger.data.posts import PrepOptions, load_posts, prepare
 from hashtagger.data.text import encode
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.registry import ARCHS
-from hashtagger.training.train import TrainConfig, resolve_text_init, train
+from hashtagger.training.setup import resolve_text_init
+from hashtagger.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Table 3 of the paper, top-2 hashtags, InstaNY100K test split: precision, recall, F1
