@@ -164,7 +164,8 @@ def main() -> None:
         systems[arch] = {"bundle": bundle, "train_seconds": seconds, "parameters": parameters(best), "chosen": chosen}
     if args.train_only:
         return
-    from hashtagger.evaluation.evaluate import compare, report_table
+    from hashtagger.evaluation.evaluate import compare
+    from hashtagger.evaluation.report import report_table
 
     report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
     texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]
