@@ -26,7 +26,8 @@ from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.checkpoint import load_checkpoint
 from hashtagger.models.lxmert import ModelSpec
 from hashtagger.models.registry import ARCHS, build
-from hashtagger.tagging.tagger import TagOptions, tag
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.run import tag
 from hashtagger.training.train import TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)

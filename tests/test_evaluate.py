@@ -24,7 +24,9 @@ from hashtagger.evaluation.evaluate import evaluate, parse_ks
 from hashtagger.evaluation.report import differences_table, plot, report_table, thresholded_table, write_report
 from hashtagger.evaluation.tfidf import TFIDF
 from hashtagger.models.checkpoint import load_checkpoint
-from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.tagger import open_runner
 
 QUIET = Console(stderr=True, quiet=True)
 SYSTEMS = ["model", "text-only", "image-only", TFIDF, "frequency prior"]

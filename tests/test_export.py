@@ -160,7 +160,9 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
 
     from hashtagger.bundle.format import BundleError
     from hashtagger.data.posts import load_posts
-    from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
+    from hashtagger.tagging.options import TagOptions
+    from hashtagger.tagging.pipeline import tag_posts
+    from hashtagger.tagging.tagger import open_runner
     from hashtagger.training.train import TrainConfig, train
 
     data = make_posts(tmp_path / "posts", n=40, seed=4)
