@@ -16,7 +16,8 @@ from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.bundle.format import BundleError, read_bundle
 from hashtagger.data.text import encode
-from hashtagger.export.build import ExportOptions, ParityError, export, export_extractor_graph
+from hashtagger.export.build import ExportOptions, ParityError, export
+from hashtagger.export.graphs import export_extractor_graph
 from hashtagger.io.files import sha256_file
 from hashtagger.models.checkpoint import load_checkpoint
 from hashtagger.models.grid import GridExtractor
