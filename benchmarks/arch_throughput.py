@@ -9,7 +9,7 @@ Each architecture gets a checkpoint with random weights at --size (speed does no
 the extractor, tokenizer and vocabulary are the same for all), exported with `hashtagger.export` (parity
 checked). On the same generated posts (tag_throughput.py's: 640x480 JPEGs, tweet-length captions):
 
-  tag    `hashtagger tag`'s pipeline end to end (tagging.tag() on the folder, ONNX Runtime CPU, JSONL):
+  tag    `hashtagger tag`'s pipeline end to end (tag() on the folder, ONNX Runtime CPU, JSONL):
          decoding, the extractor graph (the same for every architecture), the model graph, writing.
   model  the model graph alone on batches of --batch-size posts with their region features given: the
          part that differs between architectures.
@@ -45,7 +45,8 @@ from hashtagger.models.checkpoint import save_checkpoint
 from hashtagger.models.grid import build_grid_extractor
 from hashtagger.models.lxmert import PRESETS, ModelSpec
 from hashtagger.models.registry import ARCHS, build
-from hashtagger.tagging.tagger import TagOptions, tag
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.run import tag
 
 console = Console(stderr=True)
 

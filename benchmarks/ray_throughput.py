@@ -167,8 +167,9 @@ def run_one(kind: str, actors: int, posts: Path, out: Path, args) -> dict:
     the object store's use over time."""
     from rich.console import Console
 
+    from hashtagger.tagging.options import TagOptions
     from hashtagger.tagging.ray.engine import RayOptions, connect, tag_on_ray
-    from hashtagger.tagging.tagger import TagOptions, tag
+    from hashtagger.tagging.run import tag
 
     options = TagOptions(model=args.model, device="cpu", batch_size=args.batch_size)
     quiet = Console(file=io.StringIO())

@@ -7,7 +7,7 @@
 What is measured, in one process, on the same N generated posts (640x480 JPEGs with varied content,
 captions as long as the MediaEval 2016 tweets (--captions long: 20-30 words), ending in a block of hashtags):
 
-  a     `hashtagger tag`'s pipeline, end to end: tagging.tag() on the posts folder with the fp32 bundle on
+  a     `hashtagger tag`'s pipeline, end to end: tag() on the posts folder with the fp32 bundle on
         ONNX Runtime's CPU provider (threaded decode + resize, batching, region extractor, caption cleaning
         and tokenising with dynamic padding, LXMERT + head, top-k, JSONL writer).
   b     the naive loop: PyTorch eager model + extractor, one post at a time, sequential decoding, captions
@@ -71,8 +71,9 @@ from hashtagger.export.build import ExportOptions, ParityError, export
 from hashtagger.models.checkpoint import load_checkpoint, save_checkpoint
 from hashtagger.models.grid import ExtractorSpec, build_grid_extractor
 from hashtagger.models.lxmert import PRESETS, ModelSpec, build_model
-from hashtagger.tagging import tagger as tagging
-from hashtagger.tagging.tagger import TagOptions
+from hashtagger.tagging import pipeline, tagger
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.run import tag
 from hashtagger.tagging.writers import open_writer
 
 console = Console(width=None if sys.stdout.isatty() else 150)
@@ -285,13 +286,13 @@ class Run:
 
 
 def run_tag(posts_dir: Path, output: Path, options: TagOptions, runner: Runner | None = None) -> Run:
-    """tagging.tag() as `hashtagger tag` runs it; `runner`: sessions made here (TensorRT with shape profiles)."""
+    """tag() as `hashtagger tag` runs it; `runner`: sessions made here (TensorRT with shape profiles)."""
     if runner is None:
-        summary = tagging.tag(posts_dir, output, "jsonl", options, console=QUIET)
+        summary = tag(posts_dir, output, "jsonl", options, console=QUIET)
     else:
         bundle = read_bundle(options.model)
-        with mock.patch.object(tagging, "open_runner", lambda _options: (bundle, runner)):
-            summary = tagging.tag(posts_dir, output, "jsonl", options, console=QUIET)
+        with mock.patch.object(tagger, "open_runner", lambda _options: (bundle, runner)):
+            summary = tag(posts_dir, output, "jsonl", options, console=QUIET)
     if summary.skipped:
         raise RuntimeError(f"tag skipped posts: {dict(summary.skipped)}")
     return Run(summary.posts_per_s, summary.seconds, summary.startup_s, output)
@@ -540,7 +541,8 @@ started = time.time()
 t0 = time.perf_counter()
 from pathlib import Path
 from rich.console import Console
-from hashtagger.tagging import tagger as tagging
+from hashtagger.tagging import run, tagger
+from hashtagger.tagging.options import TagOptions
 imported = time.perf_counter() - t0
 spent = {}
 def timed(name, fn):
@@ -551,12 +553,12 @@ def timed(name, fn):
         finally:
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
     return wrapper
-tagging.read_bundle = timed("bundle_s", tagging.read_bundle)
-tagging.Runner.load = timed("sessions_s", tagging.Runner.load)
+tagger.read_bundle = timed("bundle_s", tagger.read_bundle)
+tagger.Runner.load = timed("sessions_s", tagger.Runner.load)
 bundle, posts, out, variant, batch, workers = sys.argv[1:7]
-options = tagging.TagOptions(model=bundle, device="cpu", variant=variant, batch_size=int(batch), workers=int(workers))
+options = TagOptions(model=bundle, device="cpu", variant=variant, batch_size=int(batch), workers=int(workers))
 quiet = Console(stderr=True, quiet=True)
-summary = tagging.tag(Path(posts), Path(out), "jsonl", options, console=quiet, overwrite=True)
+summary = run.tag(Path(posts), Path(out), "jsonl", options, console=quiet, overwrite=True)
 print(json.dumps({"started": started, "import_s": imported, "first_record_s": summary.startup_s,
                   "variant": getattr(summary, "variant", "model fp32"), **spent}))
 """
@@ -621,8 +623,8 @@ def agreement(reference: Path, candidate: Path) -> dict:
 
 def tag_batches(posts: list, batch_size: int, bundle, length_window: int = TagOptions.length_window) -> list[list[int]]:
     """The input positions of each batch, as `tag` forms them (grouped by caption length within windows)."""
-    caption = partial(tagging._text, bundle=bundle)
-    return [where for where, _, _ in tagging._grouped_batches(posts, batch_size, length_window, caption)]
+    caption = partial(pipeline._text, bundle=bundle)
+    return [where for where, _, _ in pipeline._grouped_batches(posts, batch_size, length_window, caption)]
 
 
 def batch_widths(posts_dir: Path, bundle, batch_size: int) -> tuple[list[int], dict[str, list[tuple[int, int]]]]:

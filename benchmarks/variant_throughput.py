@@ -26,7 +26,9 @@ from rich.console import Console
 from hashtagger.bundle import runtime
 from hashtagger.bundle.format import read_bundle
 from hashtagger.data.posts import load_posts
-from hashtagger.tagging import tagger as tagging
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.records import TagSummary
+from hashtagger.tagging.run import tag
 
 console = Console()
 QUIET = Console(stderr=True, quiet=True)
@@ -49,12 +51,12 @@ def first_posts(source: Path, count: int, folder: Path) -> Path:
     return target
 
 
-def run(bundle: Path, posts: Path, variant: str, graphs: tuple[str, str] | None, out: Path) -> tagging.TagSummary:
+def run(bundle: Path, posts: Path, variant: str, graphs: tuple[str, str] | None, out: Path) -> TagSummary:
     """tag() with `variant`; `graphs` forces the (model, extractor) graphs where no variant names them."""
-    options = tagging.TagOptions(model=bundle, device="cpu", variant=variant)
+    options = TagOptions(model=bundle, device="cpu", variant=variant)
     forced = mock.patch.object(runtime, "choose_graphs", lambda *_: graphs) if graphs else contextlib.nullcontext()
     with forced:
-        return tagging.tag(posts, out, "jsonl", options, console=QUIET, overwrite=True)
+        return tag(posts, out, "jsonl", options, console=QUIET, overwrite=True)
 
 
 def main() -> None:

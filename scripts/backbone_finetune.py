@@ -23,7 +23,7 @@ from torch import nn
 from hashtagger.data.batching import examples_by_split
 from hashtagger.data.images import load_pixels
 from hashtagger.evaluation import metrics
-from hashtagger.evaluation.evaluate import _open_bundle
+from hashtagger.evaluation.systems import open_bundle
 from hashtagger.models.backbones import create_backbone, image_settings
 
 
@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args()
-    m = _open_bundle(args.bundle, "cpu", 64)
+    m = open_bundle(args.bundle, "cpu", 64)
     by_split = {
         name: [(e, d) for e, d in rows if d is not None] for name, rows in examples_by_split(m, args.data).items()
     }

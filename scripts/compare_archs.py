@@ -32,7 +32,8 @@ from hashtagger.data.posts import PrepOptions, load_posts, prepare
 from hashtagger.data.text import encode
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.registry import ARCHS
-from hashtagger.training.train import TrainConfig, resolve_text_init, train
+from hashtagger.training.setup import resolve_text_init
+from hashtagger.training.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {  # Table 3 of the paper, top-2 hashtags, InstaNY100K test split: precision, recall, F1
@@ -163,7 +164,8 @@ def main() -> None:
         systems[arch] = {"bundle": bundle, "train_seconds": seconds, "parameters": parameters(best), "chosen": chosen}
     if args.train_only:
         return
-    from hashtagger.evaluation.evaluate import compare, report_table
+    from hashtagger.evaluation.evaluate import compare
+    from hashtagger.evaluation.report import report_table
 
     report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
     texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]

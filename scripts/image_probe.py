@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from hashtagger.data.batching import Sample, examples_by_split
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.evaluation import intervals, metrics
-from hashtagger.evaluation.evaluate import _open_bundle
+from hashtagger.evaluation.systems import open_bundle
 from hashtagger.evaluation.tfidf import per_hashtag_probabilities
 
 CS = (0.01, 0.1, 1.0, 10.0)
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("data", nargs="?", default="../shared/data/mediaeval2016/posts.csv")
     parser.add_argument("--split", default="test")
     args = parser.parse_args()
-    m = _open_bundle(args.bundle, "cpu", 64)
+    m = open_bundle(args.bundle, "cpu", 64)
     by_split = examples_by_split(m, args.data)
     index = {t: i for i, t in enumerate(m.vocab)}
     with TemporaryDirectory() as root:

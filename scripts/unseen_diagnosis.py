@@ -26,8 +26,8 @@ from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.data.tagnames import caption_match, name_pieces, tag_words
 from hashtagger.data.text import encode
 from hashtagger.evaluation import ranking
-from hashtagger.evaluation.evaluate import _open_bundle, _select_posts
 from hashtagger.evaluation.prediction import onnx_scorer, predict
+from hashtagger.evaluation.systems import open_bundle, select_posts
 
 KS = (1, 5, 10)
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("data", nargs="?", default="../shared/data/mediaeval2016/posts.csv")
     parser.add_argument("--split", default="val")
     args = parser.parse_args()
-    m = _open_bundle(args.bundle, "cpu", 64)
+    m = open_bundle(args.bundle, "cpu", 64)
     bundle = read_bundle(m.path, verify=False)
     held = json.loads((bundle.path / "hashtags.json").read_text())["held_out"]
     head, labels, seen = bundle.info["head"], bundle.vocab + held, len(bundle.vocab)
@@ -50,7 +50,7 @@ def main() -> None:
     runner = Runner.load(bundle, "cpu", "model")
     # Every hashtag, seen or not, offered as a candidate with no term of its own: its column is s * cos alone.
     runner.candidates = Candidates(labels, embeddings, name_pieces(bundle.tokenizer, labels), scale, 0.0, 0.0)
-    posts = _select_posts(replace(m, vocab=labels), args.data, args.split, None)
+    posts = select_posts(replace(m, vocab=labels), args.data, args.split, None)
     rows = [(e, d, truth & set(held)) for e, d, truth in posts.rows if d is not None and truth & set(held)]
     with TemporaryDirectory() as root:
         cache = FeatureCache(Path(root), m.cache_id)

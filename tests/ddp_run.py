@@ -7,11 +7,11 @@ import signal
 
 from hashtagger.cli.main import app
 from hashtagger.models.lxmert import PRESETS
-from hashtagger.training import train
+from hashtagger.training import trainer
 
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 PRESETS["tiny"].lxmert.update(NO_DROPOUT)
-real_make_batch, steps = train.make_batch, 0
+real_make_batch, steps = trainer.make_batch, 0
 
 
 def make_batch_then_stop(*args, **kwargs):
@@ -23,5 +23,5 @@ def make_batch_then_stop(*args, **kwargs):
 
 
 if __name__ == "__main__":
-    train.make_batch = make_batch_then_stop
+    trainer.make_batch = make_batch_then_stop
     app()

@@ -18,13 +18,16 @@ from hashtagger.data.batching import split_examples
 from hashtagger.data.posts import PrepOptions
 from hashtagger.data.text import encode, train_wordpiece
 from hashtagger.evaluation import metrics
-from hashtagger.evaluation.evaluate import PRIOR, compare, report_table
+from hashtagger.evaluation.evaluate import compare
+from hashtagger.evaluation.report import report_table
+from hashtagger.evaluation.systems import PRIOR
 from hashtagger.evaluation.tfidf import TFIDF
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.checkpoint import load_checkpoint
 from hashtagger.models.lxmert import ModelSpec
 from hashtagger.models.registry import ARCHS, build
-from hashtagger.tagging.tagger import TagOptions, tag
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.run import tag
 from hashtagger.training.train import TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)

@@ -13,25 +13,20 @@ from conftest import make_posts
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.evaluation.evaluate as evaluation
+import hashtagger.evaluation.systems as systems
 from hashtagger.bundle import thresholds
 from hashtagger.bundle.format import read_bundle, write_manifest
 from hashtagger.cli.main import app
 from hashtagger.data.batching import split_examples
 from hashtagger.data.posts import DataError, load_posts
 from hashtagger.evaluation import metrics
-from hashtagger.evaluation.evaluate import (
-    differences_table,
-    evaluate,
-    parse_ks,
-    plot,
-    report_table,
-    thresholded_table,
-    write_report,
-)
+from hashtagger.evaluation.evaluate import evaluate, parse_ks
+from hashtagger.evaluation.report import differences_table, plot, report_table, thresholded_table, write_report
 from hashtagger.evaluation.tfidf import TFIDF
 from hashtagger.models.checkpoint import load_checkpoint
-from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.tagger import open_runner
 
 QUIET = Console(stderr=True, quiet=True)
 SYSTEMS = ["model", "text-only", "image-only", TFIDF, "frequency prior"]
@@ -195,13 +190,13 @@ def test_tfidf_baseline_beats_the_prior_from_the_caption_alone(bundle_report, ch
 
 def test_tfidf_is_fitted_on_the_training_split_only(tiny_bundle, tiny_run, posts_dir, monkeypatch):
     seen = {}
-    real = evaluation.tfidf_scores
+    real = systems.tfidf_scores
 
     def spy(train_texts, train_labels, vocab, texts):
         seen.update(train=sorted(train_texts), evaluated=texts)
         return real(train_texts, train_labels, vocab, texts)
 
-    monkeypatch.setattr(evaluation, "tfidf_scores", spy)
+    monkeypatch.setattr(systems, "tfidf_scores", spy)
     report = evaluate(posts_dir, model=tiny_bundle, split="val", device="cpu", console=QUIET, ablations=False)
     ckpt = load_checkpoint(tiny_run / "best")
     assert seen["train"] == sorted(e.text for e, _ in split_examples(ckpt, "train"))
@@ -288,7 +283,7 @@ def test_thresholded_f1_of_the_report(bundle_report, tiny_bundle):
 
 
 def test_without_scikit_learn_the_baseline_is_skipped_with_a_note(tiny_bundle, posts_dir, monkeypatch):
-    monkeypatch.setattr(evaluation, "tfidf_available", lambda: False)
+    monkeypatch.setattr(systems, "tfidf_available", lambda: False)
     report = evaluate(posts_dir, model=tiny_bundle, device="cpu", console=QUIET)
     assert TFIDF not in report.systems
     assert any("scikit-learn is not installed" in n and "[train]" in n for n in report.notes)

@@ -16,7 +16,8 @@ from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.bundle.format import BundleError, read_bundle
 from hashtagger.data.text import encode
-from hashtagger.export.build import ExportOptions, ParityError, export, export_extractor_graph
+from hashtagger.export.build import ExportOptions, ParityError, export
+from hashtagger.export.graphs import export_extractor_graph
 from hashtagger.io.files import sha256_file
 from hashtagger.models.checkpoint import load_checkpoint
 from hashtagger.models.grid import GridExtractor
@@ -160,7 +161,9 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
 
     from hashtagger.bundle.format import BundleError
     from hashtagger.data.posts import load_posts
-    from hashtagger.tagging.tagger import TagOptions, open_runner, tag_posts
+    from hashtagger.tagging.options import TagOptions
+    from hashtagger.tagging.pipeline import tag_posts
+    from hashtagger.tagging.tagger import open_runner
     from hashtagger.training.train import TrainConfig, train
 
     data = make_posts(tmp_path / "posts", n=40, seed=4)

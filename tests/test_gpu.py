@@ -16,7 +16,9 @@ from hashtagger.bundle.runtime import Runner, _model_graph, _profiles
 from hashtagger.data.posts import load_posts
 from hashtagger.data.text import encode
 from hashtagger.errors import BundleError, DeviceError
-from hashtagger.tagging.tagger import TagOptions, open_runner, sized, tag_posts
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import sized, tag_posts
+from hashtagger.tagging.tagger import open_runner
 
 
 @pytest.fixture

@@ -21,8 +21,9 @@ from typer.testing import CliRunner
 
 from hashtagger.cli.main import app
 from hashtagger.errors import ClusterError, OutputError
+from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.ray.shards import MANIFEST, ShardFolder
-from hashtagger.tagging.tagger import Tagger, TagOptions
+from hashtagger.tagging.tagger import Tagger
 
 ray = pytest.importorskip("ray", reason="needs Ray (the [ray] extra: pip install -c constraints.txt -e '.[ray]')")
 from hashtagger.tagging.ray import engine as raytag  # noqa: E402  (after the skip: it needs nothing from Ray to import, its runs do)

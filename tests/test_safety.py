@@ -25,7 +25,8 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.tagging.tagger as tagging
+import hashtagger.tagging.pipeline as pipeline
+import hashtagger.tagging.run as tag_run
 from hashtagger.bundle.format import write_manifest
 from hashtagger.cli.main import app
 from hashtagger.data.images import DecodeBudget, load_image, load_pixels
@@ -35,7 +36,10 @@ from hashtagger.errors import DataError, OutputError
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.io.claims import claim_output, lock_path
 from hashtagger.io.files import atomic_folder
-from hashtagger.tagging.tagger import TagOptions, open_runner, tag, tag_posts, usable_cores
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.run import tag, usable_cores
+from hashtagger.tagging.tagger import open_runner
 from hashtagger.tagging.writers import neutralise, read_records
 
 NOBODY = 65534
@@ -105,7 +109,7 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the run started working before checking its output")
 
-    monkeypatch.setattr(tagging, "load_posts", refuse)
+    monkeypatch.setattr(tag_run, "load_posts", refuse)
 
 
 # 1. export --output
@@ -338,7 +342,7 @@ def test_large_images_decode_at_a_reduced_size_with_bounded_bytes_in_flight(tmp_
     for i in range(6):
         Image.new("RGB", (1200, 1000), (i * 40, 0, 0)).save(tmp_path / f"w{i}.png")
     budget = DecodeBudget(limit_bytes=1200 * 1000 * 8 * 2)
-    settings = tagging.ImageSettings(size=64)
+    settings = pipeline.ImageSettings(size=64)
     threads = [threading.Thread(target=load_pixels, args=(tmp_path / f"w{i}.png", settings, budget)) for i in range(6)]
     for t in threads:
         t.start()
@@ -377,9 +381,9 @@ def test_a_huge_caption_is_cut_before_cleaning(posts, tiny_bundle, monkeypatch):
     loaded[0].caption = "my lovely cat " * 400_000  # 5.6 MB
     loaded[1].caption, loaded[1].image = loaded[0].caption[: bundle.max_length * 4], loaded[0].image
     seen = []
-    real_clean = tagging.clean_caption
+    real_clean = pipeline.clean_caption
     monkeypatch.setattr(
-        tagging, "clean_caption", lambda text, options: seen.append(len(text)) or real_clean(text, options)
+        pipeline, "clean_caption", lambda text, options: seen.append(len(text)) or real_clean(text, options)
     )
     records = list(tag_posts(loaded, bundle, runner, TagOptions()))
     assert max(seen) <= bundle.max_length * CHARS_PER_TOKEN
@@ -392,13 +396,13 @@ def test_a_huge_caption_is_cut_before_cleaning(posts, tiny_bundle, monkeypatch):
 
 def test_threads_above_the_cores_are_capped_with_a_warning(posts, tiny_bundle, monkeypatch):
     used = []
-    real_load = tagging.Runner.load.__func__
+    real_load = pipeline.Runner.load.__func__
 
     def spy(cls, bundle, device="auto", variant="default", threads=None, batch_size=None):
         used.append(threads)
         return real_load(cls, bundle, device, variant, threads, batch_size)
 
-    monkeypatch.setattr(tagging.Runner, "load", classmethod(spy))
+    monkeypatch.setattr(pipeline.Runner, "load", classmethod(spy))
     log = io.StringIO()
     tag(
         posts,
@@ -450,7 +454,7 @@ def test_a_permission_denied_image_is_unreadable_not_corrupt(world):
     image = imgs.good(world / "secret.png")
     image.chmod(0o000)
     with unprivileged():
-        result = tagging._decode(image, tagging.ImageSettings(size=32))
+        result = pipeline._decode(image, pipeline.ImageSettings(size=32))
     assert str(result) == "image file unreadable: Permission denied" and result.code == "image_unreadable"
 
 

@@ -23,13 +23,16 @@ from conftest import cli_without_torch, interrupt_tagging_after
 from rich.console import Console
 from typer.testing import CliRunner
 
-import hashtagger.tagging.tagger as tagging
+import hashtagger.tagging.pipeline as pipeline
 from hashtagger.bundle.format import read_bundle, write_manifest
 from hashtagger.bundle.runtime import DeviceError, Runner, choose_graphs
 from hashtagger.cli.main import app
 from hashtagger.data.posts import load_posts
 from hashtagger.errors import DataError
-from hashtagger.tagging.tagger import TagOptions, open_runner, tag, tag_posts
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.run import tag
+from hashtagger.tagging.tagger import open_runner
 from hashtagger.tagging.writers import done_ids, open_writer, read_records, remaining
 
 ENV = dict(os.environ, COLUMNS="300")  # rich wraps at 80 columns when stderr is not a terminal
@@ -250,13 +253,13 @@ def test_extractor_runs_once_per_distinct_image(tiny_bundle, tmp_path, monkeypat
 
     seen.clear()  # across batches too: an image shared by posts in different batches is decoded and encoded once
     decoded = []
-    real_decode = tagging._decode
+    real_decode = pipeline._decode
 
     def counting_decode(path, settings, budget=None):
         decoded.append(path.name)
         return real_decode(path, settings, budget)
 
-    monkeypatch.setattr(tagging, "_decode", counting_decode)
+    monkeypatch.setattr(pipeline, "_decode", counting_decode)
     one_by_one = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, TagOptions(batch_size=1)))
     assert seen == [1, 1]
     assert sorted(decoded) == ["a.png", "b.png"]
@@ -431,8 +434,8 @@ def test_an_image_forgotten_before_its_batch_is_loaded_again(tiny_bundle, tmp_pa
     bundle, runner = open_runner(TagOptions(model=tiny_bundle, device="cpu"))
     options = TagOptions(batch_size=1, workers=1)
     expected = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, options))
-    real_memory = tagging.RegionMemory
-    monkeypatch.setattr(tagging, "RegionMemory", lambda: real_memory(budget_bytes=1))  # keeps one image only
+    real_memory = pipeline.RegionMemory
+    monkeypatch.setattr(pipeline, "RegionMemory", lambda: real_memory(budget_bytes=1))  # keeps one image only
     forgetful = list(tag_posts(load_posts(tmp_path / "posts.csv"), bundle, runner, options))
     assert [r["status"] for r in forgetful] == ["ok"] * 4
     assert [[h["tag"] for h in r["hashtags"]] for r in forgetful] == [

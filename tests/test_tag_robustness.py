@@ -14,7 +14,11 @@ from rich.console import Console
 
 from hashtagger.data.images import load_image
 from hashtagger.data.posts import load_posts
-from hashtagger.tagging.tagger import NO_CAPTION, TagOptions, open_runner, tag, tag_posts
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.records import NO_CAPTION
+from hashtagger.tagging.run import tag
+from hashtagger.tagging.tagger import open_runner
 
 CAPTION = "my cat in the park today #redcat"
 

@@ -23,8 +23,9 @@ from hashtagger.evaluation.prediction import predict, sample_metrics, torch_scor
 from hashtagger.models.checkpoint import load_checkpoint, load_training_state
 from hashtagger.models.grid import fingerprint
 from hashtagger.models.lxmert import ModelSpec, build_model
-from hashtagger.training import train as train_module
-from hashtagger.training.train import Interrupted, TrainConfig, train
+from hashtagger.training import setup, trainer
+from hashtagger.training.train import TrainConfig, train
+from hashtagger.training.trainer import Interrupted
 
 QUIET = Console(stderr=True, quiet=True)
 
@@ -82,7 +83,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
     per_epoch = load_checkpoint(straight / "last").meta["history"][0]["step"]
 
     calls = {"n": 0}
-    real_make_batch = train_module.make_batch
+    real_make_batch = trainer.make_batch
 
     def interrupt_in_the_second_epoch(*args, **kwargs):  # after best/ exists, three steps into epoch 2
         calls["n"] += 1
@@ -90,10 +91,10 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
         return real_make_batch(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "make_batch", interrupt_in_the_second_epoch)
+    monkeypatch.setattr(trainer, "make_batch", interrupt_in_the_second_epoch)
     with pytest.raises(Interrupted, match="--resume"):
         train(small_config(data, tmp_path / "b", **options), QUIET)
-    monkeypatch.setattr(train_module, "make_batch", real_make_batch)
+    monkeypatch.setattr(trainer, "make_batch", real_make_batch)
     saved = load_training_state(tmp_path / "b" / "r" / "last")
     assert int(saved["step"]) == per_epoch + 3 and int(saved["batch"]) == 3 and int(saved["epoch"]) == 1
     # The best score and loss come back exactly as compared (not rounded to float32), so the resumed run
@@ -150,7 +151,7 @@ def test_language_side_can_start_from_a_bert_checkpoint(tmp_path):
     new = set(model.new_parameters())
     assert "lxmert.encoder.layer.0.attention.self.query.weight" not in new
     assert "lxmert.encoder.x_layers.0.visual_attention.att.query.weight" in new and "head.bias" in new
-    assert train_module.pretrained_tokenizer(str(tmp_path / "bert")).get_vocab_size() == tokenizer.get_vocab_size()
+    assert setup.pretrained_tokenizer(str(tmp_path / "bert")).get_vocab_size() == tokenizer.get_vocab_size()
 
 
 def test_head_bias_starts_at_label_log_odds():
@@ -237,7 +238,7 @@ def test_optimiser_decays_only_matrices_and_keeps_the_head_bias_at_its_prior():
     model = build_model(ModelSpec(base_model="tiny", num_labels=5, visual_feat_dim=8, vocab_size=50))
     cfg = TrainConfig(data="-", lr=1e-4, new_lr=1e-3, weight_decay=0.1)
     new = [n for n, _ in model.named_parameters() if not n.startswith("lxmert.embeddings")]
-    optimizer = train_module.configure_optimizers(model, cfg, new)
+    optimizer = setup.configure_optimizers(model, cfg, new)
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters())) == len(group_of)
     for name, p in model.named_parameters():
@@ -266,7 +267,7 @@ def test_resume_with_other_epochs_says_the_schedule_is_replanned_or_refuses(tmp_
 def test_optimiser_decays_biases_and_norms_when_asked_but_never_the_head_bias():
     model = build_model(ModelSpec(base_model="tiny", num_labels=5, visual_feat_dim=8, vocab_size=50))
     cfg = TrainConfig(data="-", weight_decay=0.1, decay_norms=True)
-    optimizer = train_module.configure_optimizers(model, cfg, [])
+    optimizer = setup.configure_optimizers(model, cfg, [])
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     for name, p in model.named_parameters():
         assert group_of[id(p)]["weight_decay"] == (0.0 if name == "head.bias" else 0.1), name
@@ -287,15 +288,15 @@ def test_modality_dropout_blanks_posts_as_the_ablations_do_and_the_same_ones_at_
     ablation = make_batch(samples[:1], tokenizer, store, 2, 16, "text")
     assert (ablation["input_ids"][0, :2] == batch["input_ids"][1, :2]).all()
 
-    trainer = train_module.Trainer.__new__(train_module.Trainer)
-    trainer.cfg, trainer.step = TrainConfig(data="-", modality_dropout=0.2, seed=3), 7
-    draws = trainer.modality_blanks(10_000)
-    assert draws == trainer.modality_blanks(10_000)
+    run = trainer.Trainer.__new__(trainer.Trainer)
+    run.cfg, run.step = TrainConfig(data="-", modality_dropout=0.2, seed=3), 7
+    draws = run.modality_blanks(10_000)
+    assert draws == run.modality_blanks(10_000)
     assert 0.18 < draws.count("image") / 10_000 < 0.22 and 0.18 < draws.count("text") / 10_000 < 0.22
-    trainer.step = 8
-    assert draws != trainer.modality_blanks(10_000)
-    trainer.cfg = TrainConfig(data="-")
-    assert trainer.modality_blanks(3) == [None, None, None]
+    run.step = 8
+    assert draws != run.modality_blanks(10_000)
+    run.cfg = TrainConfig(data="-")
+    assert run.modality_blanks(3) == [None, None, None]
 
 
 def test_mean_pooling_reads_only_the_caption_tokens():
@@ -321,10 +322,10 @@ def test_train_repeats_adds_repeated_posts_to_training_only(tmp_path):
         (data / f"rt{i:04d}.png").write_bytes((data / f"post{i:04d}.png").read_bytes())
         (data / f"rt{i:04d}.txt").write_text("RT " + (data / f"post{i:04d}.txt").read_text())
     cfg = small_config(data, tmp_path / "out", epochs=1)
-    start = train_module.begin(cfg, None, QUIET)
-    plain = train_module.prepare_samples(start, "cpu", QUIET)
-    start = train_module.begin(replace(cfg, train_repeats=True, run_name="r2"), None, QUIET)
-    repeats = train_module.prepare_samples(start, "cpu", QUIET)
+    start = setup.begin(cfg, None, QUIET)
+    plain = setup.prepare_samples(start, "cpu", QUIET)
+    start = setup.begin(replace(cfg, train_repeats=True, run_name="r2"), None, QUIET)
+    repeats = setup.prepare_samples(start, "cpu", QUIET)
     assert plain.split == repeats.split
     assert len(repeats.by_split["train"]) > len(plain.by_split["train"])
     for name in ("val", "test"):

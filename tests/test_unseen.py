@@ -273,7 +273,7 @@ def test_evaluate_unseen_against_baselines(held_out_bundle, posts_dir, tmp_path)
 
 def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
     """Validation is where name-head variants are compared; its posts are the model's val images only."""
-    from hashtagger.evaluation.evaluate import evaluate_unseen
+    from hashtagger.evaluation.unseen import evaluate_unseen
 
     quiet = Console(file=io.StringIO())
     split = json.loads((held_out_bundle / "split.json").read_text())
@@ -288,7 +288,8 @@ def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
 
 def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):
     from hashtagger.bundle import runtime
-    from hashtagger.tagging.tagger import TagOptions, tag
+    from hashtagger.tagging.options import TagOptions
+    from hashtagger.tagging.run import tag
 
     hashtags = json.loads((held_out_bundle / "hashtags.json").read_text())
     seen, new = hashtags["vocab"][0], hashtags["held_out"][0]

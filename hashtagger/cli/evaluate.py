@@ -74,15 +74,10 @@ def evaluate(
 
     from hashtagger.data.posts import CsvColumns
     from hashtagger.evaluation.evaluate import compare as run_comparison
-    from hashtagger.evaluation.evaluate import (
-        differences_table,
-        parse_ks,
-        report_table,
-        thresholded_table,
-        write_report,
-    )
     from hashtagger.evaluation.evaluate import evaluate as run_evaluation
-    from hashtagger.evaluation.evaluate import plot as write_plot
+    from hashtagger.evaluation.evaluate import parse_ks
+    from hashtagger.evaluation.report import differences_table, report_table, thresholded_table, write_report
+    from hashtagger.evaluation.report import plot as write_plot
 
     columns = None
     if image_column or caption_column or hashtags_column:
@@ -90,7 +85,7 @@ def evaluate(
             image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags"
         )
     if unseen:
-        from hashtagger.evaluation.evaluate import evaluate_unseen, unseen_table, write_unseen_report
+        from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table, write_unseen_report
 
         if checkpoint is not None or plot is not None:
             fail("--unseen evaluates an exported bundle (--model) and writes no plot")

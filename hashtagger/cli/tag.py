@@ -99,8 +99,9 @@ def tag(
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
     from hashtagger.data.posts import CsvColumns
-    from hashtagger.tagging.tagger import TagOptions, interrupted_message
-    from hashtagger.tagging.tagger import tag as run_tagging
+    from hashtagger.tagging.options import TagOptions
+    from hashtagger.tagging.run import interrupted_message
+    from hashtagger.tagging.run import tag as run_tagging
 
     options = TagOptions(
         model=model,

@@ -134,8 +134,9 @@ def train(
     from hashtagger.data.posts import CsvColumns, PrepOptions
     from hashtagger.data.text import CleaningOptions
     from hashtagger.models.checkpoint import latest_run
-    from hashtagger.training.train import Interrupted, TrainConfig
+    from hashtagger.training.config import TrainConfig
     from hashtagger.training.train import train as run_training
+    from hashtagger.training.trainer import Interrupted
 
     prep = PrepOptions(
         cleaning=CleaningOptions(

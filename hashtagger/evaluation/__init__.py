@@ -1,3 +1,4 @@
 """Measuring models, no torch for an exported bundle: the paper's top-k metrics (metrics), ranking metrics for
 unseen hashtags (ranking), bootstrap intervals (intervals), the TF-IDF baseline (tfidf), probabilities from
-either backend (prediction), and `evaluate` itself (evaluate)."""
+either backend (prediction), the compared systems and the evaluated posts (systems), `evaluate` and `--compare`
+themselves (evaluate), `evaluate --unseen` (unseen), and the report's tables, JSON and plot (report)."""

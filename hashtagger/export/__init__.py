@@ -1,3 +1,4 @@
-"""Checkpoint -> ONNX bundle (torch): graphs traced, parity-checked, optimised and written atomically (build)."""
+"""Checkpoint -> ONNX bundle (torch): the graphs traced (graphs), optimised, quantised and compacted (optimise),
+checked against PyTorch (parity), and the bundle written atomically in named steps (build)."""
 
-import hashtagger.models  # noqa: F401  (installs the torchvision shim before build.py imports transformers)
+import hashtagger.models  # noqa: F401  (installs the torchvision shim before this folder loads the models)

@@ -1,3 +1,5 @@
-"""Tagging with an exported bundle, no torch: the Tagger session and `tag`'s run (tagger), the pipeline's
-bounded stages (stages), record writers and readers per output format (writers), why a post got a hashtag
-(attribution, explain), hashtags written beside each image (sidecars), and the Ray engine (ray/)."""
+"""Tagging with an exported bundle, no torch: the Tagger session, the library's entry point (tagger), its options
+(options), the pipeline's decode / extract / score steps (pipeline) on bounded stages (stages), records and why a
+post was skipped (records), `tag`'s run into a file with --resume (run), record writers and readers per output
+format (writers), why a post got a hashtag (attribution, explain), hashtags written beside each image
+(sidecars), and the Ray engine (ray/)."""

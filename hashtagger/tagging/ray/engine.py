@@ -32,19 +32,13 @@ from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
 from hashtagger.io.console import PostsPerSecond, progress_bar
 from hashtagger.io.extras import require
+from hashtagger.tagging.options import TagOptions, resolve_threshold
+from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
 from hashtagger.tagging.ray.partition import Shard, Source, partition, read_shard
 from hashtagger.tagging.ray.shards import SHARD_FORMATS, ShardFolder, bundle_digest, shard_folder
-from hashtagger.tagging.tagger import (
-    Loaded,
-    Tagger,
-    TagOptions,
-    TagSummary,
-    image_key,
-    image_settings,
-    loader,
-    resolve_threshold,
-    summary_table,
-)
+from hashtagger.tagging.records import TagSummary
+from hashtagger.tagging.run import summary_table
+from hashtagger.tagging.tagger import Tagger
 
 PROBE_SECONDS = 3.0  # an address that does not answer in this long is reported, not waited on for minutes
 

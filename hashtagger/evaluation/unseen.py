@@ -1,0 +1,134 @@
+"""`evaluate --unseen`: the held-out hashtags of a `--hold-out-tags` model ranked beside its vocabulary, against a
+text match and random ranking, with bootstrap intervals over posts."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.runtime import Runner
+from hashtagger.data.batching import Sample
+from hashtagger.data.posts import CsvColumns
+from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
+from hashtagger.data.tagnames import tag_words
+from hashtagger.errors import DataError
+from hashtagger.evaluation import metrics, ranking
+from hashtagger.evaluation.prediction import onnx_scorer, predict
+from hashtagger.evaluation.systems import SPLITS, open_bundle, select_posts
+from hashtagger.io.files import atomic_write
+
+
+@dataclass
+class UnseenReport:
+    """`evaluate --unseen`: the held-out hashtags of a `--hold-out-tags` model, offered as candidates beside its
+    vocabulary, on the posts of a split (test by default) that carry one."""
+
+    data: str
+    model: str
+    split: str
+    ks: list[int]
+    posts: int  # posts of the split with at least one held-out hashtag
+    pairs: int  # (post, held-out hashtag) pairs: recall's denominator
+    vocabulary: int  # hashtags seen in training
+    held_out: int  # hashtags offered as new candidates
+    systems: dict[str, dict]  # system -> {"recall@k": {k: [value, low, high]}, "mrr": [value, low, high]}
+    definitions: dict[str, str] = field(
+        default_factory=lambda: {
+            "recall@k": "share of (post, held-out hashtag) pairs whose hashtag ranks in the top k of all candidates "
+            "(vocabulary + held-out), ties broken at random in expectation",
+            "mrr": "mean over those pairs of 1 / the hashtag's rank",
+            "interval": "95% bootstrap interval, resampling posts",
+        }
+    )
+
+
+UNSEEN_SYSTEMS = ("model (name head)", "text match", "random")
+
+
+def evaluate_unseen(
+    data: str | Path | None,
+    model: str | Path | None = None,
+    ks: tuple[int, ...] = metrics.KS,
+    device: str = "auto",
+    console: Console | None = None,
+    batch_size: int = 64,
+    cache_dir: str | Path | None = None,
+    columns: CsvColumns | None = None,
+    split: str = "test",
+) -> UnseenReport:
+    """Rank the vocabulary and the held-out hashtags together for each post of `split` carrying a held-out one
+    (validation, to choose between models; test, to report)."""
+    console = console or Console(stderr=True)
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}': use val, test or all")
+    m = open_bundle(Path(model or "exported"), device, batch_size)
+    bundle = read_bundle(m.path, verify=False)
+    held = json.loads((bundle.path / "hashtags.json").read_text()).get("held_out", [])
+    if not held:
+        raise DataError(f"{m.path}: the model was trained without --hold-out-tags: no hashtag was kept from it")
+    runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
+    runner.add_candidates(bundle, held)
+    # Prepared with the held-out hashtags back in the vocabulary, so that posts keep them as labels.
+    posts = select_posts(replace(m, vocab=m.vocab + held), data, split, columns)
+    candidates = runner.labels(bundle.vocab)
+    column = {t: i for i, t in enumerate(candidates)}
+    held_set = set(held)
+    rows = [(e, d, truth & held_set) for e, d, truth in posts.rows if d is not None and truth & held_set]
+    with ExitStack() as stack:
+        root = cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
+        cache = FeatureCache(Path(root), m.cache_id)
+        errors = fill_cache({d: e.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
+        rows = [r for r in rows if r[1] not in errors]
+        if not rows:
+            raise DataError(f"no {split} post carries a held-out hashtag (and a readable image)")
+        samples = [Sample(e.text, [], d) for e, d, _ in rows]
+        with console.status(f"scoring {len(samples)} posts against {len(candidates)} candidates"):
+            scores = predict(
+                onnx_scorer(runner), samples, bundle.tokenizer, FeatureStore(cache), 0, bundle.max_length, batch_size
+            )
+    targets = [[column[t] for t in sorted(truth)] for _, _, truth in rows]
+    texts = [e.text for e, _, _ in rows]
+    systems = {
+        UNSEEN_SYSTEMS[0]: scores,
+        UNSEEN_SYSTEMS[1]: ranking.text_match_scores(texts, [tag_words(t) for t in candidates], candidates),
+        UNSEEN_SYSTEMS[2]: ranking.random_scores(len(rows), len(candidates)),
+    }
+    return UnseenReport(
+        data=str(data if data is not None else m.meta.get("args", {}).get("data")),
+        model=str(m.path),
+        split=split,
+        ks=list(ks),
+        posts=len(rows),
+        pairs=sum(len(t) for t in targets),
+        vocabulary=len(bundle.vocab),
+        held_out=len(held),
+        systems={name: ranking.summary(ranking.hits(s, targets, ks), ks) for name, s in systems.items()},
+    )
+
+
+def unseen_table(report: UnseenReport) -> Table:
+    table = Table(
+        title=f"held-out hashtags on {report.posts} {report.split} posts ({report.pairs} pairs): {report.held_out} new "
+        f"candidates beside {report.vocabulary} seen",
+        title_justify="left",
+    )
+    table.add_column("system")
+    for k in report.ks:
+        table.add_column(f"recall@{k}", justify="right")
+    table.add_column("MRR", justify="right")
+    for name, result in report.systems.items():
+        cells = [result["recall@k"][k] for k in report.ks] + [result["mrr"]]
+        table.add_row(name, *(f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in cells))
+    table.caption = "in brackets: 95% bootstrap interval over posts"
+    return table
+
+
+def write_unseen_report(report: UnseenReport, path: str | Path) -> Path:
+    return atomic_write(path, json.dumps(asdict(report), indent=1).encode())

@@ -1,0 +1,167 @@
+"""`hashtagger tag`: every post of a folder or CSV tagged into a file (or stdout): the output claimed before any
+work, `--resume` from the records already written, and the run's summary."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hashtagger.data.posts import load_posts
+from hashtagger.data.tagnames import read_candidates
+from hashtagger.errors import DataError, OutputError
+from hashtagger.io.claims import Claim, claim_output
+from hashtagger.io.console import PostsPerSecond, progress_bar
+from hashtagger.io.extras import gpu_hint
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.pipeline import CPU
+from hashtagger.tagging.records import TagSummary, is_tagged
+from hashtagger.tagging.tagger import Tagger
+from hashtagger.tagging.writers import done_ids, open_writer, output_format, remaining
+
+
+def tag(
+    input: str | Path,
+    output: Path | None,
+    fmt: str | None = None,
+    options: TagOptions | None = None,
+    resume: bool = False,
+    console: Console | None = None,
+    overwrite: bool = False,
+) -> TagSummary:
+    """Tag every post of `input` into `output` (None: stdout). Raises a HashtaggerError (DataError, BundleError,
+    DeviceError, OutputError) for a run that cannot start; bad posts are reported in their records.
+
+    An existing non-empty output is extended with `resume` or replaced with `overwrite`, never otherwise;
+    a run that tags nothing leaves it as it was."""
+    options = options or TagOptions()
+    console = console or Console(stderr=True)
+    output = Path(output) if output is not None else None
+    fmt = output_format(output, fmt)
+    if options.explain and fmt in ("csv", "parquet"):
+        raise OutputError(f"--explain adds nested records: write JSON or JSONL, not {fmt.upper()}")
+    cores = usable_cores()
+    if options.threads and options.threads > cores:
+        console.print(
+            f"[yellow]warning:[/yellow] --threads {options.threads} is more than the {cores} cores this process "
+            f"may use; using {cores} (more threads than cores only wait on each other)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        options = replace(options, threads=cores)
+    with claim_output(output, resume, overwrite) as claim:  # before any work: a run must not fail at its end
+        return _tag_into(claim, input, fmt, options, resume, console)
+
+
+def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, resume: bool, console: Console):
+    start = time.perf_counter()
+    output = claim.path
+    posts = load_posts(input, options.columns)
+    if not posts:
+        raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
+    candidates = read_candidates(Path(options.candidates)) if options.candidates is not None else None
+    tagger = Tagger(options)
+    bundle, runner = tagger.bundle, tagger.runner
+    if candidates is not None:
+        known = runner.add_candidates(bundle, candidates)
+        added = runner.candidates.tags if runner.candidates is not None else []
+        console.print(
+            f"candidates: {len(added)} new hashtags ranked beside the {len(bundle.vocab)} of the "
+            f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"tagging {len(posts)} posts with {bundle.path} ({runner.variant}) on [bold]{runner.provider}[/bold]",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if options.device == "auto" and runner.provider == CPU:
+        console.print(
+            f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})"
+            + ("" if "no NVIDIA GPU" in runner.fallback else f"; for a GPU, {gpu_hint()}"),
+            highlight=False,
+            soft_wrap=True,
+        )
+    summary = TagSummary(provider=runner.provider, variant=runner.variant)
+    todo = posts
+    if resume and output is not None and claim.had_content:
+        positions = remaining([p.id for p in posts], done_ids(output, fmt))
+        todo = [posts[i] for i in positions]
+        summary.resumed = len(posts) - len(todo)
+        console.print(
+            f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go",
+            highlight=False,
+            soft_wrap=True,
+        )
+    writer = open_writer(claim, fmt, resume)
+    run_start = time.perf_counter()
+    try:
+        with progress_bar(console, PostsPerSecond()) as progress:
+            task = progress.add_task("tagging", total=len(todo))
+            for record in tagger.tag_many(todo):
+                if summary.processed == 0:
+                    summary.startup_s = time.perf_counter() - start
+                if not summary.tagged and is_tagged(record):
+                    writer.commit()
+                writer.write(record)
+                summary.count(record)
+                progress.advance(task)
+    except BaseException:
+        writer.abort()
+        raise
+    if claim.had_content and summary.processed and not summary.tagged:
+        writer.discard()
+        console.print(f"no post was tagged: {output} left as it was", highlight=False, soft_wrap=True)
+    else:
+        writer.close()
+    summary.seconds = time.perf_counter() - run_start
+    summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    console.print(summary_table(summary, output))
+    return summary
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def interrupted_message(output: Path | None, fmt: str | None) -> str:
+    """What an interrupted run left behind, for the one-line message."""
+    try:
+        fmt = output_format(output, fmt)
+    except OutputError:
+        return "interrupted"
+    if output is None:
+        return "interrupted: the output on stdout is incomplete"
+    if fmt == "jsonl":
+        return f"interrupted: the records written so far are in {output}; rerun with --resume to add the rest"
+    return f"interrupted: {output} was not written (JSON / CSV are written when complete; .jsonl keeps partial results)"
+
+
+def summary_table(summary: TagSummary, output: Path | None = None) -> Table:
+    table = Table(title="hashtagger tag", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("tagged", str(summary.tagged))
+    for note, n in summary.notes.most_common():
+        table.add_row(f"  of which {note}", str(n))
+    table.add_row("skipped", str(sum(summary.skipped.values())))
+    for reason, n in summary.skipped.most_common():
+        table.add_row(f"  {reason}", str(n))
+    if summary.resumed:
+        table.add_row("already in the output", str(summary.resumed))
+    table.add_row("posts/s", f"{summary.posts_per_s:,.1f}")
+    table.add_row("start-up to first record", f"{summary.startup_s:.2f} s")
+    table.add_row("provider", summary.provider)
+    if summary.variant:
+        table.add_row("graphs", summary.variant)
+    table.add_row("output", str(output) if output else "stdout")
+    return table

