@@ -13,8 +13,9 @@ from browser import chromium, close, missing
 
 from hashtagger.data.posts import load_posts
 from hashtagger.review.sheet import SheetOptions, build_sheet
+from hashtagger.tagging.options import TagOptions
+from hashtagger.tagging.run import tag
 from hashtagger.tagging.sidecars import sidecars_from
-from hashtagger.tagging.tagger import TagOptions, tag
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_CAPTION = "Look </script><script>window.pwned = 1</script> <b>bold</b> & <!-- storm #sandy"

@@ -17,7 +17,7 @@ from hashtagger.data.posts import CsvColumns, Post, load_posts
 from hashtagger.data.text import caption_prefix
 from hashtagger.errors import DataError, OutputError
 from hashtagger.tagging.ray.shards import MANIFEST, ShardFolder
-from hashtagger.tagging.tagger import TAGGED
+from hashtagger.tagging.records import TAGGED
 from hashtagger.tagging.writers import EXTENSIONS, output_format, read_records
 
 # A caption longer than this many characters is cut (at a space) in the sheet, so that a post's bytes stay
