@@ -9,6 +9,7 @@ import typer
 
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+from hashtagger.tagging.writers import format_names, shard_formats
 
 
 def tag(
@@ -27,8 +28,8 @@ def tag(
     fmt: str | None = typer.Option(
         None,
         "--format",
-        help="json, jsonl, csv or parquet (default: from --output's extension; json on stdout). "
-        "--engine ray: jsonl (default) or parquet shards.",
+        help=f"{format_names()} (default: from --output's extension; json on stdout). "
+        f"--engine ray: {format_names([f'{shard_formats()[0]} (default)', *shard_formats()[1:]])} shards.",
     ),
     output: Path | None = typer.Option(
         None,

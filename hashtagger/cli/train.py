@@ -10,16 +10,15 @@ import typer
 
 from hashtagger.cli.app import err, fail, need, without_option
 from hashtagger.errors import HashtaggerError
+from hashtagger.models.registry import DEFAULT as DEFAULT_ARCH
+from hashtagger.models.registry import arch_help
 
 
 def train(
     data: Path = typer.Argument(
         ..., help="Folder of posts (image + same-stem .txt) or a CSV (image, caption[, hashtags])."
     ),
-    arch: str = typer.Option(
-        "lxmert",
-        help="lxmert (LXMERT4Hashtag), or a comparison system of the paper: tab-lstm, lstm-cnn, coa, amnn, tweetembd.",
-    ),
+    arch: str = typer.Option(DEFAULT_ARCH, help=arch_help()),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
     run_name: str | None = typer.Option(None, help="Name of the run folder (default: run-<date>-<time>)."),
     base_model: str = typer.Option(

@@ -40,7 +40,6 @@ from hashtagger.export.parity import (
     torch_probabilities,
 )
 from hashtagger.io.files import atomic_folder
-from hashtagger.models import registry as archs
 from hashtagger.models.checkpoint import Checkpoint, load_checkpoint
 from hashtagger.models.lxmert import HashtagModel, NameHead
 from hashtagger.tagging.attribution import write_background
@@ -294,7 +293,7 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
         "background": background,  # region features of reference images: what `explain` puts for an absent image
         "head": _head_info(ckpt),
         "model": {"base_model": ckpt.meta["model_spec"]["base_model"]}
-        | archs.describe(ckpt.model)
+        | ckpt.model.describe()
         | {"hashtags": len(ckpt.vocab)},
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.

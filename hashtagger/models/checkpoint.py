@@ -68,7 +68,7 @@ def save_checkpoint(
         info = {
             "format": FORMAT,
             "model_spec": asdict(model_spec),
-            **archs.config_entry(model),
+            **model.config_entry(),
             "extractor_spec": asdict(extractor_spec),
             "vocab": vocab,
             "prep": asdict(prep),

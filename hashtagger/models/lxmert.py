@@ -228,6 +228,37 @@ class HashtagModel(nn.Module):
         """Names of the parameters that did not come from a pretrained checkpoint (set by the builders)."""
         return getattr(self, "_new_parameters", [n for n, _ in self.named_parameters()])
 
+    # The architecture hooks registry.py calls (TextImageModel has the same ones for the comparison systems).
+    @classmethod
+    def create(cls, spec: ModelSpec, arch: object, text_init: str | None, texts: list[str], tokenizer, seed: int):
+        return build_model(spec, text_init)
+
+    @classmethod
+    def rebuild(cls, spec: ModelSpec, entry: dict) -> HashtagModel:
+        config = LxmertConfig.from_dict(entry["lxmert_config"])
+        return cls(config, spec.num_labels, spec.dropout, head=spec.head, pooling=spec.pooling)
+
+    def config_entry(self) -> dict:
+        """What a checkpoint stores to rebuild the model's shape."""
+        return {"lxmert_config": self.config.to_dict()}
+
+    def describe(self) -> dict:
+        """The model's shape for bundle.json."""
+        c = self.config
+        layers = {"language": c.l_layers, "cross": c.x_layers, "object": c.r_layers}
+        return {"arch": "lxmert", "hidden_size": c.hidden_size, "layers": layers}
+
+    @property
+    def num_labels(self) -> int:
+        return self.head.out_features
+
+    def init_head_bias(self, label_frequency: torch.Tensor) -> None:
+        init_head_bias(self, label_frequency)
+
+    def loss(self, inputs: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """BCE of the logits against the multi-hot labels."""
+        return nn.functional.binary_cross_entropy_with_logits(self(*inputs).float(), labels)
+
 
 @dataclass
 class ModelSpec:
@@ -241,7 +272,7 @@ class ModelSpec:
     lxmert_overrides: dict = field(default_factory=dict)
     head: str = "linear"  # linear | names
     pooling: str = "cls"  # cls | mean: what the head reads of LXMERT's outputs
-    arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or a comparison system
+    arch: str = "lxmert"  # registry.ARCHS: LXMERT4Hashtag or a comparison system
 
 
 def lxmert_config(spec: ModelSpec, text_config=None) -> LxmertConfig:

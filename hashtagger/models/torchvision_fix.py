@@ -25,7 +25,13 @@ class _BeforeTorchvision:  # a meta path finder (importlib.abc.MetaPathFinder: n
 
 
 def install() -> None:
-    if "torchvision" not in sys.modules and not any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
+    """The hook, where torchvision is installed and not yet imported (the CLI reads the torch-free `--arch`
+    registry under models/: a core install, without torchvision, gets no hook)."""
+    if "torchvision" in sys.modules or any(isinstance(f, _BeforeTorchvision) for f in sys.meta_path):
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is not None:
         sys.meta_path.insert(0, _BeforeTorchvision())
 
 

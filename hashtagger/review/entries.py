@@ -18,7 +18,7 @@ from hashtagger.data.text import caption_prefix
 from hashtagger.errors import DataError, OutputError
 from hashtagger.tagging.ray.shards import MANIFEST, ShardFolder
 from hashtagger.tagging.records import TAGGED
-from hashtagger.tagging.writers import EXTENSIONS, output_format, read_records
+from hashtagger.tagging.writers import EXTENSIONS, FORMATS, output_format, read_records
 
 # A caption longer than this many characters is cut (at a space) in the sheet, so that a post's bytes stay
 # bounded; the model sees at most 128 tokens (about 2,000 characters), so the saved CSV trains the same.
@@ -63,7 +63,8 @@ def read_output(path: str | Path) -> RunOutput:
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     if path.suffix.lower() not in EXTENSIONS:
-        raise DataError(f"{path} is not a tag output: .json, .jsonl, .csv, .parquet or a --engine ray folder")
+        own = ", ".join(f.extensions[0] for f in FORMATS.values())
+        raise DataError(f"{path} is not a tag output: {own} or a --engine ray folder")
     try:
         return RunOutput(read_records(path, output_format(path, None)), None)
     except OutputError as e:

@@ -21,7 +21,7 @@ from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
 from hashtagger.tagging.records import TagSummary, is_tagged
 from hashtagger.tagging.tagger import Tagger
-from hashtagger.tagging.writers import done_ids, open_writer, output_format, remaining
+from hashtagger.tagging.writers import FORMATS, done_ids, format_names, open_writer, output_format, remaining
 
 
 def tag(
@@ -42,8 +42,9 @@ def tag(
     console = console or Console(stderr=True)
     output = Path(output) if output is not None else None
     fmt = output_format(output, fmt)
-    if options.explain and fmt in ("csv", "parquet"):
-        raise OutputError(f"--explain adds nested records: write JSON or JSONL, not {fmt.upper()}")
+    if options.explain and not FORMATS[fmt].nested:
+        nested = format_names(f.title for f in FORMATS.values() if f.nested)
+        raise OutputError(f"--explain adds nested records: write {nested}, not {FORMATS[fmt].title}")
     cores = usable_cores()
     if options.threads and options.threads > cores:
         console.print(
@@ -141,9 +142,11 @@ def interrupted_message(output: Path | None, fmt: str | None) -> str:
         return "interrupted"
     if output is None:
         return "interrupted: the output on stdout is incomplete"
-    if fmt == "jsonl":
+    if FORMATS[fmt].appends:
         return f"interrupted: the records written so far are in {output}; rerun with --resume to add the rest"
-    return f"interrupted: {output} was not written (JSON / CSV are written when complete; .jsonl keeps partial results)"
+    kept = format_names(f.extensions[0] for f in FORMATS.values() if f.appends)
+    title = FORMATS[fmt].title
+    return f"interrupted: {output} was not written ({title} is written when complete; {kept} keeps partial results)"
 
 
 def summary_table(summary: TagSummary, output: Path | None = None) -> Table:

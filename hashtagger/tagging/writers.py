@@ -27,7 +27,8 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -35,8 +36,6 @@ from hashtagger.errors import OutputError
 from hashtagger.io.claims import Claim, new_file_mode
 from hashtagger.io.files import atomic_open
 
-FORMATS = ("json", "jsonl", "csv", "parquet")
-EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,14 +45,12 @@ def output_format(output: Path | None, fmt: str | None) -> str:
     if fmt:
         fmt = fmt.lower()
         if fmt not in FORMATS:
-            raise OutputError(f"unknown format '{fmt}' (json, jsonl, csv or parquet)")
+            raise OutputError(f"unknown format '{fmt}' ({format_names()})")
         return fmt
     if output is None:
         return "json"
     if output.suffix.lower() not in EXTENSIONS:
-        raise OutputError(
-            f"cannot tell the format of {output} from its extension; pass --format json, jsonl, csv or parquet"
-        )
+        raise OutputError(f"cannot tell the format of {output} from its extension; pass --format {format_names()}")
     return EXTENSIONS[output.suffix.lower()]
 
 
@@ -205,18 +202,25 @@ def _dump_csv(records: list[dict], f: IO[str]) -> None:
     out.writerows(csv_row(r) for r in records)
 
 
+def _text_file(dump: Callable[[list[dict], IO[str]], None]) -> Callable[[Path, list[dict]], None]:
+    def write(path: Path, records: list[dict]) -> None:
+        with atomic_open(path, "w", encoding="utf-8", newline="") as f:
+            dump(records, f)
+
+    return write
+
+
+def _write_parquet(path: Path, records: list[dict]) -> None:
+    from hashtagger.data import parquet  # pyarrow only for a Parquet output
+
+    with atomic_open(path, "wb") as binary:
+        parquet.write_records(records, binary)
+
+
 def write_file(path: Path, records: list[dict], fmt: str) -> None:
     """All of `records` as one file of format `fmt`, written to a temporary name and renamed over `path` when
     complete (a whole output, or one shard of a Ray run)."""
-    if fmt == "parquet":
-        from hashtagger.data import parquet  # pyarrow only for a Parquet output
-
-        with atomic_open(path, "wb") as binary:
-            parquet.write_records(records, binary)
-        return
-    dump = {"json": _dump_json, "jsonl": _dump_jsonl, "csv": _dump_csv}[fmt]
-    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-        dump(records, f)
+    FORMATS[fmt].write(path, records)
 
 
 class JsonStreamWriter(Writer):
@@ -272,52 +276,68 @@ def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> 
     """The writer for a format; with resume, new records follow those already in the output. `target` is
     the run's claim on its output (a bare path: a new or replaceable file)."""
     claim = target if isinstance(target, Claim) else Claim(target)
-    if fmt == "jsonl":
-        return JsonlWriter.open(claim, resume)
-    if fmt == "parquet" and (claim.path is None or claim.special):
-        raise OutputError("Parquet is written to a regular file, not streamed: pass -o out.parquet")
+    return FORMATS[fmt].writer(FORMATS[fmt], claim, resume)
+
+
+def _replace_when_complete(fmt: Format, claim: Claim, resume: bool) -> Writer:
+    """A regular file: collected and written whole. stdout, a FIFO or a device: streamed where the format can be."""
     if claim.path is None or claim.special:
+        if fmt.stream is None:
+            raise OutputError(f"{fmt.title} is written to a regular file, not streamed: pass -o out{fmt.extensions[0]}")
         # Owned by the writer, which closes it (a FIFO or a device: written through, never replaced).
         stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        return JsonStreamWriter(stream) if fmt == "json" else CsvStreamWriter(stream)
-    previous = read_records(claim.path, fmt) if resume and _has_content(claim.path) else []
-    return AtomicWriter(claim.path, previous, fmt)
+        return fmt.stream(stream)
+    previous = fmt.read(claim.path) if resume and _has_content(claim.path) else []
+    return AtomicWriter(claim.path, previous, fmt.name)
+
+
+def _append(fmt: Format, claim: Claim, resume: bool) -> Writer:
+    return JsonlWriter.open(claim, resume)
 
 
 def read_records(path: Path, fmt: str) -> list[dict]:
-    """The records of an existing output. JSONL: every complete line; JSON / CSV / Parquet: the whole (complete)
-    file."""
-    if fmt == "parquet":
-        if not path.exists():
-            return []
-        from hashtagger.data import parquet
+    """The records of an existing output (none when it does not exist). JSONL: every complete line; JSON / CSV /
+    Parquet: the whole (complete) file."""
+    return FORMATS[fmt].read(path)
 
-        return parquet.read_records(path)
-    try:
-        with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
-            text = f.read()
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as e:
-        raise OutputError(f"cannot resume from {path}: {e}") from None
-    if fmt == "jsonl":
-        records = []
-        for line in text.split("\n"):  # not splitlines: JSON keeps \u2028 and \x85 inside strings
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a killed run: that post is tagged again
-            if isinstance(record, dict) and "id" in record:
-                records.append(record)
-        return records
-    if fmt == "json":
+
+def _text_records(parse: Callable[[str, Path], list[dict]]) -> Callable[[Path], list[dict]]:
+    def read(path: Path) -> list[dict]:
         try:
-            records = json.loads(text)
-        except ValueError as e:
-            raise OutputError(f"cannot resume from {path}: not a complete JSON output ({e})") from None
-        if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r for r in records):
-            raise OutputError(f"cannot resume from {path}: not a list of tag records")
-        return records
+            with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
+                text = f.read()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as e:
+            raise OutputError(f"cannot resume from {path}: {e}") from None
+        return parse(text, path)
+
+    return read
+
+
+def _parse_jsonl(text: str, path: Path) -> list[dict]:
+    records = []
+    for line in text.split("\n"):  # not splitlines: JSON keeps \u2028 and \x85 inside strings
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run: that post is tagged again
+        if isinstance(record, dict) and "id" in record:
+            records.append(record)
+    return records
+
+
+def _parse_json(text: str, path: Path) -> list[dict]:
+    try:
+        records = json.loads(text)
+    except ValueError as e:
+        raise OutputError(f"cannot resume from {path}: not a complete JSON output ({e})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r for r in records):
+        raise OutputError(f"cannot resume from {path}: not a list of tag records")
+    return records
+
+
+def _parse_csv(text: str, path: Path) -> list[dict]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
         return []
@@ -327,6 +347,14 @@ def read_records(path: Path, fmt: str) -> list[dict]:
         return [_from_csv_row(row) for row in reader]
     except ValueError as e:
         raise OutputError(f"cannot resume from {path}: bad scores ({e})") from None
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    from hashtagger.data import parquet
+
+    return parquet.read_records(path)
 
 
 def done_ids(path: Path, fmt: str) -> Counter:
@@ -358,3 +386,59 @@ def _drop_partial_line(path: Path) -> None:
         f.seek(0)
         data = f.read()
         f.truncate(data.rfind(b"\n") + 1)
+
+
+@dataclass(frozen=True)
+class Format:
+    """An output format of `tag`: everything the run, --resume, the Ray shards, review and the help need."""
+
+    name: str  # --format's value
+    title: str  # in messages
+    extensions: tuple[str, ...]  # the first one is the format's own, the others are read as it too
+    write: Callable[[Path, list[dict]], None]  # a whole file, atomically (a complete output or one Ray shard)
+    read: Callable[[Path], list[dict]]  # an existing output's records ([] when absent), for --resume and review
+    stream: Callable[[IO[str]], Writer] | None = None  # a writer onto stdout or a pipe; None: regular files only
+    writer: Callable[[Format, Claim, bool], Writer] = _replace_when_complete  # opens a run's output
+    appends: bool = False  # each record reaches the file when written: an interrupted run keeps them (--resume)
+    nested: bool = True  # holds --explain's nested records
+    shards: bool = False  # `tag --engine ray` may write its shards in it
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register(fmt: Format) -> Format:
+    """Add an output format: --format, its extensions, --resume, the Ray shards and the help all read FORMATS."""
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def format_names(names: Iterable[str] | None = None) -> str:
+    """ "json, jsonl, csv or parquet", for help and messages."""
+    names = list(FORMATS if names is None else names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def shard_formats() -> list[str]:
+    """The formats `tag --engine ray` writes its shards in."""
+    return [f.name for f in FORMATS.values() if f.shards]
+
+
+register(Format("json", "JSON", (".json",), _text_file(_dump_json), _text_records(_parse_json), JsonStreamWriter))
+register(
+    Format(
+        "jsonl",
+        "JSONL",
+        (".jsonl", ".ndjson"),
+        _text_file(_dump_jsonl),
+        _text_records(_parse_jsonl),
+        writer=_append,
+        appends=True,
+        shards=True,
+    )
+)
+register(
+    Format("csv", "CSV", (".csv",), _text_file(_dump_csv), _text_records(_parse_csv), CsvStreamWriter, nested=False)
+)
+register(Format("parquet", "Parquet", (".parquet",), _write_parquet, _read_parquet, nested=False, shards=True))
+EXTENSIONS = {ext: f.name for f in FORMATS.values() for ext in f.extensions}

@@ -243,7 +243,7 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
     frequency = torch.zeros(len(data.vocab))
     for s in train:
         frequency[s.labels] += 1
-    archs.init_head_bias(model, frequency / len(train))
+    model.init_head_bias(frequency / len(train))
     if cfg.head == "names":
         init_match_weight(model, _labelled_batches(tokenizer, train[:: max(1, len(train) // 20_000)], data.vocab, cfg))
     return tokenizer, spec, model, sorted(model.new_parameters())

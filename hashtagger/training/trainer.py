@@ -66,7 +66,7 @@ def validate(
         loss_sum += torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum").item()
         return torch.sigmoid(logits).cpu().numpy()
 
-    num_labels = archs.num_labels(model)
+    num_labels = model.num_labels
     probs = predict(score, samples, tokenizer, features, num_labels, max_length, batch_size)
     return probs, loss_sum / max(1, len(samples) * num_labels)
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
+from transformers import AutoModel
+
+from hashtagger.errors import DataError
+from hashtagger.io.structs import from_dict
+from hashtagger.models.lxmert import ModelSpec, init_head_bias
+from hashtagger.models.registry import DEFAULT_SIZE, SIZES, Arch
 
 NEG = -1e4  # masked attention score: finite, so that fp16 / ONNX softmax never sees inf - inf
 
@@ -46,8 +53,66 @@ class TextImageModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def new_parameters(self) -> list[str]:
-        """Names of the parameters that did not come from a pretrained checkpoint (see archs.build)."""
+        """Names of the parameters that did not come from a pretrained checkpoint (see create)."""
         return getattr(self, "_new_parameters", [n for n, _ in self.named_parameters()])
+
+    # The architecture hooks registry.py calls (HashtagModel has the same ones for LXMERT4Hashtag).
+    @classmethod
+    def create(
+        cls, spec: ModelSpec, arch: Arch, text_init: str | None, texts: list[str], tokenizer: Tokenizer, seed: int
+    ) -> TextImageModel:
+        """A fresh model. With `text_init`, its word embeddings start from that checkpoint's (as LXMERT's language
+        side does); `fit_text` sees the training captions' token ids (TAB_LSTM's topic model)."""
+        if spec.head != "linear":
+            raise DataError(f"--head {spec.head} is LXMERT4Hashtag's; --arch {spec.arch} has its own output layer")
+        sizes = SIZES.get(spec.base_model, DEFAULT_SIZE)
+        embeddings = AutoModel.from_pretrained(text_init).get_input_embeddings().weight if text_init else None
+        config = ArchConfig(
+            arch=spec.arch,
+            vocab_size=spec.vocab_size,
+            num_labels=spec.num_labels,
+            visual_feat_dim=spec.visual_feat_dim,
+            embed=embeddings.shape[1] if embeddings is not None else sizes["embed"],
+            hidden=sizes["hidden"],
+            dropout=spec.dropout,
+            **{size: sizes[size] for size in arch.sizes},
+        )
+        torch.manual_seed(seed)
+        model = cls(config)
+        pretrained = set()
+        if embeddings is not None:
+            if embeddings.shape[0] != spec.vocab_size:
+                raise DataError(f"{text_init}: its {embeddings.shape[0]} word embeddings do not fit the tokenizer")
+            with torch.no_grad():
+                model.embed.weight.copy_(embeddings)
+            pretrained.add("embed.weight")
+        model.fit_text([e.ids for e in tokenizer.encode_batch(texts)], seed)
+        model._new_parameters = [n for n, _ in model.named_parameters() if n not in pretrained]
+        return model
+
+    @classmethod
+    def rebuild(cls, spec: ModelSpec, entry: dict) -> TextImageModel:
+        return cls(from_dict(ArchConfig, entry["arch_config"]))
+
+    def config_entry(self) -> dict:
+        return {"arch_config": self.config.to_dict()}
+
+    def describe(self) -> dict:
+        return self.config.to_dict() | {"hidden_size": self.config.hidden}
+
+    @property
+    def num_labels(self) -> int:
+        return self.config.num_labels
+
+    def fit_text(self, token_ids: list[list[int]], seed: int) -> None:
+        """Fit what the model learns from the training captions before training (nothing, unless it says)."""
+
+    def init_head_bias(self, label_frequency: torch.Tensor) -> None:
+        init_head_bias(self, label_frequency)
+
+    def loss(self, inputs: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        """BCE of the logits against the multi-hot labels."""
+        return nn.functional.binary_cross_entropy_with_logits(self(*inputs).float(), labels)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

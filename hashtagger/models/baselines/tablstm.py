@@ -7,7 +7,7 @@ classified into hashtags.
 
 Where the description is vague, the simplest faithful reading:
 - The topic model is NMF (scikit-learn) on TF-IDF-weighted token counts of the training captions, fitted
-  once before training (`fit_topics`), in place of the original LDA; its topic-word matrix is a frozen
+  once before training (`fit_text`), in place of the original LDA; its topic-word matrix is a frozen
   buffer of the model, so the exported graph needs nothing beside the tokens.
 - A caption's topic distribution is folded in by projection: theta = normalise(sum over its tokens of
   idf(token) * topic_words[token]), instead of re-solving the factorisation per post.
@@ -45,7 +45,7 @@ class TabLstm(TextImageModel):
         pooled = self.attention(states, topic, attention_mask)
         return self.head(self.dropout(pooled))
 
-    def fit_topics(self, token_ids: list[list[int]], seed: int = 0) -> None:
+    def fit_text(self, token_ids: list[list[int]], seed: int = 0) -> None:
         """Fit the topic model on the training captions' token ids and store its topic-word matrix."""
         from scipy.sparse import csr_matrix
         from sklearn.decomposition import NMF

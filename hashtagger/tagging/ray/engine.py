@@ -35,10 +35,11 @@ from hashtagger.io.extras import require
 from hashtagger.tagging.options import TagOptions, resolve_threshold
 from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
 from hashtagger.tagging.ray.partition import Shard, Source, partition, read_shard
-from hashtagger.tagging.ray.shards import SHARD_FORMATS, ShardFolder, bundle_digest, shard_folder
+from hashtagger.tagging.ray.shards import ShardFolder, bundle_digest, shard_folder
 from hashtagger.tagging.records import TagSummary
 from hashtagger.tagging.run import summary_table
 from hashtagger.tagging.tagger import Tagger
+from hashtagger.tagging.writers import format_names, shard_formats
 
 PROBE_SECONDS = 3.0  # an address that does not answer in this long is reported, not waited on for minutes
 
@@ -64,9 +65,9 @@ def tag_on_ray(
     require("ray", "tag --engine ray")
     options, ray_options = options or TagOptions(), ray_options or RayOptions()
     console = console or Console(stderr=True)
-    fmt = (fmt or "jsonl").lower()
-    if fmt not in SHARD_FORMATS:
-        raise OutputError(f"--engine ray writes shards as jsonl or parquet, not {fmt}")
+    fmt = (fmt or shard_formats()[0]).lower()
+    if fmt not in shard_formats():
+        raise OutputError(f"--engine ray writes shards as {format_names(shard_formats())}, not {fmt}")
     if options.candidates is not None or options.explain:
         raise DataError("--engine ray does not take --candidates or --explain; tag without --engine ray")
     bundle = read_bundle(options.model)

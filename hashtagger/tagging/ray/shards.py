@@ -25,7 +25,6 @@ from hashtagger.io.files import atomic_write, sha256_file
 from hashtagger.tagging.writers import read_records, write_file
 
 MANIFEST = "manifest.json"
-SHARD_FORMATS = ("jsonl", "parquet")
 
 
 def bundle_digest(model: Path) -> str:
