@@ -41,7 +41,7 @@ from hashtagger.data.posts import PrepOptions, load_posts
 from hashtagger.data.regions import ExtractorSpec
 from hashtagger.data.text import clean_caption, encode, train_wordpiece
 from hashtagger.export.build import ExportOptions, ParityError, export
-from hashtagger.models.checkpoint import save_checkpoint
+from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, save_checkpoint
 from hashtagger.models.grid import build_grid_extractor
 from hashtagger.models.lxmert import PRESETS, ModelSpec
 from hashtagger.models.registry import ARCHS, build
@@ -76,10 +76,12 @@ def build_checkpoints(work: Path, posts_dir: Path, size: str, seed: int) -> dict
                 centre_head(
                     model, extractor, tokenizer, texts[:16], [p.image for p in posts[:16]], extractor_spec.image
                 )
-        meta = {"max_length": 128, "label_counts": {}, "args": {"data": str(posts_dir)}, "note": "random weights"}
+        meta = CheckpointMeta(max_length=128, args={"data": str(posts_dir)}, notes={"weights": "random"})
         paths[arch] = work / f"checkpoint-{arch}"
         split = {"train": [], "val": val, "test": []}
-        save_checkpoint(paths[arch], model, spec, extractor, extractor_spec, tokenizer, vocab, prep, split, meta)
+        save_checkpoint(
+            Checkpoint(paths[arch], model, spec, extractor, extractor_spec, tokenizer, vocab, prep, split, meta)
+        )
     return paths
 
 
@@ -99,8 +101,8 @@ def model_posts_per_s(bundle: Path, texts: list[str], batch: int) -> float:
     batches = []
     for i in range(0, len(texts), batch):
         chunk = texts[i : i + batch]
-        feats = rng.normal(size=(len(chunk), 36, b.info["extractor"]["feature_dim"])).astype(np.float32)
-        boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (len(chunk), 36, 1))
+        feats = rng.normal(size=(len(chunk), b.info.extractor.regions, b.info.extractor.feature_dim)).astype(np.float32)
+        boxes = np.tile(np.array([0.0, 0.0, 1.0, 1.0], np.float32), (len(chunk), b.info.extractor.regions, 1))
         batches.append((encode(b.tokenizer, chunk, b.max_length), feats, boxes))
     runner.probabilities(*batches[0])  # warm-up
     started = time.perf_counter()

@@ -68,7 +68,7 @@ from hashtagger.data.images import ImageSettings, file_digest, load_pixels
 from hashtagger.data.posts import CsvColumns, PrepOptions, load_posts
 from hashtagger.data.text import clean_caption, encode, train_wordpiece
 from hashtagger.export.build import ExportOptions, ParityError, export
-from hashtagger.models.checkpoint import load_checkpoint, save_checkpoint
+from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, save_checkpoint
 from hashtagger.models.grid import ExtractorSpec, build_grid_extractor
 from hashtagger.models.lxmert import PRESETS, ModelSpec, build_model
 from hashtagger.tagging import pipeline, tagger
@@ -178,25 +178,13 @@ def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0, imag
     gain = centre_head(model, extractor, tokenizer, texts[:16], [p.image for p in posts[:16]], extractor_spec.image)
     # The first posts act as the "validation split", so that export checks parity on real captions and images.
     val = sorted({file_digest(p.image) for p in posts[:16]})
-    meta = {
-        "max_length": NAIVE_LENGTH,
-        "label_counts": {},
-        "args": {"data": str(posts_dir), "columns": asdict(CsvColumns())},
-        "note": "random weights: tag_throughput benchmark",
-        "head_gain": gain,
-    }
-    save_checkpoint(
-        path,
-        model,
-        spec,
-        extractor,
-        extractor_spec,
-        tokenizer,
-        vocab,
-        prep,
-        {"train": [], "val": val, "test": []},
-        meta,
+    meta = CheckpointMeta(
+        max_length=NAIVE_LENGTH,
+        args={"data": str(posts_dir), "columns": asdict(CsvColumns())},
+        notes={"weights": "random: tag_throughput benchmark", "head_gain": gain},
     )
+    split = {"train": [], "val": val, "test": []}
+    save_checkpoint(Checkpoint(path, model, spec, extractor, extractor_spec, tokenizer, vocab, prep, split, meta))
     return path
 
 
@@ -420,7 +408,7 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
         options = TagOptions(model=bundle, top_k=TOP_K, batch_size=args.batch_size, workers=args.workers, **settings)
         return lambda posts, out: run_tag(posts, out, options)
 
-    has_int8 = "int8" in read_bundle(bundle).info["graphs"]
+    has_int8 = "int8" in read_bundle(bundle).info.graphs
     cpu_rows = args.device in ("cpu", "auto") or not cuda_ok
     skip_cpu = "" if cpu_rows else "--device cuda: CPU provider rows not run"
     systems = [
@@ -448,7 +436,7 @@ def make_systems(args, ckpt: Path, bundle: Path, work: Path, cuda_ok: bool, cuda
     else:
         why = ""
     gpu = not why
-    has_fp16 = "fp16" in read_bundle(bundle).info["graphs"]
+    has_fp16 = "fp16" in read_bundle(bundle).info.graphs
     trt = "TensorrtExecutionProvider" in ort.get_available_providers()
     systems += [
         System(
@@ -802,7 +790,7 @@ def train_throughput(posts_dir: Path, work: Path, size: str, batch_size: int) ->
             "seconds": seconds,
             "train_posts": train_posts,
             "wall_posts_per_s": train_posts / seconds,
-            "loop_posts_per_s": ckpt.meta["history"][-1]["posts_per_s"],
+            "loop_posts_per_s": ckpt.meta.history[-1]["posts_per_s"],
         }
         console.print(
             f"train {name}: {seconds:.1f} s for {train_posts} training posts (loop "
@@ -1183,7 +1171,7 @@ def main(argv=None) -> dict:
         for attempt in range(3):
             ckpt = build_checkpoint(work / "checkpoint", args.size, posts_dir, args.seed + attempt, args.image_size)
             built = load_checkpoint(ckpt)
-            gain, side = built.meta["head_gain"], built.extractor_spec.image.size
+            gain, side = built.meta.notes["head_gain"], built.extractor_spec.image.size
             console.print(
                 f"checkpoint at --size {args.size} (images {side}x{side}) with random weights: "
                 f"{time.perf_counter() - t:.1f} s (head centred, gain {gain:.0f})"
@@ -1232,7 +1220,7 @@ def main(argv=None) -> dict:
             console.print("time to the first record, each in a fresh process")
             startup = measure_startup(bundle, posts_dir, out_dir, args)
             console.print("profiling the stages on their own")
-            variants = ["model"] + (["int8"] if "int8" in bundle_info.info["graphs"] else [])
+            variants = ["model"] + (["int8"] if "int8" in bundle_info.info.graphs else [])
             profile = profile_tag(bundle, posts_dir, args.batch_size, variants)
             naive_tagger = NaiveTagger(ckpt, "cpu")
             naive_tagger.run(posts_dir, work / "naive-profile.jsonl")

@@ -67,8 +67,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
     info = read_bundle(args.bundle).info
-    recorded = info.get("export", {}).get("variants", {})
-    rows = {k: v for k, v in ROWS.items() if all(g in info["graphs"] for g in (v[1] or ()))}
+    recorded = info.variants
+    rows = {k: v for k, v in ROWS.items() if all(g in info.graphs for g in (v[1] or ()))}
     rates: dict[str, list[float]] = {k: [] for k in rows}
     ran: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -111,8 +111,8 @@ def model_throughput(bundle: Path, data_texts: list[str], repeats: int = 3, batc
     batches = []
     for i in range(0, len(data_texts), batch):
         texts = data_texts[i : i + batch]
-        feats = rng.normal(size=(len(texts), 36, b.info["extractor"]["feature_dim"])).astype(np.float32)
-        boxes = np.tile(np.linspace(0, 1, 4, dtype=np.float32), (len(texts), 36, 1))
+        feats = rng.normal(size=(len(texts), b.info.extractor.regions, b.info.extractor.feature_dim)).astype(np.float32)
+        boxes = np.tile(np.linspace(0, 1, 4, dtype=np.float32), (len(texts), b.info.extractor.regions, 1))
         batches.append((encode(b.tokenizer, texts, b.max_length), feats, boxes))
     best = 0.0
     for _ in range(repeats):

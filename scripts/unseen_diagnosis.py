@@ -41,10 +41,10 @@ def main() -> None:
     m = open_bundle(args.bundle, "cpu", 64)
     bundle = read_bundle(m.path, verify=False)
     held = json.loads((bundle.path / "hashtags.json").read_text())["held_out"]
-    head, labels, seen = bundle.info["head"], bundle.vocab + held, len(bundle.vocab)
-    scale, unseen = float(head["scale"]), float(head["unseen_bias"])
+    head, labels, seen = bundle.info.head, bundle.vocab + held, len(bundle.vocab)
+    scale, unseen = head.scale, head.unseen_bias
     names = session(bundle.graph("names"), "cpu")[0]
-    text = encode(bundle.tokenizer, [tag_words(t) for t in labels], head.get("name_tokens", 32))
+    text = encode(bundle.tokenizer, [tag_words(t) for t in labels], head.name_tokens)
     wanted = {i.name for i in names.get_inputs()}
     embeddings = names.run(["embedding"], {k: v for k, v in text.items() if k in wanted})[0]
     runner = Runner.load(bundle, "cpu", "model")

@@ -56,7 +56,7 @@ def arch_runs(arch_posts, tmp_path_factory):
 def prior_precision(run) -> float:
     ckpt = load_checkpoint(run / "best")
     held_out = split_examples(ckpt, "val") + split_examples(ckpt, "test")
-    counts = ckpt.meta["label_counts"]
+    counts = ckpt.meta.label_counts
     prior = sorted(counts, key=lambda t: -counts[t])[:1]
     return metrics.topk_metrics([prior] * len(held_out), [set(e.labels) for e, _ in held_out], (1,))[1]["precision"]
 

@@ -63,7 +63,7 @@ def test_two_ranks_take_the_steps_of_one_process_with_the_same_global_batch(data
     for key, value in NO_DROPOUT.items():  # as in the ranks (tests/ddp_run.py)
         monkeypatch.setitem(PRESETS["tiny"].lxmert, key, value)
     one = train(TrainConfig(data=str(data), output=str(tmp_path), run_name="r", **SETTINGS), Console(quiet=True))
-    a, b = load_checkpoint(one / "last").meta["history"], load_checkpoint(two_ranks / "last").meta["history"]
+    a, b = load_checkpoint(one / "last").meta.history, load_checkpoint(two_ranks / "last").meta.history
     assert [h["step"] for h in a] == [h["step"] for h in b] == [6, 12]
     for x, y in zip(a, b, strict=True):
         assert abs(x["val_loss"] - y["val_loss"]) < 1e-5 and abs(x["train_loss"] - y["train_loss"]) < 1e-5

@@ -77,7 +77,7 @@ def test_test_split_is_the_stored_one(checkpoint_report, bundle_report, tiny_run
     assert (checkpoint_report.backend, bundle_report.backend) == ("pytorch", "onnx")
     # The same posts and model as training's own test evaluation: the same numbers.
     meta = ckpt.meta
-    for system, stored in (("model", meta["test_metrics"]), ("frequency prior", meta["prior_test_metrics"])):
+    for system, stored in (("model", meta.test_metrics), ("frequency prior", meta.prior_test_metrics)):
         for k, row in stored.items():
             assert row == pytest.approx(checkpoint_report.systems[system][int(k)])
 
@@ -228,7 +228,7 @@ def test_split_val_and_an_unknown_split(tiny_bundle, tiny_run, posts_dir):
 
 def test_export_writes_per_hashtag_thresholds(tiny_bundle, tiny_run):
     info = read_bundle(tiny_bundle).info
-    stored = info["hashtag_thresholds"]
+    stored = info.raw["hashtag_thresholds"]
     assert stored["min_positives"] == thresholds.MIN_POSITIVES
     positives = Counter(t for e, _ in split_examples(load_checkpoint(tiny_run / "best"), "val") for t in e.labels)
     assert set(stored["values"]) == {t for t, n in positives.items() if n >= thresholds.MIN_POSITIVES}

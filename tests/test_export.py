@@ -28,28 +28,28 @@ QUIET = Console(stderr=True, quiet=True)
 def test_bundle_holds_everything_tag_needs(tiny_bundle):
     bundle = read_bundle(tiny_bundle)
     info = bundle.info
-    assert info["format_version"] == 1 and info["opset"] >= 17
-    assert set(info["graphs"]) == {"extractor", "model", "int8", "extractor_int8"}
-    assert info["image"]["size"] == 96 and len(info["image"]["mean"]) == 3
-    assert info["text"]["max_length"] == 128 and info["text"]["cleaning"]["drop_urls"] is True
-    assert 0 < info["threshold"] < 1
+    assert info.raw["format_version"] == 1 and info.raw["opset"] >= 17
+    assert set(info.graphs) == {"extractor", "model", "int8", "extractor_int8"}
+    assert info.image.size == 96 and len(info.image.mean) == 3
+    assert info.text.max_length == 128 and info.text.cleaning.drop_urls is True
+    assert 0 < info.threshold < 1
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert {"model.onnx", "extractor.onnx", "tokenizer.json", "hashtags.json", "bundle.json"} <= set(manifest)
     assert all(sha256_file(tiny_bundle / name) == digest for name, digest in manifest.items())
-    parity = info["export"]["parity"]
+    parity = info.raw["export"]["parity"]
     assert parity["max_abs_diff"] <= 1e-4 and parity["same_top5"] == 1.0
-    assert info["export"]["parity_inputs"] == "validation split"
-    assert info["export"]["variants"]["int8"]["top5_overlap"] > 0.5
+    assert info.raw["export"]["parity_inputs"] == "validation split"
+    assert info.variants["int8"]["top5_overlap"] > 0.5
 
 
 def test_int8_export_adds_a_static_int8_extractor_with_its_agreement_recorded(tiny_bundle):
     """extractor.int8.onnx is quantised with int8 convolutions; each int8 graph's (and both together's) top-5
     overlap and F1@2 against fp32 on the validation posts are in bundle.json for `tag --variant auto`."""
     info = read_bundle(tiny_bundle).info
-    graph = onnx.load(str(tiny_bundle / info["graphs"]["extractor_int8"]))
+    graph = onnx.load(str(tiny_bundle / info.graphs["extractor_int8"]))
     ops = {node.op_type for node in graph.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    variants = info["export"]["variants"]
+    variants = info.variants
     for key in ("int8", "extractor_int8", "int8_both"):
         assert {"top5_overlap", "f1@2", "f1@2_reference"} <= set(variants[key])
         assert variants[key]["top5_overlap"] > 0.5
@@ -138,14 +138,14 @@ def test_export_falls_back_to_generated_inputs_when_the_data_is_gone(tiny_run, t
     options = ExportOptions(output=str(tmp_path / "out"))
     export(run / "best", options, QUIET)
     assert options.report["parity_inputs"] == "generated"
-    assert read_bundle(tmp_path / "out").info["export"]["parity"]["max_abs_diff"] <= 1e-4
+    assert read_bundle(tmp_path / "out").info.raw["export"]["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_compact_bundle_halves_the_size_and_keeps_parity(tiny_run, tiny_bundle, tmp_path):
     options = ExportOptions(output=str(tmp_path / "compact"), compact=True)
     export(tiny_run / "best", options, QUIET)
     bundle = read_bundle(tmp_path / "compact")
-    assert bundle.info["weights_stored_as"] == "fp16"
+    assert bundle.info.raw["weights_stored_as"] == "fp16"
     assert options.report["parity"]["max_abs_diff"] <= 1e-4
     assert options.report["variants"]["compact"]["top5_overlap"] == 1.0
     assert (tmp_path / "compact" / "model.onnx").stat().st_size < 0.7 * (tiny_bundle / "model.onnx").stat().st_size
@@ -183,7 +183,7 @@ def test_precomputed_feature_model_exports_without_extractor_and_tags(tmp_path):
     options = ExportOptions(output=str(tmp_path / "bundle"), compact=True)
     export(run / "best", options, QUIET)
     bundle = read_bundle(tmp_path / "bundle")
-    assert "extractor" not in bundle.info["graphs"] and bundle.info["extractor"]["kind"] == "precomputed"
+    assert "extractor" not in bundle.info.graphs and bundle.info.extractor.kind == "precomputed"
     assert options.report["parity"]["max_abs_diff"] <= 1e-4 and options.report["parity_inputs"] == "validation split"
 
     with pytest.raises(BundleError, match="--features-dir"):

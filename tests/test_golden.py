@@ -22,7 +22,7 @@ def test_shipped_bundle_reads_and_verifies():
     manifest = json.loads((EXPORTED / "manifest.json").read_text())
     assert {"model.onnx", "extractor.onnx", "tokenizer.json", "hashtags.json", "bundle.json"} <= set(manifest)
     assert len(bundle.vocab) > 5 and len(set(bundle.vocab)) == len(bundle.vocab)
-    assert 0 < bundle.threshold < 1 and bundle.info["metrics"]["test_metrics"]
+    assert 0 < bundle.threshold < 1 and bundle.info.raw["metrics"]["test_metrics"]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def inputs(bundle, n: int = 4, seed: int = 0):
 
 def test_an_fp16_graph_is_converted_once_cached_by_digest_and_agrees_with_fp32(tiny_bundle, cache):
     bundle = read_bundle(tiny_bundle)
-    assert "fp16" not in bundle.info["graphs"]
+    assert "fp16" not in bundle.info.graphs
     first = Runner.load(bundle, "cpu", "fp16")
     assert first.variant.startswith("model fp16") and "converted now, cached" in first.variant
     (cached,) = (cache / "fp16").iterdir()

@@ -80,7 +80,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
     # Modality dropout draws from (seed, step) and mean pooling has no state of its own: resume stays exact.
     options = dict(modality_dropout=0.25, pooling="mean")
     straight = train(small_config(data, tmp_path / "a", **options), QUIET)
-    per_epoch = load_checkpoint(straight / "last").meta["history"][0]["step"]
+    per_epoch = load_checkpoint(straight / "last").meta.history[0]["step"]
 
     calls = {"n": 0}
     real_make_batch = trainer.make_batch
@@ -99,7 +99,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
     assert int(saved["step"]) == per_epoch + 3 and int(saved["batch"]) == 3 and int(saved["epoch"]) == 1
     # The best score and loss come back exactly as compared (not rounded to float32), so the resumed run
     # keeps the same best/ as the uninterrupted one.
-    first = load_checkpoint(tmp_path / "b" / "r" / "last").meta["history"][0]
+    first = load_checkpoint(tmp_path / "b" / "r" / "last").meta.history[0]
     assert float(saved["best_loss"]) == first["val_loss"] and float(saved["best_f1"]) == first["val_f1@2"]
 
     resumed = train(small_config(data, tmp_path / "b", **options), QUIET, resume=tmp_path / "b" / "r")
@@ -109,9 +109,7 @@ def test_interrupted_run_resumes_from_the_saved_step_and_matches_an_uninterrupte
         a, b = load_checkpoint(straight / name), load_checkpoint(resumed / name)
         wa, wb = a.model.state_dict(), b.model.state_dict()
         assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa), name
-    assert (
-        load_checkpoint(straight / "best").meta["val_metrics"] == load_checkpoint(resumed / "best").meta["val_metrics"]
-    )
+    assert load_checkpoint(straight / "best").meta.val_metrics == load_checkpoint(resumed / "best").meta.val_metrics
 
 
 @pytest.mark.slow
@@ -259,7 +257,7 @@ def test_resume_with_other_epochs_says_the_schedule_is_replanned_or_refuses(tmp_
     said = console.export_text()
     assert "--epochs 3 replaces the run's 2" in said and "re-planned" in said
     last = load_checkpoint(run / "last")
-    assert last.meta["args"]["epochs"] == 3 and len(last.meta["history"]) == 3
+    assert last.meta.args["epochs"] == 3 and len(last.meta.history) == 3
     with pytest.raises(DataError, match="already trained 3"):
         train(small_config(data, out, epochs=1), QUIET, resume=run)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ from tokenizers import Tokenizer
 
 from hashtagger.bundle.thresholds import cutoff_vector
 from hashtagger.data.images import ImageSettings
+from hashtagger.data.posts import PrepOptions
+from hashtagger.data.regions import REGIONS
 from hashtagger.data.text import CleaningOptions
 from hashtagger.errors import BundleError, OutputError
 from hashtagger.io.files import atomic_write, sha256_file, user_cache
@@ -39,33 +41,103 @@ FORMAT_VERSION = 1
 UNCHECKED = {"manifest.json", "README.md"}
 
 
+@dataclass(frozen=True)
+class TextInfo:
+    max_length: int  # tokens per caption, [CLS] and [SEP] included
+    cleaning: CleaningOptions
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    kind: str = "grid"  # grid | precomputed (no extractor graph: the posts bring region features)
+    backbone: str | None = None
+    feature_dim: int = 0  # 0: not recorded
+    regions: int = REGIONS  # region features per image
+    weights: str | None = None  # where a timm backbone's pretrained weights came from
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    kind: str = "linear"  # linear | names (a name head can rank hashtags outside the vocabulary)
+    scale: float = 1.0  # a name head's constants, for `tag --candidates`
+    unseen_bias: float = 0.0
+    match: float = 0.0  # the caption-match weight (0 in bundles from before it)
+    name_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class TrainingInfo:
+    """Where the model's training posts are and how they were prepared (for `evaluate --model`)."""
+
+    data: str | None = None
+    columns: dict | None = None
+    prep: PrepOptions | None = None
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """bundle.json as this package reads it, read once by read_bundle. The defaults are what a bundle exported
+    before an entry existed means: this class is the one place that says so."""
+
+    graphs: dict[str, str]  # role -> file: "model", "extractor", "names", variants ("int8", "fp16", "extractor_int8")
+    image: ImageSettings
+    text: TextInfo
+    threshold: float
+    hashtag_thresholds: dict[str, float] | None = None  # tuned per hashtag at export; None: from before them
+    extractor: ExtractorInfo = field(default_factory=ExtractorInfo)
+    head: HeadInfo = field(default_factory=HeadInfo)
+    arch: str = "lxmert"
+    training: TrainingInfo = field(default_factory=TrainingInfo)
+    background: str | None = None  # region features of reference images, for `explain`
+    variants: dict[str, dict] = field(default_factory=dict)  # each variant's agreement with fp32 (export.variants)
+    raw: dict = field(default_factory=dict)  # bundle.json as written: metrics, the export report, versions
+
+    @classmethod
+    def from_json(cls, info: dict) -> BundleInfo:
+        per_hashtag = info.get("hashtag_thresholds")
+        return cls(
+            graphs=dict(info["graphs"]),
+            image=from_dict(ImageSettings, info["image"]),
+            text=from_dict(TextInfo, info["text"]),
+            threshold=float(info["threshold"]),
+            hashtag_thresholds=dict(per_hashtag["values"]) if per_hashtag is not None else None,
+            extractor=from_dict(ExtractorInfo, info.get("extractor", {})),
+            head=from_dict(HeadInfo, info.get("head", {})),
+            arch=info.get("model", {}).get("arch", "lxmert"),
+            training=from_dict(TrainingInfo, info.get("training", {})),
+            background=info.get("background"),
+            variants=info.get("export", {}).get("variants", {}),
+            raw=info,
+        )
+
+
 @dataclass
 class Bundle:
     path: Path
-    info: dict
+    info: BundleInfo
     vocab: list[str]
     tokenizer: Tokenizer
 
     @property
     def image(self) -> ImageSettings:
-        return from_dict(ImageSettings, self.info["image"])
+        return self.info.image
 
     @property
     def cleaning(self) -> CleaningOptions:
-        return from_dict(CleaningOptions, self.info["text"]["cleaning"])
+        return self.info.text.cleaning
 
     @property
     def max_length(self) -> int:
-        return self.info["text"]["max_length"]
+        return self.info.text.max_length
 
     @property
     def threshold(self) -> float:
-        return self.info["threshold"]
+        return self.info.threshold
 
     @property
     def hashtag_thresholds(self) -> dict[str, float]:
         """The per-hashtag cut-offs tuned at export ({} in bundles exported before they existed)."""
-        return self.info.get("hashtag_thresholds", {}).get("values", {})
+        return self.info.hashtag_thresholds or {}
 
     def cutoffs(self) -> np.ndarray:
         """`--threshold auto`: each vocabulary hashtag's own cut-off where tuned, the global one elsewhere."""
@@ -73,7 +145,7 @@ class Bundle:
 
     def graph(self, name: str) -> Path:
         """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16", "extractor_int8")."""
-        files = self.info["graphs"]
+        files = self.info.graphs
         if name not in files:
             have = ", ".join(sorted(files))
             raise BundleError(
@@ -113,7 +185,11 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     if verify:
         verify_files(path, manifest)
     _check_info(info, path / "bundle.json")
-    for name in [*list(info["graphs"].values()), "tokenizer.json", "hashtags.json"]:
+    try:
+        typed = BundleInfo.from_json(info)
+    except (TypeError, KeyError, ValueError) as e:  # an entry _check_info does not look into (hand-edited)
+        raise BundleError(f"{path / 'bundle.json'}: unexpected content ({e})") from None
+    for name in [*list(typed.graphs.values()), "tokenizer.json", "hashtags.json"]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
     hashtags = _read_json(path / "hashtags.json")
@@ -124,7 +200,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as e:  # tokenizers raises a bare Exception on malformed JSON
         raise BundleError(f"{path / 'tokenizer.json'}: not a valid tokenizer ({e})") from None
-    return Bundle(path, info, vocab, tokenizer)
+    return Bundle(path, typed, vocab, tokenizer)
 
 
 def _check_info(info: dict, file: Path) -> None:

@@ -37,10 +37,10 @@ def decode_workers(wanted: int | None, on_gpu: bool) -> int:
 def half_graph(bundle: Bundle) -> tuple[Path | None, str]:
     """The fp16 model graph for CUDA and how it was found: the bundle's own, or the fp32 graph converted once and
     cached. (None, why) when neither can be had (the converter needs the onnx package)."""
-    if "fp16" in bundle.info["graphs"]:
+    if "fp16" in bundle.info.graphs:
         return bundle.graph("fp16"), "the bundle's"
     try:
-        digest = json.loads((bundle.path / "manifest.json").read_text()).get(bundle.info["graphs"]["model"], "")
+        digest = json.loads((bundle.path / "manifest.json").read_text()).get(bundle.info.graphs["model"], "")
     except (OSError, ValueError):
         digest = ""
     cached = user_cache("fp16") / f"{digest[:32] or 'unhashed'}.onnx"

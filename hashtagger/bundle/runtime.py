@@ -181,7 +181,7 @@ def choose_graphs(bundle: Bundle, variant: str, device: str) -> tuple[str, str |
     that on the CPU it takes the fastest int8 graphs whose F1@2 on validation, recorded by export, is within
     INT8_F1_TOLERANCE of fp32's.
     """
-    graphs = bundle.info["graphs"]
+    graphs = bundle.info.graphs
     extractor = "extractor" if "extractor" in graphs else None
     if variant not in VARIANTS:
         raise BundleError(f"unknown variant '{variant}' ({', '.join(VARIANTS)})")
@@ -195,8 +195,7 @@ def choose_graphs(bundle: Bundle, variant: str, device: str) -> tuple[str, str |
 
 
 def _int8_choice(bundle: Bundle) -> tuple[str, str | None] | None:
-    graphs = bundle.info["graphs"]
-    recorded = bundle.info.get("export", {}).get("variants", {})
+    graphs, recorded = bundle.info.graphs, bundle.info.variants
     for key, model, extractor in INT8_CHOICES:
         roles = (model, extractor) if "extractor" in graphs else (model,)
         if all(role in graphs for role in roles) and int8_agrees(recorded.get(key)):
@@ -240,8 +239,8 @@ def _model_graph(bundle: Bundle, role: str, explicit: bool) -> tuple[Path | None
 
 def _profiles(bundle: Bundle, batch: int) -> dict[str, str]:
     """TensorRT shape profiles ("min;opt;max") of both graphs' inputs for batches of up to `batch` posts."""
-    side, regions = bundle.image.size, bundle.info.get("extractor", {}).get("regions", 36)
-    dim, longest = bundle.info.get("extractor", {}).get("feature_dim", 0), bundle.max_length
+    side, regions = bundle.image.size, bundle.info.extractor.regions
+    dim, longest = bundle.info.extractor.feature_dim, bundle.max_length
     text = f"1x1;{batch}x{min(48, longest)};{batch}x{longest}"
     return {
         "pixel_values": f"1x3x{side}x{side};{batch}x3x{side}x{side};{batch}x3x{side}x{side}",
@@ -369,13 +368,13 @@ class Runner:
         """Score `tags` beside the vocabulary from now on: each new one embedded once, here, with the bundle's
         names graph. Returns those already in the vocabulary (scored as before). BundleError for a bundle whose
         head cannot rank new hashtags."""
-        head = bundle.info.get("head", {"kind": "linear"})
-        if head["kind"] != "names":
+        head = bundle.info.head
+        if head.kind != "names":
             raise BundleError(
-                f"{bundle.path}: this model scores its own {len(bundle.vocab)} hashtags only (a '{head['kind']}' "
+                f"{bundle.path}: this model scores its own {len(bundle.vocab)} hashtags only (a '{head.kind}' "
                 "head); --candidates needs a model trained with --head names"
             )
-        if "names" not in bundle.info["graphs"]:
+        if "names" not in bundle.info.graphs:
             raise BundleError(
                 f"{bundle.path}: the bundle has no name-embedding graph (names.onnx; exported by an older "
                 "hashtagger); re-export the checkpoint to rank --candidates"
@@ -386,10 +385,10 @@ class Runner:
         pieces = name_pieces(bundle.tokenizer, new)
         if new:
             sess, _ = session(bundle.graph("names"), device)
-            text = encode(bundle.tokenizer, [tag_words(t) for t in new], head.get("name_tokens", 32))
+            text = encode(bundle.tokenizer, [tag_words(t) for t in new], head.name_tokens)
             names = {i.name for i in sess.get_inputs()}
             embeddings = sess.run(["embedding"], {k: v for k, v in text.items() if k in names})[0]
         self.candidates = Candidates(
-            new, embeddings, pieces, float(head["scale"]), float(head["unseen_bias"]), float(head.get("match", 0.0))
+            new, embeddings, pieces, float(head.scale), float(head.unseen_bias), float(head.match)
         )
         return [t for t in tags if t in known]

@@ -91,9 +91,11 @@ class TrainedModel(Protocol):
     """What split_examples reads of a checkpoint or an exported bundle."""
 
     path: Path
-    meta: dict
     prep: PrepOptions
     vocab: list[str]
+
+    @property
+    def args(self) -> dict: ...  # the training run's settings: its data and columns
 
     @property
     def split(self) -> dict[str, list[str]] | None: ...  # read-only: a checkpoint's, never None, fits too
@@ -111,7 +113,7 @@ def examples_by_split(
     model: TrainedModel, data: str | None = None, columns: CsvColumns | None = None
 ) -> dict[str, list[tuple[Example, str]]]:
     """Every split of `data` at once (split_examples for each, reading and hashing the posts once)."""
-    args = model.meta.get("args", {})
+    args = model.args
     data = data or args.get("data")
     columns = columns or from_dict(CsvColumns, args.get("columns", {}))
     if not data:

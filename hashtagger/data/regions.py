@@ -16,6 +16,9 @@ from hashtagger.data.precomputed import precomputed_path, read_precomputed
 from hashtagger.errors import DataError, ImageError, OutputError
 from hashtagger.io.files import atomic_open
 
+GRID = 6  # the grid extractor pools its feature map to GRID x GRID regions, as many as the paper's detector boxes
+REGIONS = GRID * GRID
+
 # pixels [B, 3, S, S] -> (features [B, N, D], boxes [B, N, 4])
 Encoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 

@@ -162,7 +162,7 @@ def _evaluate(
     thresholded, threshold_notes = _thresholded(m, probs["model"], truths, split)
     in_vocab = set(vocab)
     report = Report(
-        data=str(data if data is not None else m.meta.get("args", {}).get("data")),
+        data=str(data if data is not None else m.args.get("data")),
         split=split,
         model=str(m.path),
         backend=m.backend,

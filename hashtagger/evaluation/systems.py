@@ -22,7 +22,6 @@ from hashtagger.errors import DataError
 from hashtagger.evaluation.prediction import onnx_scorer, predict
 from hashtagger.evaluation.tfidf import EXTRA, TFIDF, tfidf_available, tfidf_scores
 from hashtagger.io.files import sha256_file
-from hashtagger.io.structs import from_dict
 
 SPLITS = ("val", "test", "all")
 # System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
@@ -33,7 +32,7 @@ PRIOR = "frequency prior"
 @dataclass
 class EvalModel:
     """What evaluate needs of a model, whichever backend runs it. Also what batching.split_examples reads
-    (path, meta["args"], prep, vocab, split)."""
+    (path, args, prep, vocab, split)."""
 
     path: Path
     backend: str
@@ -43,7 +42,7 @@ class EvalModel:
     max_length: int
     prep: PrepOptions
     split: dict[str, list[str]] | None
-    meta: dict
+    args: dict  # the training run's settings where known (its data and columns)
     train_counts: dict[str, int]
     encoder: Encoder | None  # pixels -> regions; None for precomputed features
     extractor_spec: ExtractorSpec
@@ -65,7 +64,7 @@ def open_checkpoint(path: Path, device: str, batch_size: int) -> EvalModel:
     device = torch_device(device)
     score = torch_scorer(ckpt.model.to(device), device)
     spec = ckpt.extractor_spec
-    args = ckpt.meta.get("args", {})
+    args = ckpt.meta.args
     cache_id = cache_key(ckpt.extractor, spec)
     training_cache = Path(args.get("cache_dir") or Path(args["output"]) / "feature-cache") if "output" in args else None
 
@@ -81,28 +80,27 @@ def open_checkpoint(path: Path, device: str, batch_size: int) -> EvalModel:
         max_length=ckpt.max_length,
         prep=ckpt.prep,
         split=ckpt.split,
-        meta=ckpt.meta,
-        train_counts=ckpt.meta.get("label_counts", {}),
+        args=args,
+        train_counts=ckpt.meta.label_counts,
         encoder=torch_encoder(ckpt.extractor, device) if ckpt.extractor is not None else None,
         extractor_spec=spec,
         cache_id=cache_id,
         cache_root=training_cache if training_cache and training_cache.is_dir() else None,
-        arch=ckpt.meta["model_spec"].get("arch", "lxmert"),
+        arch=ckpt.spec.arch,
         probabilities=probabilities,
     )
 
 
 def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
     bundle = read_bundle(path)
-    if "extractor" not in bundle.info["graphs"]:
+    if "extractor" not in bundle.info.graphs:
         raise DataError(f"{path}: the bundle has no extractor graph; evaluate needs one")
     runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
-    training = bundle.info.get("training", {})
-    prep = from_dict(PrepOptions, training["prep"]) if "prep" in training else PrepOptions(cleaning=bundle.cleaning)
+    training = bundle.info.training
+    prep = training.prep or PrepOptions(cleaning=bundle.cleaning)
     split_file = bundle.path / "split.json"
     hashtags = json.loads((bundle.path / "hashtags.json").read_text())
-    image = bundle.info["image"]
-    identity = sha256_file(bundle.graph("extractor")) + json.dumps(image, sort_keys=True)
+    identity = sha256_file(bundle.graph("extractor")) + json.dumps(bundle.info.raw["image"], sort_keys=True)
     vocab, score = bundle.vocab, onnx_scorer(runner)
 
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
@@ -117,16 +115,16 @@ def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
         max_length=bundle.max_length,
         prep=prep,
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
-        meta={"args": {k: v for k, v in training.items() if k != "prep" and v is not None}},
+        args={k: v for k, v in (("data", training.data), ("columns", training.columns)) if v is not None},
         train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)), strict=True)),
         encoder=runner.features,
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
         cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
         cache_root=None,
-        arch=bundle.info["model"].get("arch", "lxmert"),
+        arch=bundle.info.arch,
         probabilities=probabilities,
         threshold=bundle.threshold,
-        hashtag_thresholds=bundle.hashtag_thresholds if "hashtag_thresholds" in bundle.info else None,
+        hashtag_thresholds=bundle.info.hashtag_thresholds,
     )
 
 
@@ -151,7 +149,7 @@ def select_posts(m: EvalModel, data: str | Path | None, split: str, columns: Csv
         if not chosen:
             raise DataError(
                 f"none of the model's {len(m.split[split])} {split} images are in "
-                f"{data or m.meta['args'].get('data')}; --split {split} needs the training data (use --split all "
+                f"{data or m.args.get('data')}; --split {split} needs the training data (use --split all "
                 "for a separate dataset)"
             )
         missing = len(set(m.split[split]) - {d for _, d in chosen})

@@ -101,7 +101,7 @@ def evaluate_unseen(
         UNSEEN_SYSTEMS[2]: ranking.random_scores(len(rows), len(candidates)),
     }
     return UnseenReport(
-        data=str(data if data is not None else m.meta.get("args", {}).get("data")),
+        data=str(data if data is not None else m.args.get("data")),
         model=str(m.path),
         split=split,
         ks=list(ks),

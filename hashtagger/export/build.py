@@ -22,6 +22,7 @@ from rich.console import Console
 
 from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
+from hashtagger.data.regions import REGIONS
 from hashtagger.errors import OutputError, ParityError
 from hashtagger.export.graphs import NAME_TOKENS, export_extractor_graph, export_model_graph, export_names_graph
 from hashtagger.export.optimise import (
@@ -283,7 +284,7 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
         "image": asdict(spec.image),  # everything vision.preprocess does to an image before the extractor
         "extractor": {"kind": spec.kind, "backbone": spec.backbone, "feature_dim": spec.feature_dim}
         | ({"weights": spec.weights} if spec.weights else {})
-        | ({"regions": 36} if job.extractor is not None else {}),
+        | ({"regions": REGIONS} if job.extractor is not None else {}),
         "text": {"max_length": ckpt.max_length, "cleaning": ckpt.prep.cleaning.__dict__},
         "threshold": threshold,
         "hashtag_thresholds": {
@@ -292,13 +293,11 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
         },
         "background": background,  # region features of reference images: what `explain` puts for an absent image
         "head": _head_info(ckpt),
-        "model": {"base_model": ckpt.meta["model_spec"]["base_model"]}
-        | ckpt.model.describe()
-        | {"hashtags": len(ckpt.vocab)},
+        "model": {"base_model": ckpt.spec.base_model} | ckpt.model.describe() | {"hashtags": len(ckpt.vocab)},
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
-        "training": {k: ckpt.meta.get("args", {}).get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
-        "metrics": {k: ckpt.meta[k] for k in ("val_metrics", "test_metrics", "prior_test_metrics") if k in ckpt.meta},
+        "training": {k: ckpt.meta.args.get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
+        "metrics": {k: v for k, v in ckpt.meta.to_json().items() if k.endswith("_metrics")},
         "export": report.record(),
         # Which versions wrote the graphs, for a user who finds a bundle behaving differently elsewhere.
         "written_by": {"hashtagger": __version__, "onnxruntime": ort.__version__, "torch": torch.__version__},
@@ -311,13 +310,13 @@ def _write_bundle_files(job: _Job, report: ExportReport, onnx_probs: np.ndarray)
     background = write_background(work, *_background_regions(ckpt, job.inputs))
     info = _bundle_info(job, report, onnx_probs, background)
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
-    counts = ckpt.meta.get("label_counts", {})
+    counts = ckpt.meta.label_counts
     (work / "hashtags.json").write_text(
         json.dumps(
             {
                 "vocab": ckpt.vocab,
                 "train_counts": [counts.get(t, 0) for t in ckpt.vocab],
-                "held_out": ckpt.meta.get("held_out_tags", []),
+                "held_out": ckpt.meta.held_out_tags,
             }
         )
     )

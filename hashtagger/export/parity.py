@@ -14,6 +14,7 @@ from rich.console import Console
 from hashtagger.data.batching import TEXT_INPUTS, split_examples
 from hashtagger.data.images import load_pixels
 from hashtagger.data.precomputed import precomputed_path, read_precomputed
+from hashtagger.data.regions import REGIONS
 from hashtagger.data.text import encode
 from hashtagger.errors import DataError, ImageError
 from hashtagger.evaluation import metrics
@@ -78,8 +79,8 @@ def parity_inputs(ckpt: Checkpoint, data: str | None, posts: int, console: Conso
     texts = [" ".join(rng.choice(words, size=int(k))) for k in rng.integers(0, 40, n)]
     text, labels, index = encode(ckpt.tokenizer, texts, ckpt.max_length), [set() for _ in texts], np.arange(n)
     if precomputed:
-        boxes = np.sort(rng.uniform(0, 1, (n, 36, 4)), axis=2).astype(np.float32)
-        regions = (rng.normal(size=(n, 36, spec.feature_dim)).astype(np.float32), boxes)
+        boxes = np.sort(rng.uniform(0, 1, (n, REGIONS, 4)), axis=2).astype(np.float32)
+        regions = (rng.normal(size=(n, REGIONS, spec.feature_dim)).astype(np.float32), boxes)
         return ParityInputs(text, labels, "generated", index, regions=regions)
     pixels = rng.normal(size=(n, 3, spec.image.size, spec.image.size)).astype(np.float32)
     return ParityInputs(text, labels, "generated", index, pixels=pixels)

@@ -12,7 +12,7 @@ run/best/ or run/last/
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -32,54 +32,69 @@ FORMAT = 1
 
 
 @dataclass
+class CheckpointMeta:
+    """hashtagger.json's record of the training run, beside the model's shape; read once by load_checkpoint. The
+    defaults are what a checkpoint written before an entry existed means."""
+
+    max_length: int  # tokens per caption, [CLS] and [SEP] included
+    args: dict = field(default_factory=dict)  # the run's TrainConfig as a dict (training/ reads it back)
+    label_counts: dict[str, int] = field(default_factory=dict)  # training posts per hashtag
+    new_parameters: list[str] | None = None  # parameters that started random (None: all of them)
+    held_out_tags: list[str] = field(default_factory=list)  # hashtags kept out of training (evaluate --unseen)
+    history: list[dict] = field(default_factory=list)  # one entry per validation
+    val_metrics: dict | None = None  # the best validation's
+    test_metrics: dict | None = None  # best/ only, once the run has ended
+    prior_test_metrics: dict | None = None
+    notes: dict = field(default_factory=dict)  # what a script keeps with a checkpoint (a benchmark's random weights)
+
+    def to_json(self) -> dict:
+        """The entries that are set, as hashtagger.json holds them."""
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "notes" and not v)}
+
+
+@dataclass
 class Checkpoint:
     path: Path
     model: HashtagModel
+    spec: ModelSpec
     extractor: GridExtractor | None
     extractor_spec: ExtractorSpec
     tokenizer: Tokenizer
     vocab: list[str]
     prep: PrepOptions
     split: dict[str, list[str]]
-    meta: dict  # max_length, label counts, arguments, metrics, position
+    meta: CheckpointMeta
 
     @property
     def max_length(self) -> int:
-        return self.meta["max_length"]
+        return self.meta.max_length
+
+    @property
+    def args(self) -> dict:
+        return self.meta.args
 
 
-def save_checkpoint(
-    path: Path,
-    model: HashtagModel,
-    model_spec: ModelSpec,
-    extractor: GridExtractor | None,
-    extractor_spec: ExtractorSpec,
-    tokenizer: Tokenizer,
-    vocab: list[str],
-    prep: PrepOptions,
-    split: dict[str, list[str]],
-    meta: dict,
-    training_state: dict | None = None,
-) -> None:
-    """Write to a temporary folder beside `path`, then swap it in: a crash never leaves half a checkpoint."""
-    with atomic_folder(Path(path)) as tmp:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def save_checkpoint(ckpt: Checkpoint, training_state: dict | None = None) -> None:
+    """Write to a temporary folder beside ckpt.path, then swap it in: a crash never leaves half a checkpoint."""
+    with atomic_folder(Path(ckpt.path)) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in ckpt.model.state_dict().items()}
         save_file(state, tmp / "model.safetensors")
         info = {
             "format": FORMAT,
-            "model_spec": asdict(model_spec),
-            **model.config_entry(),
-            "extractor_spec": asdict(extractor_spec),
-            "vocab": vocab,
-            "prep": asdict(prep),
-            **meta,
+            "model_spec": asdict(ckpt.spec),
+            **ckpt.model.config_entry(),
+            "extractor_spec": asdict(ckpt.extractor_spec),
+            "vocab": ckpt.vocab,
+            "prep": asdict(ckpt.prep),
+            **ckpt.meta.to_json(),
         }
-        if extractor is not None:
-            save_file({k: v.contiguous() for k, v in extractor.state_dict().items()}, tmp / "extractor.safetensors")
-            info |= backbone_entry(extractor.backbone)
+        if ckpt.extractor is not None:
+            weights = {k: v.contiguous() for k, v in ckpt.extractor.state_dict().items()}
+            save_file(weights, tmp / "extractor.safetensors")
+            info |= backbone_entry(ckpt.extractor.backbone)
         (tmp / "hashtagger.json").write_text(json.dumps(info, indent=1, default=str))
-        (tmp / "split.json").write_text(json.dumps(split))
-        tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "split.json").write_text(json.dumps(ckpt.split))
+        ckpt.tokenizer.save(str(tmp / "tokenizer.json"))
         if training_state is not None:
             torch.save(training_state, tmp / "training_state.pt")
 
@@ -108,18 +123,18 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     except OSError as e:
         raise DataError(f"{path}: checkpoint file unreadable ({e})") from None
     model.eval()
-    skip = ("format", "lxmert_config", "arch_config", "extractor_spec", "vocab", "prep")
-    meta = {k: v for k, v in info.items() if k not in skip}
+    known = {f.name for f in fields(CheckpointMeta)}
     return Checkpoint(
         path=path,
         model=model,
+        spec=spec,
         extractor=extractor,
         extractor_spec=extractor_spec,
         tokenizer=tokenizer,
         vocab=info["vocab"],
         prep=from_dict(PrepOptions, info["prep"]),
         split=split,
-        meta=meta,
+        meta=from_dict(CheckpointMeta, {k: v for k, v in info.items() if k in known}),
     )
 
 

@@ -15,11 +15,9 @@ from torch import nn
 from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.data.images import grid_boxes
-from hashtagger.data.regions import Encoder, ExtractorSpec
+from hashtagger.data.regions import GRID, Encoder, ExtractorSpec
 from hashtagger.errors import DataError
 from hashtagger.models import backbones
-
-GRID = 6  # 6 x 6 = 36 regions, as many as the paper's detector boxes
 
 
 class GridExtractor(nn.Module):

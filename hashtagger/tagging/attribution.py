@@ -122,7 +122,7 @@ def write_background(folder: Path, feats: np.ndarray, boxes: np.ndarray) -> str:
 def read_background(bundle: Bundle, feats: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bundle's background images' (features [K, N, D], boxes [K, N, 4]); one all-zero image shaped like the
     post's when the bundle has none (or one of another shape: a precomputed-feature post with fewer boxes)."""
-    name = bundle.info.get("background")
+    name = bundle.info.background
     if name:
         with np.load(bundle.path / name) as z:
             bg_feats, bg_boxes = z["features"].astype(np.float32), z["boxes"].astype(np.float32)

@@ -31,7 +31,7 @@ def explain_post(image: Path, caption: str | None, options: ExplainOptions) -> t
     """The bundle and the explanations of the post's `top_k` hashtags, best first. An unreadable image raises
     an ImageError that says why, as `tag` reports it."""
     bundle = read_bundle(options.model)
-    has_extractor = "extractor" in bundle.info.get("graphs", {})
+    has_extractor = "extractor" in bundle.info.graphs
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
     image = Path(image)

@@ -20,7 +20,7 @@ from hashtagger.tagging.records import TAGGED
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
     bundle = read_bundle(options.model)
-    has_extractor = "extractor" in bundle.info.get("graphs", {})
+    has_extractor = "extractor" in bundle.info.graphs
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
     if has_extractor and options.features_dir is not None:

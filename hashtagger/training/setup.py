@@ -128,7 +128,7 @@ def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
         raise DataError(f"{run_dir} has no resumable checkpoint (last/)")
     last = load_checkpoint(run_dir / "last")
     state = load_training_state(run_dir / "last")
-    own = replace(from_dict(TrainConfig, last.meta["args"]), device=cfg.device)
+    own = replace(from_dict(TrainConfig, last.meta.args), device=cfg.device)
     start = Start(own, run_dir, last, state)
     if cfg.epochs is not None and cfg.epochs != own.epochs:
         done = int(state["epoch"]) + (1 if int(state["batch"]) else 0)
@@ -173,7 +173,7 @@ def prepare_samples(start: Start, device: str, console: Console) -> Samples:
         spec.feature_dim = int(features.get(digests[0])[0].shape[1])
     split = last.split if last else split_groups(digests, cfg.seed)
     if last is not None:  # prepared with last.vocab, which already leaves the held-out hashtags out
-        vocab, held_out = last.vocab, last.meta.get("held_out_tags", [])
+        vocab, held_out = last.vocab, last.meta.held_out_tags
     else:
         vocab, held_out = hold_out(prepared.vocab, cfg.hold_out_tags, cfg.seed)
     by_split = samples_by_split(examples, digests, split, vocab)
@@ -218,7 +218,8 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
     """The tokenizer, the model and the names of its parameters that start random (they get --new-lr)."""
     if start.last is not None:
         last = start.last
-        return last.tokenizer, from_dict(ModelSpec, last.meta["model_spec"]), last.model, last.meta["new_parameters"]
+        new = last.meta.new_parameters
+        return last.tokenizer, last.spec, last.model, new if new is not None else last.model.new_parameters()
     cfg, train = start.cfg, data.by_split["train"]
     text_init = resolve_text_init(cfg.text_init)
     preset = PRESETS.get(cfg.base_model)

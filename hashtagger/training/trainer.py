@@ -27,7 +27,7 @@ from hashtagger.evaluation.metrics import metrics_table
 from hashtagger.evaluation.prediction import predict, sample_metrics, torch_scorer
 from hashtagger.io.files import atomic_write
 from hashtagger.models import registry as archs
-from hashtagger.models.checkpoint import load_checkpoint, save_checkpoint
+from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, save_checkpoint
 from hashtagger.models.lxmert import HashtagModel, ModelSpec, NameHead, torch_device
 from hashtagger.training.config import TrainConfig
 from hashtagger.training.distributed import Group, Loss, Stop
@@ -123,7 +123,7 @@ class Trainer:
     model: HashtagModel
     optimizer: torch.optim.AdamW
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    meta: dict  # written into every checkpoint: settings, label counts, history, metrics
+    meta: CheckpointMeta  # written into every checkpoint: settings, label counts, history, metrics
     prior: list[str]  # the vocabulary by training frequency
     prior_val: dict[int, dict[str, float]]  # the prior's validation metrics
     epoch: int = 0  # epochs done
@@ -162,14 +162,13 @@ class Trainer:
         train, evaluated = data.by_split["train"], data.by_split["val"] or data.by_split["train"]
         prior = metrics.frequency_prior([[data.vocab[i] for i in s.labels] for s in train], data.vocab)
         counts = Counter(data.vocab[i] for s in train for i in s.labels)
-        meta = {
-            "max_length": cfg.max_length,
-            "label_counts": {t: counts[t] for t in data.vocab},
-            "new_parameters": new_parameters,
-            "held_out_tags": data.held_out,
-            "args": asdict(cfg),
-            "history": [],
-        }
+        meta = CheckpointMeta(
+            max_length=cfg.max_length,
+            label_counts={t: counts[t] for t in data.vocab},
+            new_parameters=new_parameters,
+            held_out_tags=data.held_out,
+            args=asdict(cfg),
+        )
         truths = [{data.vocab[i] for i in s.labels} for s in evaluated]
         prior_val = metrics.topk_metrics([prior[:5]] * len(evaluated), truths)
         trainer = cls(
@@ -219,7 +218,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch, self.step = int(state["epoch"]), int(state["batch"]), int(state["step"])
         self.best_f1, self.best_loss = float(state["best_f1"]), float(state["best_loss"])
-        self.meta["history"] = last.meta.get("history", [])
+        self.meta.history = last.meta.history
         rngs = state.get("rank_rngs", state["rng"][None])  # one per rank of the run that saved it
         if self.group.rank < len(rngs):
             torch.set_rng_state(rngs[self.group.rank].clone())  # a row is a view, which set_rng_state misreads
@@ -250,7 +249,7 @@ class Trainer:
         if not self.group.leader:
             return
         d = self.data
-        save_checkpoint(
+        ckpt = Checkpoint(
             self.run_dir / name,
             self.model,
             self.spec,
@@ -261,8 +260,8 @@ class Trainer:
             self.cfg.prep,
             d.split,
             self.meta,
-            training_state,
         )
+        save_checkpoint(ckpt, training_state)
 
     def training_state(self) -> dict:
         """What last/ needs to continue exactly: tensors and plain containers only (loaded with weights_only)."""
@@ -340,7 +339,7 @@ class Trainer:
             probs, val_loss = np.concatenate([p for p, _ in parts]), sum(s for _, s in parts) / len(evaluated)
         val = sample_metrics(probs, evaluated, d.vocab)
         like_prior = metrics.same_as_prior(metrics.rank(probs, d.vocab, 2), self.prior, 2)
-        self.meta["history"].append(
+        self.meta.history.append(
             {
                 "epoch": self.epoch,
                 "step": self.step,
@@ -361,7 +360,7 @@ class Trainer:
         )
         if improved:
             self.best_f1, self.best_loss = val[2]["f1"], val_loss
-            self.meta["val_metrics"] = val
+            self.meta.val_metrics = val
             self.save("best")
         self.save("last", self.training_state())
 
