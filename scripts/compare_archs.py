@@ -167,7 +167,7 @@ def main() -> None:
     from hashtagger.evaluation.evaluate import compare
     from hashtagger.evaluation.report import report_table
 
-    report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), ks=(2,), console=console)
+    report = compare(args.data, [s["bundle"] for s in systems.values()], list(systems), console=console)
     texts = [e.text for e in prepare(load_posts(args.data), PrepOptions()).examples[:1024]]
     for s in systems.values():
         s["bundle_mb"] = sum(f.stat().st_size for f in s["bundle"].iterdir() if f.is_file()) / 1e6

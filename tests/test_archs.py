@@ -19,6 +19,7 @@ from hashtagger.data.posts import PrepOptions
 from hashtagger.data.text import encode, train_wordpiece
 from hashtagger.evaluation import metrics
 from hashtagger.evaluation.evaluate import compare
+from hashtagger.evaluation.options import EvaluateOptions
 from hashtagger.evaluation.report import report_table
 from hashtagger.evaluation.systems import PRIOR
 from hashtagger.evaluation.tfidf import TFIDF
@@ -31,6 +32,7 @@ from hashtagger.tagging.run import tag
 from hashtagger.training.train import TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)
+CPU_COMPARE = EvaluateOptions(ks=(2,), device="cpu")
 BASELINES = [name for name in ARCHS if name != "lxmert"]
 
 
@@ -130,7 +132,7 @@ def test_unknown_arch_lists_the_known_ones(tmp_path, monkeypatch):
 def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_posts, tiny_bundle, tmp_path):
     """Runs (PyTorch) and bundles (ONNX) alike; a different vocabulary is scored on its own and said so."""
     runs = [arch_runs[a] for a in BASELINES]
-    report = compare(None, runs, ks=(1, 2), device="cpu", console=QUIET)
+    report = compare(None, runs, options=EvaluateOptions(ks=(1, 2), device="cpu"), console=QUIET)
     assert list(report.systems) == [*BASELINES, TFIDF, PRIOR]
     assert report.ks == [1, 2] and report.posts == len(split_examples(load_checkpoint(runs[0] / "best"), "test"))
     assert any("same" in n for n in report.notes)
@@ -144,11 +146,11 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
             expected = report.systems[d["system"]][k]["f1"] - report.systems[d["baseline"]][k]["f1"]
             assert diff == pytest.approx(expected) and low <= diff <= high
     # Systems given one name are told apart by the folder each came from.
-    same = compare(None, runs[:3], names=["same"] * 3, device="cpu", console=QUIET)
+    same = compare(None, runs[:3], names=["same"] * 3, options=CPU_COMPARE, console=QUIET)
     assert list(same.systems)[:3] == [f"same ({run.name})" for run in runs[:3]]
 
     # The tiny LXMERT bundle has its own split and the generated posts of another fixture.
-    mixed = compare(None, [tiny_bundle, runs[0]], device="cpu", console=QUIET)
+    mixed = compare(None, [tiny_bundle, runs[0]], options=CPU_COMPARE, console=QUIET)
     assert set(mixed.systems) == {
         "lxmert",
         BASELINES[0],

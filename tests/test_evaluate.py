@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from conftest import make_posts
@@ -21,6 +22,7 @@ from hashtagger.data.batching import split_examples
 from hashtagger.data.posts import DataError, load_posts
 from hashtagger.evaluation import metrics
 from hashtagger.evaluation.evaluate import evaluate, parse_ks
+from hashtagger.evaluation.options import EvaluateOptions
 from hashtagger.evaluation.report import differences_table, plot, report_table, thresholded_table, write_report
 from hashtagger.evaluation.tfidf import TFIDF
 from hashtagger.models.checkpoint import load_checkpoint
@@ -29,18 +31,19 @@ from hashtagger.tagging.pipeline import tag_posts
 from hashtagger.tagging.tagger import open_runner
 
 QUIET = Console(stderr=True, quiet=True)
+CPU = EvaluateOptions(device="cpu")
 SYSTEMS = ["model", "text-only", "image-only", TFIDF, "frequency prior"]
 PAIRS = [("model", TFIDF), ("model", "text-only"), ("image-only", "frequency prior"), ("model", "frequency prior")]
 
 
 @pytest.fixture(scope="module")
 def checkpoint_report(tiny_run, posts_dir):
-    return evaluate(posts_dir, checkpoint=tiny_run / "best", device="cpu", console=QUIET)
+    return evaluate(posts_dir, checkpoint=tiny_run / "best", options=CPU, console=QUIET)
 
 
 @pytest.fixture(scope="module")
 def bundle_report(tiny_bundle, posts_dir):
-    return evaluate(posts_dir, model=tiny_bundle, device="cpu", console=QUIET)
+    return evaluate(posts_dir, model=tiny_bundle, options=CPU, console=QUIET)
 
 
 def test_metric_definitions_on_hand_made_posts():
@@ -107,7 +110,7 @@ def test_split_all_counts_out_of_vocabulary_and_skipped_posts(tiny_bundle, tmp_p
     (root / "post0002.png").write_bytes(b"not an image")  # unreadable: skipped, not fatal
     with open(root / "post0003.txt", "a") as f:
         f.write(" #extra")  # one hashtag in the vocabulary, one outside it
-    report = evaluate(root, model=tiny_bundle, split="all", ks=(1, 9), device="cpu", console=QUIET)
+    report = evaluate(root, model=tiny_bundle, options=replace(CPU, split="all", ks=(1, 9)), console=QUIET)
     assert report.posts == 10 and report.vocab_size == 9
     assert report.oov_posts == 1
     assert report.skipped == {"no image named": 0, "no hashtags": 1, "unreadable image": 1}
@@ -174,9 +177,11 @@ def test_bundle_without_split_says_what_to_do(tiny_bundle, posts_dir, tmp_path):
     (old / "split.json").unlink()
     write_manifest(old)
     with pytest.raises(DataError, match="re-export"):
-        evaluate(posts_dir, model=old, device="cpu", console=QUIET)
+        evaluate(posts_dir, model=old, options=CPU, console=QUIET)
     # A separate dataset needs no split.
-    assert evaluate(posts_dir, model=old, split="all", device="cpu", console=QUIET).posts == len(load_posts(posts_dir))
+    assert evaluate(posts_dir, model=old, options=replace(CPU, split="all"), console=QUIET).posts == len(
+        load_posts(posts_dir)
+    )
 
 
 def test_tfidf_baseline_beats_the_prior_from_the_caption_alone(bundle_report, checkpoint_report):
@@ -197,7 +202,7 @@ def test_tfidf_is_fitted_on_the_training_split_only(tiny_bundle, tiny_run, posts
         return real(train_texts, train_labels, vocab, texts)
 
     monkeypatch.setattr(systems, "tfidf_scores", spy)
-    report = evaluate(posts_dir, model=tiny_bundle, split="val", device="cpu", console=QUIET, ablations=False)
+    report = evaluate(posts_dir, model=tiny_bundle, options=replace(CPU, split="val", ablations=False), console=QUIET)
     ckpt = load_checkpoint(tiny_run / "best")
     assert seen["train"] == sorted(e.text for e, _ in split_examples(ckpt, "train"))
     held = {e.text for which in ("val", "test") for e, _ in split_examples(ckpt, which)}
@@ -216,11 +221,11 @@ def test_differences_of_the_report(bundle_report):
 
 
 def test_split_val_and_an_unknown_split(tiny_bundle, tiny_run, posts_dir):
-    report = evaluate(posts_dir, model=tiny_bundle, split="val", device="cpu", console=QUIET, ablations=False)
+    report = evaluate(posts_dir, model=tiny_bundle, options=replace(CPU, split="val", ablations=False), console=QUIET)
     assert report.split == "val" and report.posts == len(load_checkpoint(tiny_run / "best").split["val"])
     assert any("flatters" in note for note in report.notes)
     with pytest.raises(DataError, match="unknown split 'nonsense': use val, test or all"):
-        evaluate(posts_dir, model=tiny_bundle, split="nonsense", console=QUIET)
+        evaluate(posts_dir, model=tiny_bundle, options=EvaluateOptions(split="nonsense"), console=QUIET)
     result = CliRunner().invoke(app, ["evaluate", str(posts_dir), "--model", str(tiny_bundle), "--split", "nonsense"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["error: unknown split 'nonsense': use val, test or all"]
@@ -269,7 +274,7 @@ def test_tag_threshold_auto_uses_per_hashtag_thresholds(tiny_bundle, posts_dir, 
     old = _with_thresholds(tiny_bundle, tmp_path / "old", None)
     assert read_bundle(old).hashtag_thresholds == {}
     assert tagged(old, "auto") == tagged(old, read_bundle(old).threshold)
-    report = evaluate(posts_dir, model=old, device="cpu", console=QUIET, ablations=False)
+    report = evaluate(posts_dir, model=old, options=replace(CPU, ablations=False), console=QUIET)
     assert set(report.thresholded) == {"global"}
     assert any("no per-hashtag thresholds" in note for note in report.notes)
 
@@ -284,7 +289,7 @@ def test_thresholded_f1_of_the_report(bundle_report, tiny_bundle):
 
 def test_without_scikit_learn_the_baseline_is_skipped_with_a_note(tiny_bundle, posts_dir, monkeypatch):
     monkeypatch.setattr(systems, "tfidf_available", lambda: False)
-    report = evaluate(posts_dir, model=tiny_bundle, device="cpu", console=QUIET)
+    report = evaluate(posts_dir, model=tiny_bundle, options=CPU, console=QUIET)
     assert TFIDF not in report.systems
     assert any("scikit-learn is not installed" in n and "[train]" in n for n in report.notes)
     assert ("model", TFIDF) not in [(d["system"], d["baseline"]) for d in report.differences]

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from hashtagger.cli.main import app
 from hashtagger.data.batching import Sample, split_examples
+from hashtagger.data.posts import PrepOptions
 from hashtagger.data.regions import FeatureCache, FeatureStore
 from hashtagger.data.text import train_wordpiece
 from hashtagger.errors import DataError
@@ -24,6 +25,7 @@ from hashtagger.models.checkpoint import load_checkpoint, load_training_state
 from hashtagger.models.grid import fingerprint
 from hashtagger.models.lxmert import ModelSpec, build_model
 from hashtagger.training import setup, trainer
+from hashtagger.training.config import RANGES, check_config
 from hashtagger.training.train import TrainConfig, train
 from hashtagger.training.trainer import Interrupted
 
@@ -328,3 +330,20 @@ def test_train_repeats_adds_repeated_posts_to_training_only(tmp_path):
     assert len(repeats.by_split["train"]) > len(plain.by_split["train"])
     for name in ("val", "test"):
         assert [s.text for s in repeats.by_split[name]] == [s.text for s in plain.by_split[name]]
+
+
+def test_the_cli_and_the_library_read_one_table_of_ranges():
+    """typer's min / max of every ranged `train` option are RANGES', and the library refuses the same values."""
+    from typer.main import get_command
+
+    params = {p.name: p for p in get_command(app).commands["train"].params}  # type: ignore[attr-defined]
+    assert set(RANGES) <= set(params)
+    for name, allowed in RANGES.items():
+        assert (params[name].min, params[name].max) == (allowed.min, allowed.max), name
+    with pytest.raises(DataError, match=r"--dropout must be between 0 and 0.95, not 0.97"):
+        check_config(TrainConfig(data="posts", dropout=0.97))
+    with pytest.raises(DataError, match=r"--vocab-size must be at least 1, not 0"):
+        check_config(TrainConfig(data="posts", prep=PrepOptions(vocab_size=0)))
+    with pytest.raises(DataError, match="--name-dropout needs --head names"):
+        check_config(TrainConfig(data="posts", name_dropout=0.5))
+    check_config(TrainConfig(data="posts", dropout=0.95, head="names", name_dropout=0.5))

@@ -18,6 +18,7 @@ from hashtagger.cli.main import app
 from hashtagger.data.tagnames import hold_out, read_candidates, tag_words
 from hashtagger.errors import DataError
 from hashtagger.evaluation import ranking
+from hashtagger.evaluation.options import EvaluateOptions
 
 
 def test_tag_words_segments_hashtags():
@@ -278,12 +279,12 @@ def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
     quiet = Console(file=io.StringIO())
     split = json.loads((held_out_bundle / "split.json").read_text())
     held = set(json.loads((held_out_bundle / "hashtags.json").read_text())["held_out"])
-    val = evaluate_unseen(posts_dir, held_out_bundle, (1, 2), device="cpu", console=quiet, split="val")
-    test = evaluate_unseen(posts_dir, held_out_bundle, (1, 2), device="cpu", console=quiet, split="test")
+    val = evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("val", (1, 2), "cpu"), quiet)
+    test = evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("test", (1, 2), "cpu"), quiet)
     assert val.split == "val" and test.split == "test" and val.posts > 0
     assert set(split["val"]).isdisjoint(split["test"]) and val.held_out == test.held_out == len(held)
     with pytest.raises(DataError, match="unknown split 'train'"):
-        evaluate_unseen(posts_dir, held_out_bundle, (1,), device="cpu", console=quiet, split="train")
+        evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("train", (1,), "cpu"), quiet)
 
 
 def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):

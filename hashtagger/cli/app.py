@@ -3,6 +3,8 @@ missing-extra check. A HashtaggerError is shown as one line; anything else is a 
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -14,7 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recommend ha
 err = Console(stderr=True)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "[train]" is no markup
     raise typer.Exit(code)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+
+if TYPE_CHECKING:
+    from hashtagger.evaluation.options import EvaluateOptions
 
 
 def evaluate(
@@ -70,60 +73,66 @@ def evaluate(
         need("train", "evaluate --checkpoint")
     if plot:
         need("train", "evaluate --plot")  # before the evaluation, not after it
-    from rich.console import Console as StdoutConsole
-
+    if unseen and (checkpoint is not None or plot is not None):
+        fail("--unseen evaluates an exported bundle (--model) and writes no plot")
+    if compare and (model or checkpoint):
+        fail("give --compare alone, or --model / --checkpoint, not both")
     from hashtagger.data.posts import CsvColumns
-    from hashtagger.evaluation.evaluate import compare as run_comparison
-    from hashtagger.evaluation.evaluate import evaluate as run_evaluation
-    from hashtagger.evaluation.evaluate import parse_ks
-    from hashtagger.evaluation.report import differences_table, report_table, thresholded_table, write_report
-    from hashtagger.evaluation.report import plot as write_plot
+    from hashtagger.evaluation.evaluate import COMPARE_KS, parse_ks
+    from hashtagger.evaluation.options import EvaluateOptions
 
     columns = None
     if image_column or caption_column or hashtags_column:
         columns = CsvColumns(
             image=image_column or "image", caption=caption_column or "caption", hashtags=hashtags_column or "hashtags"
         )
-    if unseen:
-        from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table, write_unseen_report
-
-        if checkpoint is not None or plot is not None:
-            fail("--unseen evaluates an exported bundle (--model) and writes no plot")
-        try:
-            unseen_report = evaluate_unseen(
-                data,
-                model,
-                parse_ks(k or "1..5"),
-                device,
-                err,
-                batch_size,
-                cache_dir=cache_dir,
-                columns=columns,
-                split=split,
-            )
-            StdoutConsole().print(unseen_table(unseen_report))
-            if report:
-                err.print(f"report written to {write_unseen_report(unseen_report, report)}")
-        except HashtaggerError as e:
-            fail(str(e))
-        return
     try:
-        common: dict[str, Any] = dict(
-            split=split, device=device, console=err, batch_size=batch_size, cache_dir=cache_dir, columns=columns
-        )
-        if compare:
-            if model or checkpoint:
-                fail("give --compare alone, or --model / --checkpoint, not both")
-            result = run_comparison(data, compare, ks=parse_ks(k or "2"), **common)
+        default_ks = ",".join(map(str, COMPARE_KS)) if compare else "1..5"
+        options = EvaluateOptions(split, parse_ks(k or default_ks), device, batch_size, cache_dir, columns)
+        if unseen:
+            _unseen(data, model, options, report)
         else:
-            result = run_evaluation(data, model=model, checkpoint=checkpoint, ks=parse_ks(k or "1..5"), **common)
-        out = StdoutConsole()
-        for table in (report_table(result), differences_table(result), thresholded_table(result)):
-            if table is not None:
-                out.print(table)
-        if report:
-            err.print(f"report written to {write_report(result, report)}")
-        if plot:
-            err.print(f"plot written to {write_plot(result, plot)}")
+            _evaluate(data, model, checkpoint, compare, options, report, plot)
     except HashtaggerError as e:
         fail(str(e))
+
+
+def _unseen(data: Path | None, model: Path | None, options: EvaluateOptions, report: Path | None) -> None:
+    from rich.console import Console as StdoutConsole
+
+    from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table, write_unseen_report
+
+    result = evaluate_unseen(data, model, options, err)
+    StdoutConsole().print(unseen_table(result))
+    if report:
+        err.print(f"report written to {write_unseen_report(result, report)}")
+
+
+def _evaluate(
+    data: Path | None,
+    model: Path | None,
+    checkpoint: Path | None,
+    compare: list[Path] | None,
+    options: EvaluateOptions,
+    report: Path | None,
+    plot: Path | None,
+) -> None:
+    from rich.console import Console as StdoutConsole
+
+    from hashtagger.evaluation.evaluate import compare as run_comparison
+    from hashtagger.evaluation.evaluate import evaluate as run_evaluation
+    from hashtagger.evaluation.report import differences_table, report_table, thresholded_table, write_report
+    from hashtagger.evaluation.report import plot as write_plot
+
+    if compare:
+        result = run_comparison(data, compare, options=options, console=err)
+    else:
+        result = run_evaluation(data, model=model, checkpoint=checkpoint, options=options, console=err)
+    out = StdoutConsole()
+    for table in (report_table(result), differences_table(result), thresholded_table(result)):
+        if table is not None:
+            out.print(table)
+    if report:
+        err.print(f"report written to {write_report(result, report)}")
+    if plot:
+        err.print(f"plot written to {write_plot(result, plot)}")

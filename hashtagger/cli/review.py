@@ -52,7 +52,7 @@ def review(
 
     options = SheetOptions(posts, columns, page_size, thumb_size, overwrite=overwrite)
     try:
-        summary = build_sheet(source, output, options, err)  # type: ignore[arg-type]
+        summary = build_sheet(source, output, options, err)
     except HashtaggerError as e:
         fail(str(e))
     err.print(

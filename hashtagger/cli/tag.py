@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
 from hashtagger.tagging.writers import format_names, shard_formats
+
+if TYPE_CHECKING:
+    from hashtagger.tagging.options import TagOptions
+    from hashtagger.tagging.ray.engine import RayOptions
+    from hashtagger.tagging.records import TagSummary
 
 
 def tag(
@@ -119,7 +124,11 @@ def tag(
         candidates=candidates,
     )
     if engine == "ray":
-        summary = _tag_on_ray(input, output, fmt, options, address, actors, workers_per_gpu, shard_size)
+        need("ray", "tag --engine ray")
+        from hashtagger.tagging.ray.engine import RayOptions
+
+        plan = RayOptions(address=address, actors=actors, workers_per_gpu=workers_per_gpu, shard_size=shard_size)
+        summary = _tag_on_ray(input, output, fmt, options, plan)
     else:
         try:
             summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
@@ -132,15 +141,14 @@ def tag(
         fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
 
 
-def _tag_on_ray(input: Path, output: Path | None, fmt: str | None, options: Any, *plan: Any) -> Any:
-    """`tag --engine ray`: the [ray] extra checked, then raytag.tag_on_ray."""
-    need("ray", "tag --engine ray")
-    from hashtagger.tagging.ray.engine import RayOptions, tag_on_ray
+def _tag_on_ray(input: Path, output: Path | None, fmt: str | None, options: TagOptions, plan: RayOptions) -> TagSummary:
+    """`tag --engine ray`: tag_on_ray, its failures as one line."""
+    from hashtagger.tagging.ray.engine import tag_on_ray
 
     if output is None:
         fail("--engine ray needs --output, the folder its shards go to")
     try:
-        return tag_on_ray(input, output, fmt, options, RayOptions(*plan), err)  # type: ignore[arg-type]
+        return tag_on_ray(input, output, fmt, options, plan, err)
     except KeyboardInterrupt:
         fail(f"interrupted: the complete shards are in {output}; rerun the same command to tag the rest", 130)
     except HashtaggerError as e:

@@ -12,6 +12,7 @@ from hashtagger.cli.app import err, fail, need, without_option
 from hashtagger.errors import HashtaggerError
 from hashtagger.models.registry import DEFAULT as DEFAULT_ARCH
 from hashtagger.models.registry import arch_help
+from hashtagger.training.config import RANGES
 
 
 def train(
@@ -44,24 +45,49 @@ def train(
         None, help="Folder of <image stem>.npz files for --extractor precomputed."
     ),
     image_size: int | None = typer.Option(
-        None, min=32, help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet)."
+        None,
+        min=RANGES["image_size"].min,
+        max=RANGES["image_size"].max,
+        help="Square image side fed to the extractor (default: the preset's; 224 for a hub ResNet).",
     ),
     epochs: int | None = typer.Option(
-        None, min=1, help="Epochs (default: the paper's 75; when resuming, the run's own)."
+        None,
+        min=RANGES["epochs"].min,
+        max=RANGES["epochs"].max,
+        help="Epochs (default: the paper's 75; when resuming, the run's own).",
     ),
-    batch_size: int = typer.Option(18, min=1, help="Posts per step (paper: 18)."),
-    lr: float = typer.Option(5e-5, min=0.0, help="Learning rate of pretrained parts."),
+    batch_size: int = typer.Option(
+        18, min=RANGES["batch_size"].min, max=RANGES["batch_size"].max, help="Posts per step (paper: 18)."
+    ),
+    lr: float = typer.Option(
+        5e-5, min=RANGES["lr"].min, max=RANGES["lr"].max, help="Learning rate of pretrained parts."
+    ),
     new_lr: float = typer.Option(
-        2e-4, min=0.0, help="Learning rate of parts that start random (cross-modal, object layers, head)."
+        2e-4,
+        min=RANGES["new_lr"].min,
+        max=RANGES["new_lr"].max,
+        help="Learning rate of parts that start random (cross-modal, object layers, head).",
     ),
-    warmup: float = typer.Option(0.1, min=0.0, max=1.0, help="Share of steps spent warming up the learning rate."),
-    weight_decay: float = typer.Option(0.01, min=0.0, help="AdamW weight decay of matrices and embeddings."),
+    warmup: float = typer.Option(
+        0.1,
+        min=RANGES["warmup"].min,
+        max=RANGES["warmup"].max,
+        help="Share of steps spent warming up the learning rate.",
+    ),
+    weight_decay: float = typer.Option(
+        0.01,
+        min=RANGES["weight_decay"].min,
+        max=RANGES["weight_decay"].max,
+        help="AdamW weight decay of matrices and embeddings.",
+    ),
     decay_norms: bool = typer.Option(False, help="Weight decay on biases and LayerNorm weights too."),
-    dropout: float = typer.Option(0.1, min=0.0, max=0.95, help="Dropout before the head."),
+    dropout: float = typer.Option(
+        0.1, min=RANGES["dropout"].min, max=RANGES["dropout"].max, help="Dropout before the head."
+    ),
     modality_dropout: float = typer.Option(
         0.0,
-        min=0.0,
-        max=0.5,
+        min=RANGES["modality_dropout"].min,
+        max=RANGES["modality_dropout"].max,
         help="Share of training posts whose image is blanked, and as many whose caption is, as the text-only and "
         "image-only ablations blank them (0.2 for models whose ablations should mean something).",
     ),
@@ -72,21 +98,37 @@ def train(
         False, help="Train on re-posts and repeated texts too (validation and test stay without them)."
     ),
     max_length: int = typer.Option(
-        128, min=2, max=512, help="Tokens per caption, [CLS] and [SEP] included (paper: 128)."
+        128,
+        min=RANGES["max_length"].min,
+        max=RANGES["max_length"].max,
+        help="Tokens per caption, [CLS] and [SEP] included (paper: 128).",
     ),
-    seed: int = typer.Option(0, min=0, help="Seed of the split, initialisation and data order."),
+    seed: int = typer.Option(
+        0, min=RANGES["seed"].min, max=RANGES["seed"].max, help="Seed of the split, initialisation and data order."
+    ),
     device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", help="auto, cpu or cuda."),
     resume: bool = typer.Option(False, "--resume", help="Continue the most recent run under --output (or --run-name)."),
     cache_dir: Path | None = typer.Option(None, help="Region-feature cache (default: <output>/feature-cache)."),
-    vocab_size: int = typer.Option(500, min=1, help="Hashtag vocabulary: the N most frequent (paper: 500)."),
+    vocab_size: int = typer.Option(
+        500,
+        min=RANGES["vocab_size"].min,
+        max=RANGES["vocab_size"].max,
+        help="Hashtag vocabulary: the N most frequent (paper: 500).",
+    ),
     stop_tags: str = typer.Option(
         "", help="Comma-separated hashtags never used as labels (the paper drops city names)."
     ),
     min_tags: int = typer.Option(
-        1, min=0, help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets)."
+        1,
+        min=RANGES["min_tags"].min,
+        max=RANGES["min_tags"].max,
+        help="Drop posts with fewer hashtags in the vocabulary (paper: 5; 1 keeps tweets).",
     ),
     min_words: int = typer.Option(
-        1, min=0, help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets)."
+        1,
+        min=RANGES["min_words"].min,
+        max=RANGES["min_words"].max,
+        help="Drop posts with fewer words after cleaning (paper: 5; 1 keeps short tweets).",
     ),
     keep_reposts: bool = typer.Option(False, help="Keep retweets (RT/MT) and posts whose text repeats an earlier one."),
     keep_mentions: bool = typer.Option(False, help="Keep @mentions in the text."),
@@ -106,8 +148,8 @@ def train(
     ),
     name_dropout: float = typer.Option(
         0.0,
-        min=0.0,
-        max=0.95,
+        min=RANGES["name_dropout"].min,
+        max=RANGES["name_dropout"].max,
         help="With --head names: share of hashtags, drawn each step, scored by their name alone, as a hashtag never "
         "seen is; trains the name similarity that ranks tag --candidates.",
     ),

@@ -1,4 +1,5 @@
 """Measuring models, no torch for an exported bundle: the paper's top-k metrics (metrics), ranking metrics for
 unseen hashtags (ranking), bootstrap intervals (intervals), the TF-IDF baseline (tfidf), probabilities from
-either backend (prediction), the compared systems and the evaluated posts (systems), `evaluate` and `--compare`
-themselves (evaluate), `evaluate --unseen` (unseen), and the report's tables, JSON and plot (report)."""
+either backend (prediction), what `evaluate` is given (options), the compared systems and the evaluated posts
+(systems), `evaluate` and `--compare` themselves (evaluate), `evaluate --unseen` (unseen), and the report's
+tables, JSON and plot (report)."""

@@ -43,7 +43,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,15 +51,14 @@ from rich.console import Console
 
 from hashtagger.bundle import thresholds
 from hashtagger.data.batching import Sample
-from hashtagger.data.posts import CsvColumns
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.errors import DataError
 from hashtagger.evaluation import intervals, metrics
+from hashtagger.evaluation.options import EvaluateOptions
 from hashtagger.evaluation.report import Report, skipped_text
 from hashtagger.evaluation.systems import (
     ABLATIONS,
     PRIOR,
-    SPLITS,
     EvalModel,
     Posts,
     open_bundle,
@@ -72,6 +71,7 @@ from hashtagger.io.console import progress_bar
 
 # (system, baseline) pairs whose F1@k difference gets a bootstrap interval, where both were scored.
 DIFFERENCES = (("model", TFIDF), ("model", "text-only"), ("image-only", PRIOR), ("model", PRIOR))
+COMPARE_KS = (2,)  # compare's cut-off unless told: the paper's Table 3 reports F1@2
 
 
 def parse_ks(text: str) -> tuple[int, ...]:
@@ -92,24 +92,15 @@ def evaluate(
     data: str | Path | None,
     model: str | Path | None = None,
     checkpoint: str | Path | None = None,
-    split: str = "test",
-    ks: tuple[int, ...] = metrics.KS,
-    device: str = "auto",
+    options: EvaluateOptions | None = None,
     console: Console | None = None,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    columns: CsvColumns | None = None,
-    ablations: bool = True,
 ) -> Report:
     """Score the model (a bundle via ONNX Runtime, or a checkpoint via PyTorch; default: exported/),
     its text-only / image-only ablations, the TF-IDF baseline and the frequency prior on the same posts.
 
     data: the posts (folder or CSV); for split "val" / "test" None means the training data the model records.
-    cache_dir: region-feature cache (default: a checkpoint's training cache if present, else a temporary one).
-    columns: CSV column names (default: training's for split "val" / "test", the standard ones for "all").
-    ablations: False scores the model and the prior only.
     """
-    return _evaluate(data, model, checkpoint, split, ks, device, console, batch_size, cache_dir, columns, ablations)[0]
+    return _evaluate(data, model, checkpoint, options or EvaluateOptions(), console)[0]
 
 
 @dataclass
@@ -123,33 +114,24 @@ class _Scored:
 
 def _evaluate(
     data: str | Path | None,
-    model: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    split: str = "test",
-    ks: tuple[int, ...] = metrics.KS,
-    device: str = "auto",
+    model: str | Path | None,
+    checkpoint: str | Path | None,
+    options: EvaluateOptions,
     console: Console | None = None,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    columns: CsvColumns | None = None,
-    ablations: bool = True,
 ) -> tuple[Report, _Scored]:
     """evaluate(), with what it ranked: compare() takes the differences between systems from it."""
     console = console or Console(stderr=True)
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}': use val, test or all")
-    ks = tuple(sorted(set(ks)))
-    if not ks or ks[0] < 1:
-        raise DataError("cut-offs k must be 1 or more")
+    options = options.checked()
+    split, ks = options.split, options.ks
     if model is not None and checkpoint is not None:
         raise DataError("give --model (an exported bundle) or --checkpoint, not both")
     if checkpoint is not None:
-        m = open_checkpoint(Path(checkpoint), device, batch_size)
+        m = open_checkpoint(Path(checkpoint), options.device, options.batch_size)
     else:
-        m = open_bundle(Path(model or "exported"), device, batch_size)
-    posts = select_posts(m, data, split, columns)
+        m = open_bundle(Path(model or "exported"), options.device, options.batch_size)
+    posts = select_posts(m, data, split, options.columns)
     vocab = m.vocab
-    samples, truths, ranked, probs = _score_model(m, posts, ks, console, cache_dir, ablations)
+    samples, truths, ranked, probs = _score_model(m, posts, ks, console, options.cache_dir, options.ablations)
     notes = []
     with console.status(f"{TFIDF}: fitting on the training split"):
         baseline, note = tfidf_baseline(m, posts.train, [s.text for s in samples])
@@ -269,37 +251,21 @@ def compare(
     data: str | Path | None,
     models: Sequence[str | Path],
     names: list[str] | None = None,
-    split: str = "test",
-    ks: tuple[int, ...] = (2,),
-    device: str = "auto",
+    options: EvaluateOptions | None = None,
     console: Console | None = None,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    columns: CsvColumns | None = None,
 ) -> Report:
     """Several trained systems (bundles or checkpoints, e.g. of different --arch) on the same posts, with
     the TF-IDF baseline and the frequency prior: the paper's Table 3, and the F1 differences of the first system
     to each other one with their bootstrap intervals. Each is scored on its own vocabulary; where vocabularies or
     the evaluated posts differ the baselines are given per vocabulary, no difference is taken, and the notes
-    say so."""
+    say so. Default options: k = 2; the ablations are never scored."""
+    options = replace(options or EvaluateOptions(ks=COMPARE_KS), ablations=False)
     if not models:
         raise DataError("--compare needs at least one bundle or run")
     reports, scored, paths = [], [], [Path(m) for m in models]
     for path in paths:
         bundle = (path / "bundle.json").is_file()
-        report, ranks = _evaluate(
-            data,
-            model=path if bundle else None,
-            checkpoint=None if bundle else path,
-            split=split,
-            ks=ks,
-            device=device,
-            console=console,
-            batch_size=batch_size,
-            cache_dir=cache_dir,
-            columns=columns,
-            ablations=False,
-        )
+        report, ranks = _evaluate(data, path if bundle else None, None if bundle else path, options, console)
         reports.append(report)
         scored.append(ranks)
     given = list(names or [r.arch for r in reports])
@@ -311,7 +277,7 @@ def compare(
     systems, notes, differences = _side_by_side(names, reports, scored, shared)
     return Report(
         data=first.data,
-        split=split,
+        split=options.split,
         model=", ".join(r.model for r in reports),
         backend=", ".join(sorted({r.backend for r in reports})),
         device=", ".join(sorted({r.device for r in reports})),

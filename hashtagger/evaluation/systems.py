@@ -23,7 +23,6 @@ from hashtagger.evaluation.prediction import onnx_scorer, predict
 from hashtagger.evaluation.tfidf import EXTRA, TFIDF, tfidf_available, tfidf_scores
 from hashtagger.io.files import sha256_file
 
-SPLITS = ("val", "test", "all")
 # System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
 ABLATIONS = {"model": None, "text-only": "image", "image-only": "text"}
 PRIOR = "frequency prior"

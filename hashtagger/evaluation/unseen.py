@@ -15,13 +15,13 @@ from rich.table import Table
 from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.batching import Sample
-from hashtagger.data.posts import CsvColumns
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.data.tagnames import tag_words
 from hashtagger.errors import DataError
-from hashtagger.evaluation import metrics, ranking
+from hashtagger.evaluation import ranking
+from hashtagger.evaluation.options import EvaluateOptions
 from hashtagger.evaluation.prediction import onnx_scorer, predict
-from hashtagger.evaluation.systems import SPLITS, open_bundle, select_posts
+from hashtagger.evaluation.systems import open_bundle, select_posts
 from hashtagger.io.files import atomic_write
 
 
@@ -55,19 +55,14 @@ UNSEEN_SYSTEMS = ("model (name head)", "text match", "random")
 def evaluate_unseen(
     data: str | Path | None,
     model: str | Path | None = None,
-    ks: tuple[int, ...] = metrics.KS,
-    device: str = "auto",
+    options: EvaluateOptions | None = None,
     console: Console | None = None,
-    batch_size: int = 64,
-    cache_dir: str | Path | None = None,
-    columns: CsvColumns | None = None,
-    split: str = "test",
 ) -> UnseenReport:
     """Rank the vocabulary and the held-out hashtags together for each post of `split` carrying a held-out one
     (validation, to choose between models; test, to report)."""
     console = console or Console(stderr=True)
-    if split not in SPLITS:
-        raise DataError(f"unknown split '{split}': use val, test or all")
+    options = (options or EvaluateOptions()).checked()
+    split, ks, device, batch_size = options.split, options.ks, options.device, options.batch_size
     m = open_bundle(Path(model or "exported"), device, batch_size)
     bundle = read_bundle(m.path, verify=False)
     held = json.loads((bundle.path / "hashtags.json").read_text()).get("held_out", [])
@@ -76,13 +71,13 @@ def evaluate_unseen(
     runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
     runner.add_candidates(bundle, held)
     # Prepared with the held-out hashtags back in the vocabulary, so that posts keep them as labels.
-    posts = select_posts(replace(m, vocab=m.vocab + held), data, split, columns)
+    posts = select_posts(replace(m, vocab=m.vocab + held), data, split, options.columns)
     candidates = runner.labels(bundle.vocab)
     column = {t: i for i, t in enumerate(candidates)}
     held_set = set(held)
     rows = [(e, d, truth & held_set) for e, d, truth in posts.rows if d is not None and truth & held_set]
     with ExitStack() as stack:
-        root = cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
+        root = options.cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
         errors = fill_cache({d: e.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
         rows = [r for r in rows if r[1] not in errors]

@@ -15,6 +15,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel, LxmertCon
 
 from hashtagger.data.tagnames import name_pieces, tag_words
 from hashtagger.errors import DataError, DeviceError
+from hashtagger.models.registry import HEADS, POOLINGS
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,6 @@ PRESETS: dict[str, Preset] = {
 
 def is_preset(name: str) -> bool:
     return name in PRESETS
-
-
-HEADS = ("linear", "names")
-POOLINGS = ("cls", "mean")
 
 
 class NameEncoder(nn.Module):

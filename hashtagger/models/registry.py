@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hashtagger.errors import DataError
 
@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
     from torch import nn
 
-    from hashtagger.models.lxmert import ModelSpec
+
+class Spec(Protocol):  # lxmert.ModelSpec (not imported: lxmert imports this module)
+    arch: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Arch:
 
 ARCHS: dict[str, Arch] = {}
 DEFAULT = "lxmert"
+HEADS = ("linear", "names")  # LXMERT4Hashtag's heads (--head)
+POOLINGS = ("cls", "mean")  # what its head reads (--pooling)
 
 # Sizes of the comparison models by --base-model: tiny for tests, else the originals' order (LSTMs of 256).
 SIZES = {"tiny": dict(embed=32, hidden=32, topics=4, steps=3)}
@@ -119,14 +123,14 @@ def model_class(arch: Arch) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def build(spec: ModelSpec, text_init: str | None, train_texts: list[str], tokenizer: Tokenizer, seed: int = 0):
+def build(spec: Spec, text_init: str | None, train_texts: list[str], tokenizer: Tokenizer, seed: int = 0):
     """A fresh model of spec.arch. With `text_init`, a comparison model's word embeddings start from that
     checkpoint's (as LXMERT's language side does); TAB_LSTM fits its topic model on `train_texts`."""
     arch = check_arch(spec.arch)
     return model_class(arch).create(spec, arch, text_init, train_texts, tokenizer, seed)
 
 
-def rebuild(spec: ModelSpec, info: dict) -> nn.Module:
+def rebuild(spec: Spec, info: dict) -> nn.Module:
     """An untrained model shaped as a checkpoint's `info` (hashtagger.json) says; load its weights next."""
     return model_class(check_arch(spec.arch)).rebuild(spec, info)
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from hashtagger.data.posts import CsvColumns, PrepOptions
 from hashtagger.errors import DataError
-from hashtagger.models.lxmert import POOLINGS
+from hashtagger.io.ranges import Range, check_ranges
+from hashtagger.models.registry import POOLINGS
 
 
 @dataclass
@@ -46,24 +47,35 @@ class TrainConfig:
 
 PAPER_EPOCHS = 75
 
+# The numbers of a run, by option (TrainConfig's fields and PrepOptions'): `hashtagger train`'s typer options read
+# the same table for their min / max.
+RANGES = {
+    "epochs": Range(1),
+    "batch_size": Range(1),
+    "lr": Range(0.0),
+    "new_lr": Range(0.0),
+    "warmup": Range(0.0, 1.0),  # a share of the steps
+    "weight_decay": Range(0.0),
+    "dropout": Range(0.0, 0.95),
+    "modality_dropout": Range(0.0, 0.5),
+    "max_length": Range(2, 512),  # tokens, [CLS] and [SEP] included; LXMERT's position embeddings stop at 512
+    "image_size": Range(32),
+    "seed": Range(0),
+    "name_dropout": Range(0.0, 0.95),
+    "vocab_size": Range(1),
+    "min_tags": Range(0),
+    "min_words": Range(0),
+}
+
 
 def check_config(cfg: TrainConfig) -> None:
-    """Every number and choice of a run, before any work (the CLI checks the same with typer's ranges)."""
+    """Every number and choice of a run, before any work: the ranges (RANGES), then the choices and the rules
+    between options."""
+    check_ranges(RANGES, {**vars(cfg.prep), **vars(cfg)})
     rules = [
-        (cfg.epochs is None or cfg.epochs >= 1, f"--epochs must be at least 1, not {cfg.epochs}"),
-        (cfg.batch_size >= 1, f"--batch-size must be at least 1, not {cfg.batch_size}"),
-        (cfg.lr >= 0 and cfg.new_lr >= 0, f"learning rates cannot be negative (--lr {cfg.lr}, --new-lr {cfg.new_lr})"),
-        (0 <= cfg.warmup <= 1, f"--warmup is a share of the steps, between 0 and 1, not {cfg.warmup}"),
-        (2 <= cfg.max_length <= 512, f"--max-length must be between 2 and 512 tokens, not {cfg.max_length}"),
-        (cfg.image_size is None or cfg.image_size >= 32, f"--image-size must be at least 32, not {cfg.image_size}"),
-        (cfg.prep.vocab_size >= 1, f"--vocab-size must be at least 1, not {cfg.prep.vocab_size}"),
-        (cfg.seed >= 0, f"--seed cannot be negative, not {cfg.seed}"),
         (cfg.extractor in ("grid", "precomputed"), f"--extractor is grid or precomputed, not '{cfg.extractor}'"),
         (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),
-        (0 <= cfg.dropout < 1, f"--dropout must be in [0, 1), not {cfg.dropout}"),
-        (0 <= cfg.modality_dropout <= 0.5, f"--modality-dropout must be in [0, 0.5], not {cfg.modality_dropout}"),
         (cfg.pooling in POOLINGS, f"--pooling is {' or '.join(POOLINGS)}, not '{cfg.pooling}'"),
-        (0 <= cfg.name_dropout < 1, f"--name-dropout must be in [0, 1), not {cfg.name_dropout}"),
         (cfg.name_dropout == 0 or cfg.head == "names", "--name-dropout needs --head names"),
     ]
     for ok, message in rules:
