@@ -51,7 +51,6 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -611,8 +610,7 @@ def agreement(reference: Path, candidate: Path) -> dict:
 
 def tag_batches(posts: list, batch_size: int, bundle, length_window: int = TagOptions.length_window) -> list[list[int]]:
     """The input positions of each batch, as `tag` forms them (grouped by caption length within windows)."""
-    caption = partial(pipeline._text, bundle=bundle)
-    return [where for where, _, _ in pipeline._grouped_batches(posts, batch_size, length_window, caption)]
+    return pipeline.batch_positions(posts, bundle, batch_size, length_window)
 
 
 def batch_widths(posts_dir: Path, bundle, batch_size: int) -> tuple[list[int], dict[str, list[tuple[int, int]]]]:
@@ -844,7 +842,57 @@ def startup_table(startup: dict[str, list[dict]]) -> None:
     console.print(table)
 
 
-def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine, startup) -> dict:
+@dataclass
+class Figures:
+    """What main measured, for the report."""
+
+    systems: list
+    agreements: dict
+    flops: dict
+    peak: dict
+    profile: dict
+    naive_ms: dict
+    tokens: list
+    training: dict | None
+    machine: dict
+    startup: dict
+
+
+def report(args, f: Figures) -> dict:
+    rows = _systems_table(args, f.systems, f.agreements, f.flops, f.peak)
+    headline = _ratios(f.systems, f.agreements, f.startup)
+    _flops_table(f.flops, f.tokens, f.peak)
+    if f.profile:  # CPU runs only
+        _profile_table(f.systems, f.profile, f.naive_ms)
+    if f.training:
+        _training_table(f.training)
+    machine = f.machine
+    load = os.getloadavg()
+    console.print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default "
+        f"{machine['torch_threads']['default']}); "
+        f"ONNX Runtime {ort.__version__}, intra-op threads: its default (one per core); "
+        f"load average at start {machine['load_start'][0]:.2f} {machine['load_start'][1]:.2f} "
+        f"{machine['load_start'][2]:.2f}, "
+        f"at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    return {
+        "args": vars(args),
+        "systems": rows,
+        "headline": headline,
+        "agreement": f.agreements,
+        "flops": f.flops,
+        "gemm_peak_gflop_per_s": f.peak,
+        "profile_ms_per_post": {"tag": f.profile, "naive": f.naive_ms},
+        "tokens": {"median": statistics.median(f.tokens), "mean": statistics.mean(f.tokens)},
+        "training": f.training,
+        "startup_fresh_process": f.startup,
+        "process_peak_rss_mib": process_peak_mib(),
+        "machine": dict(machine, load_end=list(load)),
+    }
+
+
+def _systems_table(args, systems, agreements, flops, peak) -> list[dict]:
     naive = next(s for s in systems if s.key == "b")
     table = Table(
         title=f"hashtagger tag throughput, --size {args.size}, {args.posts} posts, median of {args.rounds} rounds",
@@ -910,7 +958,11 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         )
     console.print(table)
 
-    a = next(s for s in systems if s.key == "a")
+    return rows
+
+
+def _ratios(systems, agreements, startup) -> dict:
+    naive = next(s for s in systems if s.key == "b")
     headline = {}
     ratios = []
     for s in systems:
@@ -951,6 +1003,10 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         + (f"; peak above the RSS at its start, MiB: {', '.join(added)})" if added else ")")
     )
 
+    return headline
+
+
+def _flops_table(flops, tokens, peak) -> None:
     ftable = Table(title="FLOPs per post (matmul + conv, torch.utils.flop_counter)", title_justify="left")
     ftable.add_column("part")
     ftable.add_column("GFLOP", justify="right")
@@ -974,104 +1030,83 @@ def report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, tr
         + " (torch.matmul 2048² fp32, best of 5; % of peak uses cpu_fp32, the better of 1 thread and one per core)"
     )
 
-    if profile:  # CPU runs only
-        ptable = Table(
-            title="Where a post's time goes (ms/post, each stage timed alone on the same posts, CPU)",
-            title_justify="left",
-        )
-        ptable.add_column("stage")
-        ptable.add_column("tag pipeline (a/c), ORT default threads", justify="right")
-        ptable.add_column("same, ORT 1 intra-op thread", justify="right")
-        ptable.add_column(f"naive loop (b), torch {torch.get_num_threads()} thread(s)", justify="right")
-        naive_stages = {
-            "decode + resize (1 thread)": "decode + resize",
-            "clean + tokenise": "clean + tokenise",
-            "extractor": "extractor",
-            "LXMERT + head (fp32)": "LXMERT + head",
-            "top-k + write": "top-k + write",
-        }
-        for stage, value in profile.items():
-            ptable.add_row(
-                stage,
-                f"{value['ort']:,.1f}",
-                fmt(value.get("ort_1"), ",.1f"),
-                fmt(naive_ms.get(naive_stages.get(stage, "")), ",.1f"),
-            )
 
-        def total(column: str) -> float | None:
-            parts = [v.get(column, v["ort"]) for k, v in profile.items() if "int8" not in k]
-            return sum(parts)
-
-        ptable.add_row(
-            "[bold]sum of stages (fp32)",
-            f"[bold]{total('ort'):,.1f}",
-            f"[bold]{total('ort_1'):,.1f}",
-            f"[bold]{sum(naive_ms.values()):,.1f}",
-        )
-        if a.posts_per_s:
-            ptable.add_row(
-                "measured end to end (median of rounds)",
-                f"{1000 / a.posts_per_s:,.1f}",
-                "",
-                fmt(1000 / naive.posts_per_s if naive.posts_per_s else None, ",.1f"),
-            )
-        console.print(ptable)
-        console.print(
-            "the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below "
-            "the sum of its stages"
-        )
-        naive_total, extractor_ms = sum(naive_ms.values()), profile["extractor"]["ort"]
-        if naive_total and extractor_ms:
-            console.print(
-                f"bound: b takes {naive_total:,.0f} ms/post; a's extractor alone takes {extractor_ms:,.0f} ms/post, so "
-                "even with LXMERT, "
-                f"decoding and writing free a/b <= {naive_total / extractor_ms:.1f} (with 1 intra-op thread: "
-                f"{naive_total / profile['extractor'].get('ort_1', extractor_ms):.1f})"
-            )
-
-    if training:
-        ttable = Table(
-            title=f"hashtagger train throughput, --train-size {training['size']}, 1 epoch", title_justify="left"
-        )
-        for col in ("feature cache", "train() wall s", "training posts", "posts/s (wall)", "posts/s (training loop)"):
-            ttable.add_column(col, justify="right" if col != "feature cache" else "left")
-        for name in ("cold", "warm"):
-            t = training[name]
-            ttable.add_row(
-                name,
-                f"{t['seconds']:.1f}",
-                str(t["train_posts"]),
-                f"{t['wall_posts_per_s']:.2f}",
-                f"{t['loop_posts_per_s']:.2f}",
-            )
-        console.print(ttable)
-        console.print(
-            "wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, "
-            "test, checkpoints) / training posts; loop: the epoch's own rate"
-        )
-    load = os.getloadavg()
-    console.print(
-        f"machine: {machine['cpu']}, {machine['cores']} cores; torch threads {torch.get_num_threads()} (default "
-        f"{machine['torch_threads']['default']}); "
-        f"ONNX Runtime {ort.__version__}, intra-op threads: its default (one per core); "
-        f"load average at start {machine['load_start'][0]:.2f} {machine['load_start'][1]:.2f} "
-        f"{machine['load_start'][2]:.2f}, "
-        f"at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+def _profile_table(systems, profile, naive_ms) -> None:
+    naive = next(s for s in systems if s.key == "b")
+    a = next(s for s in systems if s.key == "a")
+    ptable = Table(
+        title="Where a post's time goes (ms/post, each stage timed alone on the same posts, CPU)",
+        title_justify="left",
     )
-    return {
-        "args": vars(args),
-        "systems": rows,
-        "headline": headline,
-        "agreement": agreements,
-        "flops": flops,
-        "gemm_peak_gflop_per_s": peak,
-        "profile_ms_per_post": {"tag": profile, "naive": naive_ms},
-        "tokens": {"median": statistics.median(tokens), "mean": statistics.mean(tokens)},
-        "training": training,
-        "startup_fresh_process": startup,
-        "process_peak_rss_mib": process_peak_mib(),
-        "machine": dict(machine, load_end=list(load)),
+    ptable.add_column("stage")
+    ptable.add_column("tag pipeline (a/c), ORT default threads", justify="right")
+    ptable.add_column("same, ORT 1 intra-op thread", justify="right")
+    ptable.add_column(f"naive loop (b), torch {torch.get_num_threads()} thread(s)", justify="right")
+    naive_stages = {
+        "decode + resize (1 thread)": "decode + resize",
+        "clean + tokenise": "clean + tokenise",
+        "extractor": "extractor",
+        "LXMERT + head (fp32)": "LXMERT + head",
+        "top-k + write": "top-k + write",
     }
+    for stage, value in profile.items():
+        ptable.add_row(
+            stage,
+            f"{value['ort']:,.1f}",
+            fmt(value.get("ort_1"), ",.1f"),
+            fmt(naive_ms.get(naive_stages.get(stage, "")), ",.1f"),
+        )
+
+    def total(column: str) -> float | None:
+        parts = [v.get(column, v["ort"]) for k, v in profile.items() if "int8" not in k]
+        return sum(parts)
+
+    ptable.add_row(
+        "[bold]sum of stages (fp32)",
+        f"[bold]{total('ort'):,.1f}",
+        f"[bold]{total('ort_1'):,.1f}",
+        f"[bold]{sum(naive_ms.values()):,.1f}",
+    )
+    if a.posts_per_s:
+        ptable.add_row(
+            "measured end to end (median of rounds)",
+            f"{1000 / a.posts_per_s:,.1f}",
+            "",
+            fmt(1000 / naive.posts_per_s if naive.posts_per_s else None, ",.1f"),
+        )
+    console.print(ptable)
+    console.print(
+        "the pipeline decodes in worker threads while ONNX Runtime runs, so its end-to-end time can be below "
+        "the sum of its stages"
+    )
+    naive_total, extractor_ms = sum(naive_ms.values()), profile["extractor"]["ort"]
+    if naive_total and extractor_ms:
+        console.print(
+            f"bound: b takes {naive_total:,.0f} ms/post; a's extractor alone takes {extractor_ms:,.0f} ms/post, so "
+            "even with LXMERT, "
+            f"decoding and writing free a/b <= {naive_total / extractor_ms:.1f} (with 1 intra-op thread: "
+            f"{naive_total / profile['extractor'].get('ort_1', extractor_ms):.1f})"
+        )
+
+
+def _training_table(training) -> None:
+    ttable = Table(title=f"hashtagger train throughput, --train-size {training['size']}, 1 epoch", title_justify="left")
+    for col in ("feature cache", "train() wall s", "training posts", "posts/s (wall)", "posts/s (training loop)"):
+        ttable.add_column(col, justify="right" if col != "feature cache" else "left")
+    for name in ("cold", "warm"):
+        t = training[name]
+        ttable.add_row(
+            name,
+            f"{t['seconds']:.1f}",
+            str(t["train_posts"]),
+            f"{t['wall_posts_per_s']:.2f}",
+            f"{t['loop_posts_per_s']:.2f}",
+        )
+    console.print(ttable)
+    console.print(
+        "wall: the whole train() call (prepare, region features for every image when cold, epoch, validation, "
+        "test, checkpoints) / training posts; loop: the epoch's own rate"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -1132,8 +1167,8 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def machine_info() -> dict:
+    """The machine and the versions, with the load average at the start."""
     machine = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
@@ -1148,6 +1183,25 @@ def main(argv=None) -> dict:
             for line in Path("/proc/cpuinfo").read_text().splitlines()
             if line.startswith("model name")
         )
+    return machine
+
+
+def agreements_with_b(systems) -> dict:
+    """Each system's top-5 agreement with the naive loop (b) on the last round's outputs."""
+    naive = next(s for s in systems if s.key == "b")
+    agreements: dict = {}
+    if naive.runs:
+        reference = naive.runs[-1].output
+        agreements["distinct_b"] = len({tuple(v) for v in read_top(reference).values()})
+        for s in systems:
+            if s.runs and s.key != "b":
+                agreements[s.key] = agreement(reference, s.runs[-1].output)
+    return agreements
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    machine = machine_info()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="hashtagger-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -1204,14 +1258,7 @@ def main(argv=None) -> dict:
         with busy_process(args.busy):
             measure(systems, posts_dir, warmup_dir, out_dir, args.rounds)
 
-        naive = next(s for s in systems if s.key == "b")
-        agreements: dict = {}
-        if naive.runs:
-            reference = naive.runs[-1].output
-            agreements["distinct_b"] = len({tuple(v) for v in read_top(reference).values()})
-            for s in systems:
-                if s.runs and s.key != "b":
-                    agreements[s.key] = agreement(reference, s.runs[-1].output)
+        agreements = agreements_with_b(systems)
 
         startup: dict[str, list[dict]] = {}
         profile: dict[str, dict[str, float]] = {}
@@ -1235,7 +1282,8 @@ def main(argv=None) -> dict:
             )
             training = train_throughput(posts_dir, work / "train", args.train_size, args.train_batch_size)
 
-        result = report(args, systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine, startup)
+        figures = Figures(systems, agreements, flops, peak, profile, naive_ms, tokens, training, machine, startup)
+        result = report(args, figures)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1, default=str))

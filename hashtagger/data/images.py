@@ -99,23 +99,7 @@ def load_image(
     With `size` (the side the image will be resized to) a large image is decoded at a reduced scale no
     smaller than twice that side (JPEG draft mode), or reduced right after decoding (Image.reduce), as
     Pillow's own reducing_gap does: memory and time follow the output size, the result barely moves."""
-    path = Path(path)
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ImageError("image file not found", "image_not_found") from None
-    except OSError as e:
-        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
-    if not stat.S_ISREG(info.st_mode):
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageError("image file not found", "image_not_found")
-        raise ImageError("image is not a regular file", "image_not_regular")
-    if info.st_size == 0:
-        raise ImageError("image file is empty", "image_empty")
-    try:
-        file = open(path, "rb")  # noqa: SIM115 (closed below; opened apart to tell unreadable from corrupt)
-    except OSError as e:
-        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
+    file = _open_file(Path(path))
     try:
         with file, _opened(file) as im:
             if im.width * im.height > max_pixels:
@@ -136,6 +120,27 @@ def load_image(
         raise ImageError("not an image (unrecognised format)", "not_an_image") from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as e:
         raise ImageError(f"image data is corrupt: {e}", "image_corrupt") from None
+
+
+def _open_file(path: Path) -> BinaryIO:
+    """The image file opened for reading; an ImageError saying why a missing, special, empty or unreadable file
+    cannot be (opened apart from decoding, to tell unreadable from corrupt)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError("image file not found", "image_not_found") from None
+    except OSError as e:
+        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
+    if not stat.S_ISREG(info.st_mode):
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError("image file not found", "image_not_found")
+        raise ImageError("image is not a regular file", "image_not_regular")
+    if info.st_size == 0:
+        raise ImageError("image file is empty", "image_empty")
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
 
 
 def _opened(file: BinaryIO) -> Image.Image:

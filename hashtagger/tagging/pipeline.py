@@ -123,6 +123,12 @@ def _grouped_batches(
     yield from cut(chunk, min(size, span))
 
 
+def batch_positions(posts: list[Post], bundle: Bundle, size: int, window: int) -> list[list[int]]:
+    """The input positions of each batch, as `tag` forms them (grouped by caption length within windows)."""
+    caption = partial(_text, bundle=bundle)
+    return [where for where, _, _ in _grouped_batches(posts, size, window, caption)]
+
+
 def image_key(post: Post) -> Path | None:
     """The resolved path: posts naming one image in different ways share one decode and one extractor row."""
     if post.image is None or post.unusable:
@@ -272,41 +278,55 @@ def _prepare(
     for key in dict.fromkeys(k for k in keys if k is not None and k not in pixels):
         if memory.get(key) is None:  # remembered when its load was skipped, forgotten since: load it now
             pixels[key] = load(key)
-    good_keys: list[Path] = []  # the image of each post in `good`
-    for i, maybe_key in enumerate(keys):
-        if batch[i].unusable:
-            skip_record(records[i], ImageError(batch[i].unusable, "caption_unreadable"))
-        elif maybe_key is None:
-            skip_record(records[i], ImageError("no image named", "no_image"))
-        elif isinstance(pixels.get(maybe_key), ImageError):
-            skip_record(records[i], pixels[maybe_key])
-        else:
-            ready.good.append(i)
-            good_keys.append(maybe_key)
+    good_keys = _usable(batch, keys, pixels, ready)
     if not ready.good:
         return ready
     ready.captions = [captions[i] for i in ready.good]
     try:
-        found: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
-        new: list[Path] = []
-        for key in dict.fromkeys(good_keys):
-            remembered, loaded = memory.get(key), pixels.get(key)
-            if remembered is not None:
-                found[key] = remembered
-            elif isinstance(loaded, tuple):  # precomputed: the regions themselves
-                found[key] = loaded
-            else:
-                new.append(key)
-        if new:
-            feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
-            for key, f, b in zip(new, feats, boxes, strict=True):
-                found[key] = (f, b)
-                memory.put(key, f, b)
-        ready.regions = [found[key] for key in good_keys]
+        ready.regions = _regions(good_keys, pixels, runner, memory)
         ready.text = encode(bundle.tokenizer, [c.text for c in ready.captions], bundle.max_length)
     except Exception as e:  # ONNX Runtime failed on this batch: say so in its records, go on with the next
         _fail(ready, e)
     return ready
+
+
+def _usable(batch: list[Post], keys: list[Path | None], pixels: dict, ready: Prepared) -> list[Path]:
+    """Skip records for the posts without a usable caption or image; the others' positions go in ready.good.
+    Returns the image of each post in ready.good."""
+    good_keys: list[Path] = []
+    for i, maybe_key in enumerate(keys):
+        if batch[i].unusable:
+            skip_record(ready.records[i], ImageError(batch[i].unusable, "caption_unreadable"))
+        elif maybe_key is None:
+            skip_record(ready.records[i], ImageError("no image named", "no_image"))
+        elif isinstance(pixels.get(maybe_key), ImageError):
+            skip_record(ready.records[i], pixels[maybe_key])
+        else:
+            ready.good.append(i)
+            good_keys.append(maybe_key)
+    return good_keys
+
+
+def _regions(
+    keys: list[Path], pixels: dict, runner: Runner, memory: RegionMemory
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each image's region features: remembered, precomputed, or from the extractor (once per image)."""
+    found: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+    new: list[Path] = []
+    for key in dict.fromkeys(keys):
+        remembered, loaded = memory.get(key), pixels.get(key)
+        if remembered is not None:
+            found[key] = remembered
+        elif isinstance(loaded, tuple):  # precomputed: the regions themselves
+            found[key] = loaded
+        else:
+            new.append(key)
+    if new:
+        feats, boxes = runner.features(np.stack([pixels[key] for key in new]))
+        for key, f, b in zip(new, feats, boxes, strict=True):
+            found[key] = (f, b)
+            memory.put(key, f, b)
+    return [found[key] for key in keys]
 
 
 def _fail(ready: Prepared, error: Exception) -> None:
