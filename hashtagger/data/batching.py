@@ -114,10 +114,16 @@ def examples_by_split(
 ) -> dict[str, list[tuple[Example, str]]]:
     """Every split of `data` at once (split_examples for each, reading and hashing the posts once)."""
     args = model.args
-    data = data or args.get("data")
     columns = columns or from_dict(CsvColumns, args.get("columns", {}))
     if not data:
-        raise DataError(f"{model.path} does not record its training data; pass the data path")
+        data = args.get("data")
+        if not data:
+            raise DataError(f"{model.path} does not record its training data; pass the data path")
+        if not Path(data).exists():  # a path the user never typed: recorded on the machine that trained the model
+            raise DataError(
+                f"{model.path} records its training data as {data}, which is not here; pass DATA, the posts it "
+                "was trained on (hashtagger evaluate DATA ..., export --data DATA)"
+            )
     prepared = prepare(load_posts(data, columns), model.prep, model.vocab)
     if model.split is None:
         raise DataError(f"{model.path} does not record its split (re-export it from its checkpoint)")

@@ -12,6 +12,7 @@ run/best/ or run/last/
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from hashtagger.models.grid import GridExtractor, backbone_entry, rebuild_backbo
 from hashtagger.models.lxmert import HashtagModel, ModelSpec
 
 FORMAT = 1
+# The run's arguments that are paths: recorded absolute, so that evaluate, export and --resume find them from
+# any folder (runs of older versions recorded them as typed, relative to where `train` ran).
+PATH_ARGS = ("data", "output", "cache_dir", "features_dir")
 
 
 @dataclass
@@ -45,6 +49,8 @@ class CheckpointMeta:
     val_metrics: dict | None = None  # the best validation's
     test_metrics: dict | None = None  # best/ only, once the run has ended
     prior_test_metrics: dict | None = None
+    # The best validation's share of posts whose top 2 was the frequency prior's (bundle/scope.py: a collapse)
+    top2_same_as_prior: float | None = None
     notes: dict = field(default_factory=dict)  # what a script keeps with a checkpoint (a benchmark's random weights)
 
     def to_json(self) -> dict:
@@ -124,6 +130,10 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
         raise DataError(f"{path}: checkpoint file unreadable ({e})") from None
     model.eval()
     known = {f.name for f in fields(CheckpointMeta)}
+    meta = from_dict(CheckpointMeta, {k: v for k, v in info.items() if k in known})
+    base = training_folder(path, meta.args.get("output"))
+    if base is not None:
+        meta.args = absolute_args(meta.args, base)
     return Checkpoint(
         path=path,
         model=model,
@@ -134,8 +144,36 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
         vocab=info["vocab"],
         prep=from_dict(PrepOptions, info["prep"]),
         split=split,
-        meta=from_dict(CheckpointMeta, {k: v for k, v in info.items() if k in known}),
+        meta=meta,
     )
+
+
+def absolute_args(args: dict, base: Path) -> dict:
+    """`args` with its relative paths (PATH_ARGS) made absolute against `base`, the folder `train` ran in."""
+
+    def absolute(key: str, value):
+        if key not in PATH_ARGS or not isinstance(value, str) or not value or Path(value).is_absolute():
+            return value
+        return os.path.normpath(base / value)
+
+    return {k: absolute(k, v) for k, v in args.items()}
+
+
+def training_folder(checkpoint: Path, output: str | None) -> Path | None:
+    """The folder `train` ran in, from a checkpoint at <there>/<output>/<run>/<best|last> and the --output it
+    recorded; None when that cannot be undone (an output with '..', a run folder moved elsewhere)."""
+    if not output:
+        return None
+    if Path(output).is_absolute():
+        return Path(output)  # nothing relative to undo: any folder does
+    folder = Path(checkpoint).resolve().parent.parent
+    for part in reversed(Path(output).parts):
+        if part == ".":
+            continue
+        if part != folder.name:
+            return None
+        folder = folder.parent
+    return folder
 
 
 def load_training_state(path: Path) -> dict:

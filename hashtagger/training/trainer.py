@@ -27,7 +27,7 @@ from hashtagger.evaluation.metrics import metrics_table
 from hashtagger.evaluation.prediction import predict, sample_metrics, torch_scorer
 from hashtagger.io.files import atomic_write
 from hashtagger.models import registry as archs
-from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, save_checkpoint
+from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, absolute_args, load_checkpoint, save_checkpoint
 from hashtagger.models.lxmert import HashtagModel, ModelSpec, NameHead, torch_device
 from hashtagger.training.config import TrainConfig
 from hashtagger.training.distributed import Group, Loss, Stop
@@ -167,7 +167,7 @@ class Trainer:
             label_counts={t: counts[t] for t in data.vocab},
             new_parameters=new_parameters,
             held_out_tags=data.held_out,
-            args=asdict(cfg),
+            args=absolute_args(asdict(cfg), Path.cwd()),  # paths that mean the same from any folder
         )
         truths = [{data.vocab[i] for i in s.labels} for s in evaluated]
         prior_val = metrics.topk_metrics([prior[:5]] * len(evaluated), truths)
@@ -360,7 +360,7 @@ class Trainer:
         )
         if improved:
             self.best_f1, self.best_loss = val[2]["f1"], val_loss
-            self.meta.val_metrics = val
+            self.meta.val_metrics, self.meta.top2_same_as_prior = val, like_prior  # scope.collapse_share
             self.save("best")
         self.save("last", self.training_state())
 
