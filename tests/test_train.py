@@ -228,7 +228,7 @@ def test_default_model_without_the_hub_says_what_to_do(tmp_path):
         "cannot load 'microsoft/resnet-50'" in result.stderr
         or "cannot load 'unc-nlp/lxmert-base-uncased'" in result.stderr
     )
-    assert "--base-model mini --text-init minilm" in result.stderr
+    assert "offline CPU recipe: --preset cpu" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -75,6 +75,15 @@ class TrainingInfo:
 
 
 @dataclass(frozen=True)
+class ScopeInfo:
+    """What the model knows (bundle/scope.py); a bundle exported before it has none of it."""
+
+    description: str | None = None  # what the vocabulary was learnt from, e.g. "2012-2015 news tweets, ..."
+    prior: list[str] = field(default_factory=list)  # the 5 most frequent training hashtags, best first
+    top2_same_as_prior: float | None = None  # validation posts whose top 2 was the prior's (a collapse: >= 0.9)
+
+
+@dataclass(frozen=True)
 class BundleInfo:
     """bundle.json as this package reads it, read once by read_bundle. The defaults are what a bundle exported
     before an entry existed means: this class is the one place that says so."""
@@ -90,6 +99,7 @@ class BundleInfo:
     training: TrainingInfo = field(default_factory=TrainingInfo)
     background: str | None = None  # region features of reference images, for `explain`
     variants: dict[str, dict] = field(default_factory=dict)  # each variant's agreement with fp32 (export.variants)
+    scope: ScopeInfo = field(default_factory=ScopeInfo)
     raw: dict = field(default_factory=dict)  # bundle.json as written: metrics, the export report, versions
 
     @classmethod
@@ -107,6 +117,7 @@ class BundleInfo:
             training=from_dict(TrainingInfo, info.get("training", {})),
             background=info.get("background"),
             variants=info.get("export", {}).get("variants", {}),
+            scope=from_dict(ScopeInfo, info.get("scope", {})),
             raw=info,
         )
 

@@ -51,7 +51,7 @@ def _loading(name: str):
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(
             f"cannot load '{name}': {reason} Without the Hugging Face hub, pass a local folder, "
-            "or train a preset: --base-model mini --text-init minilm"
+            "or train with the offline CPU recipe: --preset cpu"
         ) from None
 
 
