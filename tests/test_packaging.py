@@ -45,21 +45,19 @@ def test_a_bundle_without_written_by_still_opens(tiny_bundle, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "blocked, args, purpose",
+    "blocked, args, purpose, extra",
     [
-        ("torch", ["train", "posts"], "training"),
-        ("transformers", ["export", "runs/x"], "export"),
-        ("torch", ["evaluate", "--checkpoint", "runs/x"], "evaluate --checkpoint"),
-        ("matplotlib", ["evaluate", "--plot", "p.png"], "evaluate --plot"),
+        ("torch", ["train", "posts"], "training", "train"),
+        ("transformers", ["export", "runs/x"], "export", "train"),
+        ("torch", ["evaluate", "--checkpoint", "runs/x"], "evaluate --checkpoint", "train"),
+        ("matplotlib", ["evaluate", "--plot", "p.png"], "evaluate --plot", "explain"),
     ],
 )
-def test_a_command_without_its_extra_names_it_in_one_line(monkeypatch, blocked, args, purpose):
+def test_a_command_without_its_extra_names_it_in_one_line(monkeypatch, blocked, args, purpose, extra):
     monkeypatch.setitem(sys.modules, blocked, None)  # what an import finds for a module that is not installed
     result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 1
-    expected = (
-        f"error: {purpose} needs the [train] extra ({blocked} not installed): pip install 'lxmert-hashtagger[train]'"
-    )
+    expected = f"error: {purpose} needs the [{extra}] extra ({blocked} not installed): {extras.install_command(extra)}"
     assert result.stderr.strip() == expected
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -76,7 +74,7 @@ def test_gpu_hint_tells_which_onnxruntime_to_keep(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(extras.metadata, "version", not_installed)
-    assert "pip install 'lxmert-hashtagger[gpu]'" in extras.gpu_hint()
+    assert extras.install_command("gpu") in extras.gpu_hint()
     monkeypatch.setattr(extras.metadata, "version", lambda name: "1.31.1")
     hint = extras.gpu_hint()
     assert "shadow" in hint and "pip uninstall -y onnxruntime onnxruntime-gpu" in hint

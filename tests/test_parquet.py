@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import hashtagger.data
 from hashtagger.cli.main import app
+from hashtagger.io import extras
 from hashtagger.tagging.writers import read_records
 
 pa = pytest.importorskip("pyarrow", reason="needs pyarrow (the [parquet] extra)")
@@ -94,8 +95,8 @@ def test_a_missing_pyarrow_is_one_line(monkeypatch, tmp_path):
     code, _, err = cli(tmp_path / "posts.parquet", "--model", tmp_path)
     assert code == 1
     assert err.strip() == (
-        "error: reading or writing Parquet needs the [parquet] extra (pyarrow not installed): "
-        "pip install 'lxmert-hashtagger[parquet]'"
+        f"error: reading {tmp_path / 'posts.parquet'} needs the [parquet] extra (pyarrow not installed): "
+        + extras.install_command("parquet")
     )
 
 

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from hashtagger.cli.main import app
 from hashtagger.errors import ClusterError, OutputError
+from hashtagger.io import extras
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.ray.shards import MANIFEST, ShardFolder
 from hashtagger.tagging.tagger import Tagger
@@ -155,5 +156,5 @@ def test_without_the_ray_extra_it_is_one_line(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["tag", str(tmp_path), "--engine", "ray", "-o", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert result.stderr.strip() == (
-        "error: tag --engine ray needs the [ray] extra (ray not installed): pip install 'lxmert-hashtagger[ray]'"
+        "error: tag --engine ray needs the [ray] extra (ray not installed): " + extras.install_command("ray")
     )

@@ -372,7 +372,9 @@ class Runner:
         if head.kind != "names":
             raise BundleError(
                 f"{bundle.path}: this model scores its own {len(bundle.vocab)} hashtags only (a '{head.kind}' "
-                "head); --candidates needs a model trained with --head names"
+                "head), so it cannot rank --candidates; leave --candidates out, or train a model that can: "
+                "hashtagger train DATA --preset cpu --head names --name-dropout 0.8 (chosen on validation), "
+                "then hashtagger export RUN"
             )
         if "names" not in bundle.info.graphs:
             raise BundleError(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from hashtagger.bundle.locate import EVALUATE_MODEL_HELP
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
 
@@ -20,9 +21,7 @@ def evaluate(
         help="Posts (folder or CSV). --split test or val: the training data (default: the path the model records); "
         "--split all: any posts with hashtags.",
     ),
-    model: Path | None = typer.Option(
-        None, help="Exported bundle, run with ONNX Runtime (default: exported/ unless --checkpoint is given)."
-    ),
+    model: Path | None = typer.Option(None, help=EVALUATE_MODEL_HELP),
     checkpoint: Path | None = typer.Option(
         None, help="Checkpoint, run or runs folder, run with PyTorch (instead of --model)."
     ),
@@ -72,7 +71,7 @@ def evaluate(
     if checkpoint:
         need("train", "evaluate --checkpoint")
     if plot:
-        need("train", "evaluate --plot")  # before the evaluation, not after it
+        need("explain", "evaluate --plot")  # matplotlib only; before the evaluation, not after it
     if unseen and (checkpoint is not None or plot is not None):
         fail("--unseen evaluates an exported bundle (--model) and writes no plot")
     if compare and (model or checkpoint):

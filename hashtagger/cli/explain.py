@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from hashtagger.bundle.locate import MODEL_HELP
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
 
@@ -14,7 +15,7 @@ def explain(
     image: Path = typer.Argument(..., help="The post's image."),
     caption_file: Path | None = typer.Argument(None, metavar="[CAPTION_FILE]", help="A text file with the caption."),
     caption: str | None = typer.Option(None, help="The caption as text (instead of CAPTION_FILE)."),
-    model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
+    model: Path | None = typer.Option(None, help=MODEL_HELP, show_default=False),
     output: Path = typer.Option(Path("why.png"), "--output", "-o", help="The picture to write (PNG)."),
     top_k: int = typer.Option(3, min=1, help="Hashtags to explain, one panel each."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),

@@ -32,6 +32,11 @@ def export(
     data: Path | None = typer.Option(
         None, help="Where the checkpoint's training data now lives (for the parity posts)."
     ),
+    description: str | None = typer.Option(
+        None,
+        help="What the vocabulary was learnt from, shown in tag's summary as 'N hashtags of DESCRIPTION' "
+        "(default: the posts in <training data's name>).",
+    ),
 ) -> None:
     """Write a trained checkpoint as a self-contained ONNX bundle."""
     need("train", "export")
@@ -49,6 +54,7 @@ def export(
                 compact=compact,
                 data=str(data) if data else None,
                 force=force,
+                description=description,
             ),
             err,
         )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from hashtagger.bundle.locate import MODEL_HELP
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
 from hashtagger.tagging.writers import format_names, shard_formats
@@ -23,7 +24,7 @@ def tag(
         metavar="INPUT",
         help="Folder of posts (image + same-stem .txt caption, recursive), or a CSV or Parquet file (image, caption).",
     ),
-    model: Path = typer.Option(Path("exported"), help="Exported model bundle."),
+    model: Path | None = typer.Option(None, help=MODEL_HELP, show_default=False),
     top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
     threshold: str | None = typer.Option(
         None,

@@ -50,6 +50,7 @@ import numpy as np
 from rich.console import Console
 
 from hashtagger.bundle import thresholds
+from hashtagger.bundle.locate import find_model
 from hashtagger.data.batching import Sample
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.errors import DataError
@@ -128,7 +129,7 @@ def _evaluate(
     if checkpoint is not None:
         m = open_checkpoint(Path(checkpoint), options.device, options.batch_size)
     else:
-        m = open_bundle(Path(model or "exported"), options.device, options.batch_size)
+        m = open_bundle(find_model(model).path, options.device, options.batch_size)
     posts = select_posts(m, data, split, options.columns)
     vocab = m.vocab
     samples, truths, ranked, probs = _score_model(m, posts, ks, console, options.cache_dir, options.ablations)

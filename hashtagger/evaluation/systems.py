@@ -21,6 +21,7 @@ from hashtagger.data.regions import Encoder, ExtractorSpec, FeatureStore
 from hashtagger.errors import DataError
 from hashtagger.evaluation.prediction import onnx_scorer, predict
 from hashtagger.evaluation.tfidf import EXTRA, TFIDF, tfidf_available, tfidf_scores
+from hashtagger.io.extras import install_command
 from hashtagger.io.files import sha256_file
 
 # System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
@@ -176,7 +177,7 @@ def tfidf_baseline(m: EvalModel, train: list[Example] | None, texts: list[str]) 
     """The TF-IDF baseline's probabilities on `texts`, fitted on the model's training split (read from the
     training data the model records when the evaluated posts are another dataset), or None; and a note."""
     if not tfidf_available():
-        return None, f"{TFIDF}: skipped, scikit-learn is not installed (pip install 'lxmert-hashtagger[{EXTRA}]')"
+        return None, f"{TFIDF}: skipped, scikit-learn is not installed ({install_command(EXTRA)})"
     if train is None:
         try:
             train = [e for e, _ in examples_by_split(m)["train"]]

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.locate import find_model
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.batching import Sample
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
@@ -63,7 +64,7 @@ def evaluate_unseen(
     console = console or Console(stderr=True)
     options = (options or EvaluateOptions()).checked()
     split, ks, device, batch_size = options.split, options.ks, options.device, options.batch_size
-    m = open_bundle(Path(model or "exported"), device, batch_size)
+    m = open_bundle(find_model(model).path, device, batch_size)
     bundle = read_bundle(m.path, verify=False)
     held = json.loads((bundle.path / "hashtags.json").read_text()).get("held_out", [])
     if not held:

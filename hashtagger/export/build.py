@@ -10,6 +10,7 @@ text-only / image-only ablations of `evaluate` feed LXMERT blanked features with
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,14 @@ import onnx
 import onnxruntime as ort
 import torch
 from rich.console import Console
+from rich.markup import escape
 
+from hashtagger.bundle import scope
 from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
 from hashtagger.data.regions import REGIONS
 from hashtagger.errors import OutputError, ParityError
+from hashtagger.evaluation import metrics
 from hashtagger.export.graphs import NAME_TOKENS, export_extractor_graph, export_model_graph, export_names_graph
 from hashtagger.export.optimise import (
     fuse_transformer,
@@ -58,6 +62,7 @@ class ExportOptions:
     parity_posts: int = 512  # validation posts for parity, variant agreement and the threshold (all, up to this)
     data: str | None = None  # where the checkpoint's validation posts are; default: its training data
     force: bool = False  # replace options.output even when it is not a bundle or an empty folder
+    description: str | None = None  # what the vocabulary was learnt from (bundle.json's scope); default: the data
     report: dict = field(default_factory=dict)  # filled in: ExportReport.record() (parity, fusions, variants)
 
 
@@ -84,6 +89,9 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
     output = Path(options.output)
     check_export_target(output, options.force)
     ckpt = load_checkpoint(Path(checkpoint))
+    share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
+    if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
+        console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
     with atomic_folder(output) as work:
         report = _build(ckpt, work, options, console)
     options.report.update(report.record())
@@ -299,8 +307,19 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
         "training": {k: ckpt.meta.args.get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
         "metrics": {k: v for k, v in ckpt.meta.to_json().items() if k.endswith("_metrics")},
         "export": report.record(),
+        "scope": _scope(ckpt, options.description),
         # Which versions wrote the graphs, for a user who finds a bundle behaving differently elsewhere.
         "written_by": {"hashtagger": __version__, "onnxruntime": ort.__version__, "torch": torch.__version__},
+    }
+
+
+def _scope(ckpt: Checkpoint, description: str | None) -> dict:
+    """bundle.json's "scope" (bundle/scope.py): what the vocabulary was learnt from, the frequency prior's top 5,
+    and how often the checkpoint's top 2 was the prior's on validation."""
+    return {
+        "description": description or scope.learnt_from(ckpt.meta.args.get("data")),
+        "prior": metrics.frequency_prior([list(Counter(ckpt.meta.label_counts).elements())], ckpt.vocab)[:5],
+        "top2_same_as_prior": scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history),
     }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from hashtagger.bundle.format import Bundle, read_bundle
+from hashtagger.bundle.locate import find_model
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.images import ImageSettings, crop_window, load_image, preprocess
 from hashtagger.data.precomputed import precomputed_path, read_precomputed
@@ -21,7 +22,7 @@ from hashtagger.tagging.attribution import Explanation, explain
 
 @dataclass
 class ExplainOptions:
-    model: str | Path = "exported"
+    model: str | Path | None = None  # None: locate.find_model
     top_k: int = 3
     device: str = "auto"
     features_dir: str | Path | None = None  # for a bundle trained on precomputed region features
@@ -30,7 +31,7 @@ class ExplainOptions:
 def explain_post(image: Path, caption: str | None, options: ExplainOptions) -> tuple[Bundle, list[Explanation]]:
     """The bundle and the explanations of the post's `top_k` hashtags, best first. An unreadable image raises
     an ImageError that says why, as `tag` reports it."""
-    bundle = read_bundle(options.model)
+    bundle = read_bundle(find_model(options.model).path)
     has_extractor = "extractor" in bundle.info.graphs
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")

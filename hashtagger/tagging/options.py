@@ -14,7 +14,7 @@ from hashtagger.errors import DataError
 
 @dataclass
 class TagOptions:
-    model: str | Path = "exported"  # the bundle folder
+    model: str | Path | None = None  # the bundle folder; None: locate.find_model (env, ./exported, installed)
     top_k: int = 5
     threshold: float | str | None = None  # keep only top-k tags scoring >= this; "auto": the bundle's tuned ones
     batch_size: int | None = None  # posts per forward pass; None: 32 on the CPU, 256 on a GPU (gpu.batch_size)

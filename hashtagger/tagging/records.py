@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from hashtagger.bundle import scope
 from hashtagger.data.posts import CAPTION_NOT_UTF8, escape_undecodable
 from hashtagger.errors import ImageError
 
@@ -28,6 +29,9 @@ class TagSummary:
     variant: str = ""  # the graphs that ran, e.g. "model int8, extractor int8"
     resumed: int = 0  # posts found already done in the output (--resume)
     startup_s: float = 0.0  # from the call to the first record
+    model: str = ""  # what the model knows, in one line (scope.describe)
+    prior: list[str] = field(default_factory=list)  # the frequency prior's top 2 (scope.prior)
+    prior_like: int = 0  # tagged posts whose top 2 was the prior's (scope.prior_like)
 
     @property
     def processed(self) -> int:
@@ -37,6 +41,7 @@ class TagSummary:
         reason = record["reason"]
         if reason in TAGGED:
             self.tagged += 1
+            self.prior_like += scope.prior_like([h["tag"] for h in record["hashtags"]], self.prior)
             if reason != "ok":
                 self.notes[reason] += 1
         else:

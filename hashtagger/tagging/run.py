@@ -9,14 +9,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hashtagger.bundle import scope
 from hashtagger.data.posts import load_posts
 from hashtagger.data.tagnames import read_candidates
 from hashtagger.errors import DataError, OutputError
 from hashtagger.io.claims import Claim, claim_output
 from hashtagger.io.console import PostsPerSecond, progress_bar
-from hashtagger.io.extras import gpu_hint
+from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
 from hashtagger.tagging.records import TagSummary, is_tagged
@@ -42,6 +44,7 @@ def tag(
     console = console or Console(stderr=True)
     output = Path(output) if output is not None else None
     fmt = output_format(output, fmt)
+    check_extras(input, fmt)
     if options.explain and not FORMATS[fmt].nested:
         nested = format_names(f.title for f in FORMATS.values() if f.nested)
         raise OutputError(f"--explain adds nested records: write {nested}, not {FORMATS[fmt].title}")
@@ -88,7 +91,11 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
             highlight=False,
             soft_wrap=True,
         )
-    summary = TagSummary(provider=runner.provider, variant=runner.variant)
+    if collapsed := scope.bundle_collapse_warning(bundle):
+        _warn(console, collapsed)
+    summary = TagSummary(
+        provider=runner.provider, variant=runner.variant, model=tagger.scope, prior=scope.prior(bundle)
+    )
     todo = posts
     if resume and output is not None and claim.had_content:
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
@@ -123,7 +130,34 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     summary.seconds = time.perf_counter() - run_start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
     console.print(summary_table(summary, output))
+    _say_scope(console, summary)
     return summary
+
+
+def _say_scope(console: Console, summary: TagSummary) -> None:
+    """What the model knows, and a warning when most posts got the frequency prior's top 2."""
+    console.print(summary.model, markup=False, highlight=False, soft_wrap=True)
+    if summary.tagged and summary.prior_like > scope.PRIOR_LIKE * summary.tagged:
+        _warn(
+            console,
+            f"{summary.prior_like} of the {summary.tagged} posts ({summary.prior_like / summary.tagged:.0%}) got the "
+            f"frequency prior's top hashtags ({' '.join('#' + t for t in summary.prior)}), the model's most common "
+            "ones: it knows little about these posts; train on your own posts for your own hashtags (hashtagger "
+            "train DATA --preset cpu)",
+        )
+
+
+def _warn(console: Console, message: str) -> None:
+    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def check_extras(input: str | Path, fmt: str) -> None:
+    """The extras a run's input and output formats need, before any work: a run must not tag every post and then
+    fail to write them (MissingExtraError, naming the extra and the command that installs it)."""
+    if fmt == "parquet":
+        require("parquet", "writing Parquet (--output *.parquet or --format parquet)")
+    if Path(input).suffix.lower() == ".parquet":
+        require("parquet", f"reading {input}")
 
 
 def usable_cores() -> int:

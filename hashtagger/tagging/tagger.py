@@ -4,11 +4,13 @@ and `Tag`, one recommended hashtag. The pipeline behind it is in pipeline.py, th
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hashtagger.bundle import scope
 from hashtagger.bundle.format import Bundle, read_bundle
+from hashtagger.bundle.locate import ModelChoice, find_model
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.posts import Post, load_posts
 from hashtagger.errors import BundleError, ImageError
@@ -19,7 +21,7 @@ from hashtagger.tagging.records import TAGGED
 
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
-    bundle = read_bundle(options.model)
+    bundle = read_bundle(find_model(options.model).path)
     has_extractor = "extractor" in bundle.info.graphs
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
@@ -47,14 +49,21 @@ class Tagger:
     """
 
     def __init__(self, options: TagOptions):
-        self.options = options
+        self.source: ModelChoice = find_model(options.model)  # which bundle, and where it was found
+        self.options = options = replace(options, model=self.source.path)
         self.bundle, self.runner = open_runner(options)
         resolve_threshold(options.threshold, self.bundle)  # a bad value fails here, not at the first post
 
     @classmethod
-    def open(cls, model: str | Path = "exported", device: str = "auto", **options: Any) -> Tagger:
-        """`options`: any other TagOptions field (top_k, threshold, batch_size, workers, threads, variant, ...)."""
+    def open(cls, model: str | Path | None = None, device: str = "auto", **options: Any) -> Tagger:
+        """`model`: a bundle folder; None: $HASHTAGGER_MODEL, ./exported or the installed default (locate.py).
+        `options`: any other TagOptions field (top_k, threshold, batch_size, workers, threads, variant, ...)."""
         return cls(TagOptions(model=model, device=device, **options))
+
+    @property
+    def scope(self) -> str:
+        """What the model knows, in one line: "model: default (250 hashtags of ...); train on your own posts ..."."""
+        return scope.describe(self.bundle, self.source.is_default)
 
     @property
     def provider(self) -> str:

@@ -28,6 +28,7 @@ from rich.console import Console
 
 from hashtagger.bundle import gpu
 from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.locate import find_model
 from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
 from hashtagger.io.console import PostsPerSecond, progress_bar
@@ -70,7 +71,9 @@ def tag_on_ray(
         raise OutputError(f"--engine ray writes shards as {format_names(shard_formats())}, not {fmt}")
     if options.candidates is not None or options.explain:
         raise DataError("--engine ray does not take --candidates or --explain; tag without --engine ray")
-    bundle = read_bundle(options.model)
+    model = find_model(options.model).path
+    options = replace(options, model=model)  # the actors open the same bundle
+    bundle = read_bundle(model)
     resolve_threshold(options.threshold, bundle)  # a bad value fails here, before Ray starts
     source, shards = partition(input, options.columns, ray_options.shard_size)
     if not shards:
