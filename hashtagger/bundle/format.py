@@ -11,6 +11,8 @@ exported/
     hashtags.json    the vocabulary (index order) and each hashtag's training count
     split.json       image digests of the training run's train / val / test posts (for `evaluate`)
     background.npz   region features of 16 validation images: the absent image of `explain`
+    wide.npz         optional wide part (bundle/wide.py): TF-IDF n-grams, their idf and one logistic regression
+                     per hashtag, blended with the model's probabilities by bundle.json's "wide.weight"
     names.onnx       name-head models: hashtag words -> unit vector (model.onnx then also outputs `projected`)
     model.int8.onnx / model.fp16.onnx   optional variants (graphs "int8", "fp16")
     extractor.int8.onnx                 optional static-int8 extractor (graph "extractor_int8"); export.variants
@@ -29,6 +31,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from hashtagger.bundle.thresholds import cutoff_vector
+from hashtagger.bundle.wide import FILE as WIDE_FILE
+from hashtagger.bundle.wide import WidePart, read_wide
 from hashtagger.data.images import ImageSettings
 from hashtagger.data.posts import PrepOptions
 from hashtagger.data.regions import REGIONS
@@ -66,6 +70,14 @@ class HeadInfo:
 
 
 @dataclass(frozen=True)
+class WideInfo:
+    """bundle.json's "wide" section, as tagging reads it (the rest records how it was fitted)."""
+
+    file: str = WIDE_FILE
+    weight: float = 0.0  # w in (1 - w) * p_deep + w * p_wide
+
+
+@dataclass(frozen=True)
 class TrainingInfo:
     """Where the model's training posts are and how they were prepared (for `evaluate --model`)."""
 
@@ -100,6 +112,7 @@ class BundleInfo:
     background: str | None = None  # region features of reference images, for `explain`
     variants: dict[str, dict] = field(default_factory=dict)  # each variant's agreement with fp32 (export.variants)
     scope: ScopeInfo = field(default_factory=ScopeInfo)
+    wide: WideInfo | None = None  # the wide part (wide.py); None: the deep model alone
     raw: dict = field(default_factory=dict)  # bundle.json as written: metrics, the export report, versions
 
     @classmethod
@@ -118,6 +131,9 @@ class BundleInfo:
             background=info.get("background"),
             variants=info.get("export", {}).get("variants", {}),
             scope=from_dict(ScopeInfo, info.get("scope", {})),
+            wide=WideInfo(info["wide"].get("file", WIDE_FILE), float(info["wide"]["weight"]))
+            if "wide" in info
+            else None,
             raw=info,
         )
 
@@ -154,6 +170,11 @@ class Bundle:
         """`--threshold auto`: each vocabulary hashtag's own cut-off where tuned, the global one elsewhere."""
         return cutoff_vector(self.vocab, self.threshold, self.hashtag_thresholds)
 
+    def wide_part(self) -> WidePart | None:
+        """The wide part blended with the model's scores (wide.py); None for a bundle without one."""
+        wide = self.info.wide
+        return None if wide is None else read_wide(self.path / wide.file, wide.weight, len(self.vocab))
+
     def graph(self, name: str) -> Path:
         """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16", "extractor_int8")."""
         files = self.info.graphs
@@ -168,6 +189,22 @@ class Bundle:
 def is_bundle(folder: Path) -> bool:
     """A folder that `export` wrote (it may be outdated or damaged: it is still ours to replace)."""
     return (folder / "bundle.json").is_file() and (folder / "manifest.json").is_file()
+
+
+def check_bundle_target(output: Path, force: bool = False) -> None:
+    """A command that writes a bundle (export, fit_wide) replaces a bundle or an empty folder; anything else only
+    with `force`."""
+    if force or not (output.exists() or output.is_symlink()):
+        return
+    if output.is_symlink() or not output.is_dir():
+        raise OutputError(
+            f"{output} exists and is not a folder; choose another --output, or pass --force to replace it"
+        )
+    if any(output.iterdir()) and not is_bundle(output):
+        raise OutputError(
+            f"{output} is a folder that is not a hashtagger bundle; choose another --output, "
+            "or pass --force to replace it and everything in it"
+        )
 
 
 def write_manifest(folder: Path) -> None:
@@ -200,7 +237,8 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
         typed = BundleInfo.from_json(info)
     except (TypeError, KeyError, ValueError) as e:  # an entry _check_info does not look into (hand-edited)
         raise BundleError(f"{path / 'bundle.json'}: unexpected content ({e})") from None
-    for name in [*list(typed.graphs.values()), "tokenizer.json", "hashtags.json"]:
+    wide = [typed.wide.file] if typed.wide is not None else []
+    for name in [*list(typed.graphs.values()), "tokenizer.json", "hashtags.json", *wide]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
     hashtags = _read_json(path / "hashtags.json")
@@ -241,6 +279,11 @@ def _check_info(info: dict, file: Path) -> None:
         f"'text.cleaning' may only hold {', '.join(sorted(known))}",
     )
     need(number(info.get("threshold")) and 0 <= info["threshold"] <= 1, "'threshold' must be a number in 0..1")
+    wide = info.get("wide", {"weight": 0.0})
+    need(
+        isinstance(wide, dict) and number(wide.get("weight")) and 0 <= wide["weight"] <= 1,
+        "'wide.weight' must be a number in 0..1",
+    )
     per_hashtag = info.get("hashtag_thresholds", {"values": {}})
     values = per_hashtag.get("values") if isinstance(per_hashtag, dict) else None
     need(

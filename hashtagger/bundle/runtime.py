@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from hashtagger.bundle import gpu
 from hashtagger.bundle.format import Bundle, check_graph_shapes
+from hashtagger.bundle.wide import WidePart
 from hashtagger.data.tagnames import caption_match, name_pieces, tag_words
 from hashtagger.data.text import encode
 from hashtagger.errors import BundleError, DeviceError
@@ -291,6 +292,7 @@ class Runner:
     # Where outputs are bound with ONNX Runtime's I/O binding ("cuda" on a GPU: inputs copied to the device once,
     # outputs allocated there by ORT and copied back once); None: plain run(), ORT's own copies.
     bind: str | None = None
+    wide: WidePart | None = None  # the bundle's wide part (wide.py), blended into the vocabulary's scores
 
     @classmethod
     def load(
@@ -329,7 +331,10 @@ class Runner:
         )
         label = variant_label(model_role, extractor_role) + (f" ({note})" if note else "")
         bind = None if provider == CPU else "cuda"
-        return cls(extractor[0] if extractor else None, model, provider, fallback, variant=label, bind=bind)
+        wide = bundle.wide_part()
+        if wide is not None:
+            label += f", wide part w={wide.weight:.1f}"
+        return cls(extractor[0] if extractor else None, model, provider, fallback, variant=label, bind=bind, wide=wide)
 
     def _run(self, sess: ort.InferenceSession, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         if self.bind is None:
@@ -360,9 +365,13 @@ class Runner:
         extra = self.candidates.probabilities(projected, text["input_ids"]).astype(probs.dtype)
         return np.concatenate([probs, extra], axis=1)
 
+    def blend(self, probs: np.ndarray, captions: list[str]) -> np.ndarray:
+        """`probabilities` of posts with these cleaned captions, blended with the wide part where the bundle has one."""
+        return probs if self.wide is None else self.wide.blend(probs, captions)
+
     def labels(self, vocab: list[str]) -> list[str]:
         """The hashtag of each column `probabilities` returns."""
-        return vocab + (self.candidates.tags if self.candidates else [])
+        return vocab + (self.wide.extra if self.wide else []) + (self.candidates.tags if self.candidates else [])
 
     def add_candidates(self, bundle: Bundle, tags: list[str], device: str = "cpu") -> list[str]:
         """Score `tags` beside the vocabulary from now on: each new one embedded once, here, with the bundle's

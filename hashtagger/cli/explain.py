@@ -36,5 +36,6 @@ def explain(
     for why in explanations:
         top = ", ".join(w for w, v in sorted(why.words, key=lambda item: -item[1])[:3] if v > 0) or "-"
         share = why.image_share
-        err.print(f"#{why.tag} {why.score:.3f}: image {share:.0%}, caption {1 - share:.0%}; words: {top}")
+        wide = f"; wide part: {', '.join(t for t, _ in why.wide_terms)}" if why.wide_terms else ""
+        err.print(f"#{why.tag} {why.score:.3f}: image {share:.0%}, caption {1 - share:.0%}; words: {top}{wide}")
     err.print(f"explanation written to {output}")

@@ -29,6 +29,12 @@ def export(
         False, "--compact", help="Store weights as fp16 (half the size); computation stays fp32."
     ),
     opset: int = typer.Option(17, min=17, help="ONNX opset (>= 17)."),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        help="Also fit a wide part (TF-IDF + logistic regression over the caption, on the training split) and blend "
+        "it with the model, its weight chosen on the validation split.",
+    ),
     data: Path | None = typer.Option(
         None, help="Where the checkpoint's training data now lives (for the parity posts)."
     ),
@@ -55,6 +61,7 @@ def export(
                 data=str(data) if data else None,
                 force=force,
                 description=description,
+                wide=wide,
             ),
             err,
         )

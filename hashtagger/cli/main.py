@@ -1,10 +1,18 @@
 """The `hashtagger` entry point: each command registered on the app, in the order of the data flow. Heavy
 imports happen inside the commands, so that `tag` never loads torch."""
 
-from hashtagger.cli import evaluate, explain, export, review, tag, train
+from hashtagger.cli import adapt, evaluate, explain, export, review, tag, train
 from hashtagger.cli.app import app
 
-for command in (train.train, export.export, tag.tag, review.review, explain.explain, evaluate.evaluate):
+for command in (
+    train.train,
+    export.export,
+    tag.tag,
+    review.review,
+    adapt.adapt,
+    explain.explain,
+    evaluate.evaluate,
+):
     app.command()(command)
 
 __all__ = ["app"]

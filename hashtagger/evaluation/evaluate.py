@@ -133,7 +133,7 @@ def _evaluate(
     posts = select_posts(m, data, split, options.columns)
     vocab = m.vocab
     samples, truths, ranked, probs = _score_model(m, posts, ks, console, options.cache_dir, options.ablations)
-    notes = []
+    notes = list(m.notes)
     with console.status(f"{TFIDF}: fitting on the training split"):
         baseline, note = tfidf_baseline(m, posts.train, [s.text for s in samples])
     notes.append(note)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class EvalModel:
     probabilities: Callable[[list[Sample], FeatureStore, str | None], np.ndarray]
     threshold: float | None = None  # a bundle's tuned global threshold (a checkpoint has none)
     hashtag_thresholds: dict[str, float] | None = None  # a bundle's per-hashtag ones; None: exported before them
+    notes: list[str] = field(default_factory=list)  # about the model, shown under the report
 
 
 def open_checkpoint(path: Path, device: str, batch_size: int) -> EvalModel:
@@ -91,7 +92,8 @@ def open_checkpoint(path: Path, device: str, batch_size: int) -> EvalModel:
     )
 
 
-def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
+def open_bundle(path: Path, device: str, batch_size: int, wide: bool = True) -> EvalModel:
+    """`wide`: score as the bundle tags, blended with its wide part where it has one; False: the deep model alone."""
     bundle = read_bundle(path)
     if "extractor" not in bundle.info.graphs:
         raise DataError(f"{path}: the bundle has no extractor graph; evaluate needs one")
@@ -101,10 +103,13 @@ def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
     split_file = bundle.path / "split.json"
     hashtags = json.loads((bundle.path / "hashtags.json").read_text())
     identity = sha256_file(bundle.graph("extractor")) + json.dumps(bundle.info.raw["image"], sort_keys=True)
-    vocab, score = bundle.vocab, onnx_scorer(runner)
+    # An adapted bundle's wide part scores hashtags beyond the deep model's: they are the model's too.
+    vocab, score = runner.labels(bundle.vocab) if wide else bundle.vocab, onnx_scorer(runner)
 
     def probabilities(samples: list[Sample], store: FeatureStore, blank: str | None) -> np.ndarray:
-        return predict(score, samples, bundle.tokenizer, store, len(vocab), bundle.max_length, batch_size, blank)
+        deep = predict(score, samples, bundle.tokenizer, store, len(vocab), bundle.max_length, batch_size, blank)
+        # The image-only ablation blanks the caption of both parts.
+        return runner.blend(deep, ["" if blank == "text" else s.text for s in samples]) if wide else deep
 
     return EvalModel(
         path=bundle.path,
@@ -116,7 +121,7 @@ def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
         prep=prep,
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
         args={k: v for k, v in (("data", training.data), ("columns", training.columns)) if v is not None},
-        train_counts=dict(zip(vocab, hashtags.get("train_counts", [0] * len(vocab)), strict=True)),
+        train_counts=dict(zip(bundle.vocab, hashtags.get("train_counts", [0] * len(bundle.vocab)), strict=True)),
         encoder=runner.features,
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),
         cache_id="onnx-" + hashlib.sha256(identity.encode()).hexdigest()[:16],
@@ -125,6 +130,12 @@ def open_bundle(path: Path, device: str, batch_size: int) -> EvalModel:
         probabilities=probabilities,
         threshold=bundle.threshold,
         hashtag_thresholds=bundle.info.hashtag_thresholds,
+        notes=[
+            f"model: the deep model blended with the bundle's wide part, w = {runner.wide.weight:.1f} (ablations "
+            "blank a stream in both parts)"
+        ]
+        if wide and runner.wide is not None
+        else [],
     )
 
 

@@ -23,11 +23,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from hashtagger.bundle import scope
-from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
+from hashtagger.bundle.format import FORMAT_VERSION, check_bundle_target, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
 from hashtagger.data.regions import REGIONS
-from hashtagger.errors import OutputError, ParityError
+from hashtagger.errors import ParityError
 from hashtagger.evaluation import metrics
+from hashtagger.evaluation.wide import build_wide
 from hashtagger.export.graphs import NAME_TOKENS, export_extractor_graph, export_model_graph, export_names_graph
 from hashtagger.export.optimise import (
     fuse_transformer,
@@ -63,22 +64,8 @@ class ExportOptions:
     data: str | None = None  # where the checkpoint's validation posts are; default: its training data
     force: bool = False  # replace options.output even when it is not a bundle or an empty folder
     description: str | None = None  # what the vocabulary was learnt from (bundle.json's scope); default: the data
+    wide: bool = False  # also fit the wide part (evaluation/wide.py) on the training split, w chosen on validation
     report: dict = field(default_factory=dict)  # filled in: ExportReport.record() (parity, fusions, variants)
-
-
-def check_export_target(output: Path, force: bool = False) -> None:
-    """An export replaces a bundle or an empty folder; anything else only with `force`."""
-    if force or not (output.exists() or output.is_symlink()):
-        return
-    if output.is_symlink() or not output.is_dir():
-        raise OutputError(
-            f"{output} exists and is not a folder; choose another --output, or pass --force to replace it"
-        )
-    if any(output.iterdir()) and not is_bundle(output):
-        raise OutputError(
-            f"{output} is a folder that is not a hashtagger bundle; choose another --output, "
-            "or pass --force to replace it and everything in it"
-        )
 
 
 def export(checkpoint: str | Path, options: ExportOptions | None = None, console: Console | None = None) -> Path:
@@ -87,13 +74,15 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
     options = options or ExportOptions()  # a fresh one per call: export records its report in it
     console = console or Console(stderr=True)
     output = Path(options.output)
-    check_export_target(output, options.force)
+    check_bundle_target(output, options.force)
     ckpt = load_checkpoint(Path(checkpoint))
     share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
     if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
         console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
     with atomic_folder(output) as work:
         report = _build(ckpt, work, options, console)
+        if options.wide:
+            build_wide(work, options.data, console=console)
     options.report.update(report.record())
     read_bundle(output)  # what we wrote must open
     return output

@@ -15,12 +15,13 @@ features of validation images stored by `export`. A removed region takes the bac
 region. Bundles exported without a background fall back to zeroed features.
 
 It runs on an exported bundle's own graphs through ONNX Runtime: one forward pass per word and region, plus
-two per background image, batched.
+two per background image, batched. A bundle with a wide part (bundle/wide.py) is explained as it tags: every
+variant's score is the blend, and each hashtag also names the caption terms its wide part weighs most.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,8 @@ class Explanation:
     words: list[tuple[str, float]]  # the model's caption words in order, each with its erasure weight
     regions: np.ndarray  # [regions] erasure weight of each region
     boxes: np.ndarray  # [regions, 4] normalised (x1, y1, x2, y2)
+    # A bundle with a wide part: the caption's terms that raise its logit for the hashtag most (coef x tf-idf)
+    wide_terms: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def image_share(self) -> float:
@@ -64,7 +67,9 @@ class Explanation:
                 }
                 for r in regions
             ],
-        }
+        } | (
+            {"wide_terms": [{"term": t, "weight": round(v, 4)} for t, v in self.wide_terms]} if self.wide_terms else {}
+        )
 
 
 def explain(
@@ -93,7 +98,7 @@ def explain(
     region_probs = probs[2 + 2 * k + len(words) :]
     if tags is None:
         tags = [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
-    labels = runner.labels(bundle.vocab)
+    labels, wide = runner.labels(bundle.vocab), runner.wide
     out = []
     for t in tags:
         out.append(
@@ -105,6 +110,7 @@ def explain(
                 words=[(w, float(full[t] - p)) for w, p in zip(words, word_probs[:, t], strict=True)],
                 regions=(full[t] - region_probs[:, t]).astype(np.float32),
                 boxes=np.asarray(boxes, np.float32),
+                wide_terms=wide.top_terms(text, t) if wide is not None and t < wide.hashtags else [],
             )
         )
     return out
@@ -163,5 +169,5 @@ def _score(
             elif kind == "without region":
                 visual[row, index] = mean_region[index]
         encoded = encode(bundle.tokenizer, [text for text, _, _ in part], bundle.max_length)
-        out.append(runner.probabilities(encoded, visual, places))
+        out.append(runner.blend(runner.probabilities(encoded, visual, places), [text for text, _, _ in part]))
     return np.concatenate(out)

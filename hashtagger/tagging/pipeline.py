@@ -348,6 +348,7 @@ def _score(
     regions = ready.regions
     try:
         probs = runner.probabilities(ready.text, np.stack([f for f, _ in regions]), np.stack([b for _, b in regions]))
+        probs = runner.blend(probs, [c.text for c in ready.captions])
     except Exception as e:  # as in _prepare: this batch's posts are reported, the run goes on
         _fail(ready, e)
         return ready.records
