@@ -117,7 +117,7 @@ class BundleInfo:
 
     @classmethod
     def from_json(cls, info: dict) -> BundleInfo:
-        per_hashtag = info.get("hashtag_thresholds")
+        per_hashtag, wide = info.get("hashtag_thresholds"), info.get("wide")
         return cls(
             graphs=dict(info["graphs"]),
             image=from_dict(ImageSettings, info["image"]),
@@ -131,9 +131,7 @@ class BundleInfo:
             background=info.get("background"),
             variants=info.get("export", {}).get("variants", {}),
             scope=from_dict(ScopeInfo, info.get("scope", {})),
-            wide=WideInfo(info["wide"].get("file", WIDE_FILE), float(info["wide"]["weight"]))
-            if "wide" in info
-            else None,
+            wide=None if wide is None else WideInfo(wide.get("file", WIDE_FILE), float(wide["weight"])),
             raw=info,
         )
 
