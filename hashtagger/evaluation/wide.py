@@ -8,7 +8,7 @@ deep model. Before anything is written the NumPy scorer that tags with it is che
 predict_proba on the validation posts (the coefficients are stored in float16).
 
     fit_wide("exported", "exported-wide")       # a copy of the bundle with wide.npz; the source is untouched
-    build_wide(folder)                          # in place, in a bundle folder being written (export --wide)
+    write_wide(folder, fit_wide_part(folder))   # in place, in a bundle folder being written (export --wide)
 """
 
 from __future__ import annotations
@@ -150,17 +150,11 @@ def fit_wide_part(
     return WideFit(part, grid, check, len(train), len(rows), blend, truths, old, len(extra or []))
 
 
-def build_wide(
-    folder: Path,
-    data: str | None = None,
-    extra: list[Example] | None = None,
-    new_tags: list[str] | None = None,
-    console: Console | None = None,
-) -> WideFit:
-    """Add (or replace) the wide part of the bundle in `folder`, in place (fit_wide_part): wide.npz, bundle.json's
-    "wide" section and thresholds tuned on the blend, the manifest. For a folder being written (atomic_folder)."""
+def write_wide(folder: Path, fit: WideFit, console: Console | None = None) -> None:
+    """Add (or replace) the wide part `fit` (fit_wide_part) of the bundle in `folder`, in place: wide.npz,
+    bundle.json's "wide" section and thresholds tuned on the blend, the manifest. For a folder being written
+    (inside atomic_folder)."""
     console = console or Console(stderr=True)
-    fit = fit_wide_part(folder, data, extra, new_tags, console)
     part, w = fit.part, fit.part.weight
     vocab = read_bundle(folder, verify=False).vocab + part.extra
     part.save(folder / FILE)
@@ -180,7 +174,6 @@ def build_wide(
         f"{fit.parity['max_abs_diff']:.1e}",
         highlight=False,
     )
-    return fit
 
 
 def fit_wide(
@@ -192,9 +185,9 @@ def fit_wide(
     console: Console | None = None,
     force: bool = False,
 ) -> WideFit:
-    """Write `output`: the bundle at `bundle` plus a wide part (build_wide). `output` may be `bundle` itself (it
-    is replaced whole when the new one is complete) or a new folder; anything else only with `force`. Returns
-    what was fitted."""
+    """Write `output`: the bundle at `bundle` plus a wide part (fit_wide_part, write_wide). `output` may be
+    `bundle` itself (it is replaced whole when the new one is complete) or a new folder; anything else only with
+    `force`. Returns what was fitted."""
     source = read_bundle(bundle)
     output = Path(output)
     check_bundle_target(output, force)
@@ -202,6 +195,7 @@ def fit_wide(
         for file in source.path.iterdir():
             if file.is_file():
                 shutil.copy2(file, work / file.name)
-        fit = build_wide(work, data, extra, new_tags, console)
+        fit = fit_wide_part(work, data, extra, new_tags, console)
+        write_wide(work, fit, console)
     read_bundle(output)  # what we wrote must open
     return fit

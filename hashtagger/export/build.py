@@ -28,7 +28,7 @@ from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_t
 from hashtagger.data.regions import REGIONS
 from hashtagger.errors import ParityError
 from hashtagger.evaluation import metrics
-from hashtagger.evaluation.wide import build_wide
+from hashtagger.evaluation.wide import fit_wide_part, write_wide
 from hashtagger.export.graphs import NAME_TOKENS, export_extractor_graph, export_model_graph, export_names_graph
 from hashtagger.export.optimise import (
     fuse_transformer,
@@ -82,7 +82,7 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
     with atomic_folder(output) as work:
         report = _build(ckpt, work, options, console)
         if options.wide:
-            build_wide(work, options.data, console=console)
+            write_wide(work, fit_wide_part(work, options.data, console=console), console)
     options.report.update(report.record())
     read_bundle(output)  # what we wrote must open
     return output
