@@ -357,6 +357,6 @@ def test_evaluate_failed_on_a_path_the_user_never_typed(elsewhere):
     result = CliRunner().invoke(app, ["evaluate", "--model", str(EXPORTED)], env=ENV)
     recorded = json.loads((EXPORTED / "bundle.json").read_text())["training"]["data"]
     assert result.exit_code == 1 and result.stderr.strip() == (
-        f"error: {EXPORTED} records its training data as {recorded}, which is not here; pass DATA, the posts it was "
-        "trained on (hashtagger evaluate DATA ..., export --data DATA)"
+        f"error: the model records its training data as {recorded}, which is not here: pass the posts it was "
+        "trained on (hashtagger evaluate DATA ..., or --data DATA of export and adapt)"
     )

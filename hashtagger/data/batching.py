@@ -121,8 +121,8 @@ def examples_by_split(
             raise DataError(f"{model.path} does not record its training data; pass the data path")
         if not Path(data).exists():  # a path the user never typed: recorded on the machine that trained the model
             raise DataError(
-                f"{model.path} records its training data as {data}, which is not here; pass DATA, the posts it "
-                "was trained on (hashtagger evaluate DATA ..., export --data DATA)"
+                f"the model records its training data as {data}, which is not here: pass the posts it was trained "
+                "on (hashtagger evaluate DATA ..., or --data DATA of export and adapt)"
             )
     prepared = prepare(load_posts(data, columns), model.prep, model.vocab)
     if model.split is None:
