@@ -175,3 +175,15 @@ def unprivileged():
     finally:
         os.seteuid(0)
         os.setegid(0)
+
+
+def record_calls(monkeypatch, owner, name: str) -> list:
+    """The arguments of every call of owner.name from now on (the calls still run): a spy."""
+    calls, real = [], getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls

@@ -18,6 +18,7 @@ from conftest import unprivileged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
+from test_safety import CELLS, GOOD_PNG, IMAGE_BYTES, NAMES, PHASES, image_bytes
 from typer.testing import CliRunner
 
 import hashtagger.cli.evaluate as cli_evaluate
@@ -301,3 +302,109 @@ def test_no_writer_claims_its_input_under_any_name(content, flag, spelling, fold
         finally:
             os.chdir(cwd)
         assert source.read_bytes() == content
+
+
+# Property: random inputs and pre-existing outputs through explain, evaluate and train (issue 13's fuzz test of
+# tag, extended): exit 0 or 1, never a traceback, one line on failure, a pre-existing output intact unless
+# --overwrite was given and the run succeeded.
+
+FUZZ = settings(max_examples=8, deadline=None, derandomize=True, phases=PHASES, suppress_health_check=list(HealthCheck))
+PREVIOUS = st.none() | st.binary(min_size=1, max_size=30)
+
+
+def check_outcome(code: int, stderr: str, exc, out: Path, previous: bytes | None, overwrite: bool) -> None:
+    assert code in (0, 1) and (exc is None or isinstance(exc, SystemExit)), (code, exc, stderr)
+    assert "Traceback" not in stderr
+    if code == 1:
+        assert len(errors(stderr)) == 1, stderr
+    if previous is not None and (code == 1 or not overwrite):
+        assert out.read_bytes() == previous
+
+
+@FUZZ
+@given(image=IMAGE_BYTES, caption=st.none() | st.binary(max_size=40), previous=PREVIOUS, overwrite=st.booleans())
+def test_random_images_captions_and_outputs_never_break_explain(tiny_bundle, image, caption, previous, overwrite):
+    with tempfile.TemporaryDirectory() as tmp:
+        photo = Path(tmp) / "photo.png"
+        photo.write_bytes(image_bytes(image))
+        args = ["explain", photo]
+        if caption is not None:
+            (Path(tmp) / "caption.txt").write_bytes(caption)
+            args.append(Path(tmp) / "caption.txt")
+        out = Path(tmp) / "why.png"
+        if previous is not None:
+            out.write_bytes(previous)
+        args += ["--model", tiny_bundle, "--device", "cpu", "-o", out] + (["--overwrite"] if overwrite else [])
+        code, stderr, exc = run(*args)
+        check_outcome(code, stderr, exc, out, previous, overwrite)
+        assert code == 1 or out.read_bytes().startswith(b"\x89PNG")
+
+
+@FUZZ
+@given(
+    rows=st.lists(st.tuples(st.sampled_from(["good.png", "bad.png", ""]), CELLS, CELLS), max_size=4),
+    previous=PREVIOUS,
+    overwrite=st.booleans(),
+    plot=st.booleans(),
+)
+def test_random_posts_and_outputs_never_break_evaluate(tiny_bundle, rows, previous, overwrite, plot):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "good.png").write_bytes(GOOD_PNG)
+        (Path(tmp) / "bad.png").write_bytes(b"not a png")
+        data = Path(tmp) / "posts.csv"
+        with open(data, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("image", "caption", "hashtags"), *rows])
+        before = data.read_bytes()
+        out = Path(tmp) / ("plot.png" if plot else "report.json")
+        if previous is not None:
+            out.write_bytes(previous)
+        flag = ["--overwrite"] if overwrite else []
+        args = [
+            "evaluate",
+            data,
+            "--model",
+            tiny_bundle,
+            "--split",
+            "all",
+            "--device",
+            "cpu",
+            "--plot" if plot else "--report",
+            out,
+        ]
+        code, stderr, exc = run(*args, *flag)
+        check_outcome(code, stderr, exc, out, previous, overwrite)
+        assert data.read_bytes() == before
+
+
+@FUZZ
+@given(name=st.none() | NAMES, content=st.none() | st.binary(max_size=20), in_best=st.booleans())
+def test_random_run_names_and_folders_never_break_train(posts_dir, name, content, in_best):
+    """Up to the work only (no training): a run folder is absent or empty, or the run is refused in one line
+    and what was there is intact."""
+    from hashtagger.training import trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        existing = None
+        if name and name not in (".", "..") and "/" not in name and content is not None:
+            existing = runs / name / ("best" if in_best else "") / "photo.jpg"
+            existing.parent.mkdir(parents=True, exist_ok=True)
+            existing.write_bytes(content)
+        reached = []
+
+        def stop(*args, **kwargs):
+            reached.append(1)
+            raise DataError("stopped at the work")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(trainer, "prepare_samples", stop)
+            args = ["train", posts_dir, "--output", runs, "--base-model", "tiny"] + (
+                ["--run-name", name] if name is not None else []
+            )
+            code, stderr, exc = run(*args)
+        one_line_failure(code, stderr, exc)
+        assert bool(reached) == (existing is None and "plain folder name" not in stderr), stderr
+        if existing is not None:
+            assert existing.read_bytes() == content
+        for folder in runs.rglob("*") if runs.exists() else []:
+            assert folder.resolve().is_relative_to(runs.resolve())

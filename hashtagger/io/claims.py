@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hashtagger.errors import OutputError
 
@@ -306,17 +307,11 @@ def check_folder(
 
 
 @contextmanager
-def claim_folder(
-    path: Path,
-    overwrite: bool = False,
-    ours: Callable[[Path], bool] | None = None,
-    inputs: Inputs = (),
-    flag: str = "--output",
-    force: str | None = "--overwrite",
-) -> Iterator[Path]:
-    """check_folder, then the folder locked for the block (`.<name>.lock` beside it): one writer at a time."""
+def claim_folder(path: Path, overwrite: bool = False, **checks: Any) -> Iterator[Path]:
+    """check_folder (its `ours`, `inputs`, `flag`, `force`), then the folder locked for the block
+    (`.<name>.lock` beside it): one writer at a time."""
     path = Path(path)
-    check_folder(path, overwrite, ours, inputs, flag, force)
+    check_folder(path, overwrite, **checks)
     created = _make_parent(path)
     try:
         with _locked(path):
