@@ -160,7 +160,7 @@ def connect(address: str | None) -> bool:
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as e:  # Ray raises a bare Exception when its node times out during start-up
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
         raise ClusterError(f"cannot start {where}: {first}{_limit_hint()}") from None
     return True
 
@@ -177,7 +177,7 @@ def check_workers(seconds: float) -> None:
     try:
         ray.get(ping.remote(), timeout=seconds)
     except Exception as e:  # GetTimeoutError, a worker that died at start-up
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
         why = f"Ray started, but no worker ran a task within {seconds:g} s ({first})"
         raise ClusterError(why + _limit_hint()) from None
 
