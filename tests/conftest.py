@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +146,44 @@ def interrupt_tagging_after(monkeypatch, n: int) -> None:
             yield record
 
     monkeypatch.setattr(tagging, "tag_posts", interrupted)
+
+
+NOBODY = 65534
+
+
+@pytest.fixture()
+def world(tmp_path):
+    """A folder every user may enter (pytest's own are private to root), for the permission cases."""
+    folder = Path(tempfile.mkdtemp(prefix="hashtagger-safety-"))
+    folder.chmod(0o777)
+    yield folder
+    for p in folder.rglob("*"):
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def unprivileged():
+    """As a user whom permissions bind: root reads everything, so root tests as 'nobody' for the block."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def record_calls(monkeypatch, owner, name: str) -> list:
+    """The arguments of every call of owner.name from now on (the calls still run): a spy."""
+    calls, real = [], getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls

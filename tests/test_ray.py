@@ -8,9 +8,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import pickle
 import re
 import sys
 import time
+import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -140,9 +143,62 @@ def test_an_unreachable_address_is_one_line_within_seconds():
 
 def test_actors_that_would_take_every_cpu_are_capped(options):
     console = quiet()
-    actors, gpus, cpus = raytag.actor_plan(options, raytag.RayOptions(actors=2), console)
-    assert (actors, gpus, cpus) == (1, 0.0, 1)  # 2 CPUs: one for the actor, one for reading and decoding
+    plan = raytag.actor_plan(options, raytag.RayOptions(actors=2), console)
+    assert (plan.actors, plan.gpu_share, plan.actor_cpus, plan.load_cpus) == (1, 0.0, 1, 1)  # one CPU each
     assert "would leave no CPU" in console.file.getvalue()
+
+
+@pytest.mark.parametrize("threads", [2, 3, 64])
+def test_threads_at_or_above_the_cluster_cpus_are_clamped_not_hung(posts, options, tmp_path, threads):
+    """Issue 31: --threads N >= the cluster's CPUs asked for more than exists (or left none to load) and waited
+    forever at 0 posts."""
+    console = quiet()
+    plan = raytag.actor_plan(replace(options, threads=threads), raytag.RayOptions(), console)
+    assert plan.threads == 1 and plan.actor_cpus + plan.load_cpus <= 2
+    assert f"--threads {threads} would leave none of the cluster's 2 CPUs" in console.file.getvalue()
+    out = tmp_path / "out"
+    summary = raytag.tag_on_ray(posts, out, None, replace(options, threads=threads), raytag.RayOptions(), quiet())
+    assert summary.processed == 200
+
+
+def test_overwrite_is_refused_and_a_run_that_never_started_leaves_nothing(posts, options, tmp_path, monkeypatch):
+    with pytest.raises(OutputError, match="replaces none: drop --overwrite"):
+        raytag.tag_on_ray(posts, tmp_path / "out", None, options, raytag.RayOptions(), quiet(), overwrite=True)
+
+    def no_cluster(address):
+        raise ClusterError("cannot start Ray on this machine: timed out")
+
+    monkeypatch.setattr(raytag, "connect", no_cluster)
+    with pytest.raises(ClusterError):
+        raytag.tag_on_ray(posts, tmp_path / "out", None, options, raytag.RayOptions(shard_size=50), quiet())
+    assert not (tmp_path / "out").exists()  # no manifest: the corrected rerun is not refused
+    monkeypatch.undo()
+    summary = raytag.tag_on_ray(posts, tmp_path / "out", None, options, raytag.RayOptions(shard_size=100), quiet())
+    assert summary.processed == 200
+
+
+def test_a_load_task_yields_its_posts_one_at_a_time(posts, options):
+    """A shard's pixels are never held together: the task is a generator, and Ray Data hands on a block at
+    RayOptions.task_bytes."""
+    from hashtagger.tagging.pipeline import image_settings
+    from hashtagger.tagging.ray.partition import partition
+
+    source, shards = partition(posts, options.columns, 1000)
+    bundle = Tagger(options).bundle
+    rows = raytag._load_shard({"spec": pickle.dumps(shards[0])}, source, options, image_settings(bundle, options))
+    first = next(rows)
+    assert first["pos"] == 0 and isinstance(rows, types.GeneratorType)
+    assert len(list(rows)) == 199
+
+
+def test_a_worker_that_never_answers_is_one_line(monkeypatch):
+    def never(*args, **kwargs):
+        raise ray.exceptions.GetTimeoutError("Get timed out: some object(s) not ready.")
+
+    monkeypatch.setattr(ray, "get", never)
+    monkeypatch.setattr(raytag, "_limit_hint", lambda: "; this process has an address-space limit (ulimit -v 1 KB)")
+    with pytest.raises(ClusterError, match=r"no worker ran a task within 5 s .*ulimit -v 1 KB"):
+        raytag.check_workers(5)
 
 
 def test_a_file_as_the_shard_folder_is_refused(posts, options, tmp_path):

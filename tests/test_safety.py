@@ -12,13 +12,12 @@ import stat
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import helpers_images as imgs
 import numpy as np
 import pytest
-from conftest import interrupt_tagging_after, make_posts
+from conftest import interrupt_tagging_after, make_posts, unprivileged
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -41,8 +40,6 @@ from hashtagger.tagging.pipeline import tag_posts
 from hashtagger.tagging.run import tag, usable_cores
 from hashtagger.tagging.tagger import open_runner
 from hashtagger.tagging.writers import neutralise, read_records
-
-NOBODY = 65534
 
 
 def run(*args: str):
@@ -75,32 +72,6 @@ def bad_posts(tmp_path) -> Path:
     imgs.zero_byte(root / "a.jpg")
     imgs.not_an_image(root / "b.png")
     return root
-
-
-@pytest.fixture()
-def world(tmp_path):
-    """A folder every user may enter (pytest's own are private to root), for the permission cases."""
-    folder = Path(tempfile.mkdtemp(prefix="hashtagger-safety-"))
-    folder.chmod(0o777)
-    yield folder
-    for p in folder.rglob("*"):
-        p.chmod(0o777 if p.is_dir() else 0o666)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def unprivileged():
-    """As a user whom permissions bind: root reads everything, so root tests as 'nobody' for the block."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 def no_work(monkeypatch):

@@ -38,6 +38,7 @@ from hashtagger.data.posts import PrepOptions
 from hashtagger.data.regions import REGIONS
 from hashtagger.data.text import CleaningOptions
 from hashtagger.errors import BundleError, OutputError
+from hashtagger.io.claims import Inputs, check_folder
 from hashtagger.io.files import atomic_write, sha256_file, user_cache
 from hashtagger.io.structs import from_dict
 
@@ -189,20 +190,10 @@ def is_bundle(folder: Path) -> bool:
     return (folder / "bundle.json").is_file() and (folder / "manifest.json").is_file()
 
 
-def check_bundle_target(output: Path, force: bool = False) -> None:
+def check_bundle_target(output: Path, force: bool = False, inputs: Inputs = ()) -> None:
     """A command that writes a bundle (export, fit_wide) replaces a bundle or an empty folder; anything else only
-    with `force`."""
-    if force or not (output.exists() or output.is_symlink()):
-        return
-    if output.is_symlink() or not output.is_dir():
-        raise OutputError(
-            f"{output} exists and is not a folder; choose another --output, or pass --force to replace it"
-        )
-    if any(output.iterdir()) and not is_bundle(output):
-        raise OutputError(
-            f"{output} is a folder that is not a hashtagger bundle; choose another --output, "
-            "or pass --force to replace it and everything in it"
-        )
+    with `force`; never one of its `inputs` (claims.check_folder)."""
+    check_folder(output, force, ours=is_bundle, inputs=inputs, force="--force")
 
 
 def write_manifest(folder: Path) -> None:
@@ -351,9 +342,13 @@ def _verified_cache(folder: Path) -> Path:
 
 
 def _read_json(file: Path) -> dict:
+    """A bundle's JSON file, which holds an object (a list or a number there is a damaged bundle)."""
     try:
-        return json.loads(file.read_text())
+        value = json.loads(file.read_text())
     except FileNotFoundError:
         raise BundleError(f"{file}: file is missing from the bundle") from None
     except (OSError, ValueError) as e:
         raise BundleError(f"{file}: unreadable ({e})") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"{file}: holds a JSON {type(value).__name__}, not an object; re-export the model")
+    return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -13,6 +13,7 @@ from hashtagger.errors import HashtaggerError
 
 if TYPE_CHECKING:
     from hashtagger.evaluation.options import EvaluateOptions
+    from hashtagger.evaluation.report import Outputs
 
 
 def evaluate(
@@ -39,10 +40,11 @@ def evaluate(
     k: str | None = typer.Option(
         None, "--k", help="Cut-offs: a range (1..5), one number (2) or a list (1,2,5). Default 1..5; 2 with --compare."
     ),
-    report: Path | None = typer.Option(None, help="Write the metrics as JSON to this file."),
+    report: Path | None = typer.Option(None, help="Write the metrics as JSON to this file (*.json)."),
     plot: Path | None = typer.Option(
-        None, help="Write a PNG: one panel per metric, k on the x axis, one line per system."
+        None, help="Write a PNG (*.png): one panel per metric, k on the x axis, one line per system."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report or --plot."),
     device: Literal["auto", "cpu", "cuda", "tensorrt"] = typer.Option(
         "auto", help="auto, cpu or cuda (tensorrt too with --model)."
     ),
@@ -79,6 +81,7 @@ def evaluate(
     from hashtagger.data.posts import CsvColumns
     from hashtagger.evaluation.evaluate import COMPARE_KS, parse_ks
     from hashtagger.evaluation.options import EvaluateOptions
+    from hashtagger.evaluation.report import claim_outputs
 
     columns = None
     if image_column or caption_column or hashtags_column:
@@ -88,23 +91,37 @@ def evaluate(
     try:
         default_ks = ",".join(map(str, COMPARE_KS)) if compare else "1..5"
         options = EvaluateOptions(split, parse_ks(k or default_ks), device, batch_size, cache_dir, columns)
-        if unseen:
-            _unseen(data, model, options, report)
-        else:
-            _evaluate(data, model, checkpoint, compare, options, report, plot)
+        # the outputs claimed before the evaluation: a run must not fail at its end
+        with claim_outputs(report, plot, overwrite, data, [model, checkpoint, *(compare or [])]) as outputs:
+            if unseen:
+                _unseen(data, model, options, outputs)
+            else:
+                _evaluate(data, model, checkpoint, compare, options, outputs)
     except HashtaggerError as e:
         fail(str(e))
 
 
-def _unseen(data: Path | None, model: Path | None, options: EvaluateOptions, report: Path | None) -> None:
+def _unseen(data: Path | None, model: Path | None, options: EvaluateOptions, outputs: Outputs) -> None:
     from rich.console import Console as StdoutConsole
 
-    from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table, write_unseen_report
+    from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table
 
     result = evaluate_unseen(data, model, options, err)
     StdoutConsole().print(unseen_table(result))
-    if report:
-        err.print(f"report written to {write_unseen_report(result, report)}")
+    _write(outputs, result)
+
+
+def _write(outputs: Outputs, result: Any) -> None:
+    """The claimed --report and --plot (a plot only of an evaluation's Report)."""
+    from hashtagger.evaluation.report import plot_png, report_json
+    from hashtagger.io.files import write_claimed
+
+    if outputs.report:
+        write_claimed(outputs.report, report_json(result))
+        err.print(f"report written to {outputs.report.path}")
+    if outputs.plot:
+        write_claimed(outputs.plot, plot_png(result))
+        err.print(f"plot written to {outputs.plot.path}")
 
 
 def _evaluate(
@@ -113,15 +130,13 @@ def _evaluate(
     checkpoint: Path | None,
     compare: list[Path] | None,
     options: EvaluateOptions,
-    report: Path | None,
-    plot: Path | None,
+    outputs: Outputs,
 ) -> None:
     from rich.console import Console as StdoutConsole
 
     from hashtagger.evaluation.evaluate import compare as run_comparison
     from hashtagger.evaluation.evaluate import evaluate as run_evaluation
-    from hashtagger.evaluation.report import differences_table, report_table, thresholded_table, write_report
-    from hashtagger.evaluation.report import plot as write_plot
+    from hashtagger.evaluation.report import differences_table, report_table, thresholded_table
 
     if compare:
         result = run_comparison(data, compare, options=options, console=err)
@@ -131,7 +146,4 @@ def _evaluate(
     for table in (report_table(result), differences_table(result), thresholded_table(result)):
         if table is not None:
             out.print(table)
-    if report:
-        err.print(f"report written to {write_report(result, report)}")
-    if plot:
-        err.print(f"plot written to {write_plot(result, plot)}")
+    _write(outputs, result)

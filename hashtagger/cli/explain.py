@@ -17,6 +17,7 @@ def explain(
     caption: str | None = typer.Option(None, help="The caption as text (instead of CAPTION_FILE)."),
     model: Path | None = typer.Option(None, help=MODEL_HELP, show_default=False),
     output: Path = typer.Option(Path("why.png"), "--output", "-o", help="The picture to write (PNG)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --output."),
     top_k: int = typer.Option(3, min=1, help="Hashtags to explain, one panel each."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or tensorrt."),
     features_dir: Path | None = typer.Option(
@@ -25,12 +26,13 @@ def explain(
 ) -> None:
     """Draw why the post gets its top hashtags: a heat map over the image's regions, the caption's words shaded."""
     need("explain", "explain")
-    from hashtagger.tagging.explain import ExplainOptions, draw, explain_post, read_caption
+    from hashtagger.tagging.explain import ExplainOptions, explain_into
 
     try:
-        options = ExplainOptions(model=model, top_k=top_k, device=device, features_dir=features_dir)
-        bundle, explanations = explain_post(image, read_caption(caption, caption_file), options)
-        draw(image, explanations, output, bundle.image)
+        options = ExplainOptions(
+            model=model, top_k=top_k, device=device, features_dir=features_dir, overwrite=overwrite
+        )
+        explanations = explain_into(output, image, caption, caption_file, options)
     except HashtaggerError as e:
         fail(str(e))
     for why in explanations:

@@ -129,7 +129,7 @@ def tag(
         from hashtagger.tagging.ray.engine import RayOptions
 
         plan = RayOptions(address=address, actors=actors, workers_per_gpu=workers_per_gpu, shard_size=shard_size)
-        summary = _tag_on_ray(input, output, fmt, options, plan)
+        summary = _tag_on_ray(input, output, fmt, options, plan, overwrite)
     else:
         try:
             summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
@@ -142,14 +142,16 @@ def tag(
         fail(f"none of the {summary.processed} posts could be tagged: {reasons}")
 
 
-def _tag_on_ray(input: Path, output: Path | None, fmt: str | None, options: TagOptions, plan: RayOptions) -> TagSummary:
+def _tag_on_ray(
+    input: Path, output: Path | None, fmt: str | None, options: TagOptions, plan: RayOptions, overwrite: bool
+) -> TagSummary:
     """`tag --engine ray`: tag_on_ray, its failures as one line."""
     from hashtagger.tagging.ray.engine import tag_on_ray
 
     if output is None:
         fail("--engine ray needs --output, the folder its shards go to")
     try:
-        return tag_on_ray(input, output, fmt, options, plan, err)
+        return tag_on_ray(input, output, fmt, options, plan, err, overwrite)
     except KeyboardInterrupt:
         fail(f"interrupted: the complete shards are in {output}; rerun the same command to tag the rest", 130)
     except HashtaggerError as e:

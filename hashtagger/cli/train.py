@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Literal
@@ -241,8 +242,15 @@ def train(
         if resume:
             run = output / run_name if run_name else latest_run(output)
         run_training(cfg, err, resume=run)
-    except Interrupted as e:
-        fail(str(e), 130)
+    except (Interrupted, KeyboardInterrupt) as e:
+        # Stopping: one more Ctrl-C while torch's exit handlers run would print their traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        fail(
+            str(e)
+            if isinstance(e, Interrupted)
+            else "interrupted at once (a second Ctrl-C); --resume continues from the last epoch saved",
+            130,
+        )
     except HashtaggerError as e:
         fail(str(e))
 

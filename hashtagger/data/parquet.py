@@ -35,6 +35,18 @@ def row_count(path: Path) -> int:
     return _open(path).metadata.num_rows
 
 
+def check_text_columns(path: Path, columns: list[str]) -> None:
+    """DataError naming the column when one of `columns` does not hold text (an id stored as a number, a
+    hashtags list): read as strings they would turn into paths and captions no one wrote."""
+    schema = _open(path).schema_arrow
+    for name in columns:
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
+            raise DataError(f"{path}: column '{name}' holds {kind}, not text; store it as strings")
+
+
 def read_rows(path: Path, columns: list[str], start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
     """Rows [start, stop) as dicts of strings (None for a null): only the row groups that hold them are read."""
     file = _open(path)

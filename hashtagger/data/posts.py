@@ -26,9 +26,11 @@ from hashtagger.data.text import (
     parse_tag_list,
 )
 from hashtagger.errors import DataError
+from hashtagger.io.claims import Reads
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 SPLITS = ("train", "val", "test")
+POST_SUFFIXES = (*sorted(IMAGE_EXTENSIONS), ".txt", ".tags")  # what a folder of posts is read from
 
 
 @dataclass
@@ -61,16 +63,33 @@ BOMS = (
 )
 
 
-def read_caption_bytes(raw: bytes) -> tuple[str, str]:
+def read_caption_bytes(raw: bytes, final: bool = True) -> tuple[str, str]:
     """Decode a caption: UTF-8, or UTF-16 / UTF-32 when a byte-order mark says so. Bad bytes are replaced,
-    not fatal, and reported in the note."""
+    not fatal, and reported in the note. `final=False`: `raw` is a file's beginning, a character it cuts in two
+    is left out."""
     encoding = next((name for bom, name in BOMS if raw.startswith(bom)), "utf-8-sig")
     try:
-        return raw.decode(encoding), ""
+        return codecs.getincrementaldecoder(encoding)().decode(raw, final), ""
     except UnicodeDecodeError:
         label = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
         note = CAPTION_NOT_UTF8 if label == "UTF-8" else f"caption is not valid {label}; undecodable bytes replaced"
-        return raw.decode(encoding, errors="replace"), note
+        return codecs.getincrementaldecoder(encoding)("replace").decode(raw, final), note
+
+
+# A caption or hashtags file is read up to this many bytes, never whole: far beyond any platform's caption (and
+# the model reads only its first max_length tokens), while a 2 GB file costs a megabyte.
+MAX_CAPTION_BYTES = 1 << 20
+
+
+def read_caption_file(path: Path, limit: int = MAX_CAPTION_BYTES) -> tuple[str, str]:
+    """(text, note) of a caption file: its first `limit` bytes decoded, the note saying when there was more.
+    OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) <= limit:
+        return read_caption_bytes(raw)
+    text, note = read_caption_bytes(raw[:limit], final=False)
+    return text, "; ".join(filter(None, [f"caption file longer than {limit:,} bytes; its first {limit:,} read", note]))
 
 
 def escape_undecodable(text: str) -> str:
@@ -92,10 +111,15 @@ def _read_side_file(path: Path | None, what: str) -> tuple[str | None, str, str]
     if path is None:
         return None, "", ""
     try:
-        raw = path.read_bytes()
+        return (*read_caption_file(path), "")
     except OSError as e:
         return None, "", f"{what} file unreadable: {e.strerror or e}"
-    return (*read_caption_bytes(raw), "")
+
+
+def posts_input(source: str | Path) -> Path | Reads:
+    """What reading posts from `source` reads, for an output's claim: a folder's images and caption files, or
+    the CSV / Parquet file."""
+    return Reads(Path(source), POST_SUFFIXES) if os.path.isdir(source) else Path(source)
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
@@ -126,17 +150,24 @@ def walk_directory(root: Path) -> Iterator[DirectoryEntry]:
     one directory's listing in memory at a time: what `tag` and the shards of `tag --engine ray` read.
 
     A depth-first walk gives that order when a subfolder sorts as its name + '/': every path under it starts
-    so. Symlinked folders are not entered (as pathlib's rglob); an unreadable folder is an OSError."""
+    so. Symlinked folders are not entered (as pathlib's rglob); an unreadable subfolder or a link that cannot be
+    followed (a loop) is skipped with a warning, an unreadable `root` is an OSError."""
 
     def visit(folder: Path, prefix: str) -> Iterator[DirectoryEntry]:
         # Names only, split by os.path (pathlib interns every name it parses: a table that grows with the folder).
         files, keys = [], []
-        with os.scandir(folder) as listing:
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
-                    keys.append((entry.name + "/", True))
-                elif entry.is_file():
-                    files.append(os.path.splitext(entry.name))
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        keys.append((entry.name + "/", True))
+                    elif _is_file(entry):
+                        files.append(os.path.splitext(entry.name))
+        except OSError as e:
+            if not prefix:
+                raise  # the folder given itself: the run cannot start
+            _skipped(f"{root / prefix}: {e.strerror or e}; its posts are skipped")
+            return
         # Caption and tags files by stem: `a.txt` or `a.TXT` beside `a.jpg`, the lower-case one first.
         side: dict[tuple[str, str], str] = {}
         for stem, suffix in sorted(files, key=lambda n: (n[1] != n[1].lower(), n)):
@@ -153,6 +184,19 @@ def walk_directory(root: Path) -> Iterator[DirectoryEntry]:
                 yield prefix + key, side.get((stem, ".txt")), side.get((stem, ".tags"))
 
     return visit(root, "")
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file, or a link to one; a link that loops or cannot be followed is skipped, not fatal."""
+    try:
+        return entry.is_file()
+    except OSError as e:
+        _skipped(f"{entry.path}: {e.strerror or e}; skipped")
+        return False
+
+
+def _skipped(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def directory_posts(root: Path, entries: Iterable[DirectoryEntry]) -> list[Post]:
@@ -233,6 +277,7 @@ def _load_parquet(path: Path, columns: CsvColumns) -> list[Post]:
     from hashtagger.data import parquet  # pyarrow only when a Parquet file is read
 
     rows = RowFormat.check(path, parquet.column_names(path), columns)
+    parquet.check_text_columns(path, rows.needed())
     return [rows.post(row) for row in parquet.read_rows(path, rows.needed())]
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
+from hashtagger.data.posts import posts_input
+from hashtagger.errors import OutputError
 from hashtagger.evaluation import intervals, metrics
 from hashtagger.evaluation.metrics import metrics_table
+from hashtagger.io.claims import Claim, Reads, claim_output
 from hashtagger.io.files import atomic_write
 
 DEFINITIONS = {
@@ -111,11 +117,57 @@ def thresholded_table(report: Report) -> Table | None:
     return table
 
 
+@dataclass
+class Outputs:
+    """evaluate's claimed files: the JSON report and the PNG plot (None: not asked for)."""
+
+    report: Claim | None = None
+    plot: Claim | None = None
+
+
+@contextmanager
+def claim_outputs(
+    report: Path | None,
+    plot: Path | None,
+    overwrite: bool = False,
+    data: str | Path | None = None,
+    models: list[str | Path | None] | None = None,
+) -> Iterator[Outputs]:
+    """--report and --plot claimed before the evaluation: never DATA (a CSV, or a folder's images and captions)
+    nor a file of the models, an existing file only with `overwrite`, JSON into *.json and a PNG into *.png,
+    their folders writable."""
+    inputs: list[Path | Reads] = [Reads(Path(m)) for m in models or [] if m is not None]
+    if data is not None:
+        inputs.append(posts_input(data))
+    if report is not None and plot is not None and report.absolute() == plot.absolute():
+        raise OutputError(f"--report and --plot both name {report}; give each its own file")
+    with ExitStack() as stack:
+
+        def claim(path: Path | None, suffix: str, what: str) -> Claim | None:
+            if path is None:
+                return None
+            return stack.enter_context(
+                claim_output(path, overwrite=overwrite, resumable=False, inputs=inputs, suffixes=(suffix,), what=what)
+            )
+
+        yield Outputs(claim(report, ".json", "--report is written as JSON"), claim(plot, ".png", "--plot draws a PNG"))
+
+
+def report_json(report: Any) -> bytes:
+    """A report dataclass (Report, UnseenReport) as the JSON --report writes."""
+    return json.dumps(asdict(report), indent=1).encode()
+
+
 def write_report(report: Report, path: str | Path) -> Path:
-    return atomic_write(path, json.dumps(asdict(report), indent=1).encode())
+    return atomic_write(path, report_json(report))
 
 
 def plot(report: Report, path: str | Path) -> Path:
+    """PNG in the style of the paper's Figure 3 (plot_png), written to `path`."""
+    return atomic_write(path, plot_png(report))
+
+
+def plot_png(report: Report) -> bytes:
     """PNG in the style of the paper's Figure 3: a panel per metric, k on the x axis, a line per system."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -137,4 +189,4 @@ def plot(report: Report, path: str | Path) -> Path:
     fig.suptitle(f"{report.split} split of {Path(report.data).name}: {report.posts} posts ({report.backend})")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    return atomic_write(path, buffer.getvalue())
+    return buffer.getvalue()

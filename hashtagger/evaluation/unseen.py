@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +22,7 @@ from hashtagger.errors import DataError
 from hashtagger.evaluation import ranking
 from hashtagger.evaluation.options import EvaluateOptions
 from hashtagger.evaluation.prediction import onnx_scorer, predict
+from hashtagger.evaluation.report import report_json
 from hashtagger.evaluation.systems import open_bundle, select_posts
 from hashtagger.io.files import atomic_write
 
@@ -127,4 +128,4 @@ def unseen_table(report: UnseenReport) -> Table:
 
 
 def write_unseen_report(report: UnseenReport, path: str | Path) -> Path:
-    return atomic_write(path, json.dumps(asdict(report), indent=1).encode())
+    return atomic_write(path, report_json(report))

@@ -23,8 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from hashtagger.bundle import scope
-from hashtagger.bundle.format import FORMAT_VERSION, check_bundle_target, read_bundle, write_manifest
+from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
+from hashtagger.data.posts import posts_input
 from hashtagger.data.regions import REGIONS
 from hashtagger.errors import ParityError
 from hashtagger.evaluation import metrics
@@ -45,8 +46,9 @@ from hashtagger.export.parity import (
     parity_inputs,
     torch_probabilities,
 )
+from hashtagger.io.claims import Reads, claim_folder
 from hashtagger.io.files import atomic_folder
-from hashtagger.models.checkpoint import Checkpoint, load_checkpoint
+from hashtagger.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from hashtagger.models.lxmert import HashtagModel, NameHead
 from hashtagger.tagging.attribution import write_background
 from hashtagger.version import __version__
@@ -70,19 +72,22 @@ class ExportOptions:
 
 def export(checkpoint: str | Path, options: ExportOptions | None = None, console: Console | None = None) -> Path:
     """Write the bundle to options.output; on any failure an existing bundle there is left untouched.
-    Raises OutputError (before any work) when the output is neither absent, empty nor a bundle, unless forced."""
+    Raises OutputError (before any work) when the output is neither absent, empty nor a bundle, unless forced,
+    or when it is (or holds) the checkpoint or the data it reads."""
     options = options or ExportOptions()  # a fresh one per call: export records its report in it
     console = console or Console(stderr=True)
     output = Path(options.output)
-    check_bundle_target(output, options.force)
-    ckpt = load_checkpoint(Path(checkpoint))
-    share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
-    if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
-        console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
-    with atomic_folder(output) as work:
-        report = _build(ckpt, work, options, console)
-        if options.wide:
-            write_wide(work, fit_wide_part(work, options.data, console=console), console)
+    source = resolve_checkpoint(Path(checkpoint))
+    inputs = [Reads(source), posts_input(options.data) if options.data else None]
+    with claim_folder(output, options.force, ours=is_bundle, inputs=inputs, force="--force"):
+        ckpt = load_checkpoint(source)
+        share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
+        if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
+            console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
+        with atomic_folder(output) as work:
+            report = _build(ckpt, work, options, console)
+            if options.wide:
+                write_wide(work, fit_wide_part(work, options.data, console=console), console)
     options.report.update(report.record())
     read_bundle(output)  # what we wrote must open
     return output

@@ -2,7 +2,8 @@
 identified by content. No torch.
 
 atomic_open / atomic_write: a unique temporary file beside the target, flushed and fsynced, renamed over
-it only when complete. atomic_folder: the same for a folder. sha256_file: a file's content digest.
+it only when complete; write_claimed: the same for a claimed output (claims.claim_output), or through it when
+it is special. atomic_folder: the same for a folder. sha256_file: a file's content digest.
 user_cache: where hashtagger keeps caches.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hashtagger.errors import OutputError
-from hashtagger.io.claims import new_file_mode, umask
+from hashtagger.io.claims import Claim, new_file_mode, umask
 
 
 def user_cache(*parts: str) -> Path:
@@ -58,6 +59,20 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
     return Path(path)
 
 
+def write_claimed(claim: Claim, data: bytes) -> None:
+    """`data` into a claimed output written whole: atomically into a regular file, through into a special one
+    (/dev/stdout, a FIFO: never replaced)."""
+    assert claim.path is not None, "a whole file is written to a named output"
+    if not claim.special:
+        atomic_write(claim.path, data)
+        return
+    try:
+        with open(claim.path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise OutputError(f"cannot write {claim.path}: {e.strerror or e}") from None
+
+
 @contextmanager
 def atomic_folder(dest: Path) -> Iterator[Path]:
     """Yield an empty folder beside `dest`; when the block succeeds its files are fsynced and it replaces
@@ -93,10 +108,13 @@ def atomic_folder(dest: Path) -> Iterator[Path]:
 
 
 def _fsync_files(folder: Path) -> None:
+    """Each file on disk, with the umask's mode: writers such as safetensors make theirs 0600."""
+    mode = 0o666 & ~umask()
     for file in folder.rglob("*"):
-        if file.is_file():
+        if file.is_file() and not file.is_symlink():
             with open(file, "rb") as f:
                 os.fsync(f.fileno())
+                os.fchmod(f.fileno(), mode)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from hashtagger.bundle.format import Bundle
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.text import encode
+from hashtagger.errors import BundleError
 
 
 @dataclass
@@ -129,10 +130,15 @@ def read_background(bundle: Bundle, feats: np.ndarray, boxes: np.ndarray) -> tup
     """The bundle's background images' (features [K, N, D], boxes [K, N, 4]); one all-zero image shaped like the
     post's when the bundle has none (or one of another shape: a precomputed-feature post with fewer boxes)."""
     name = bundle.info.background
+    if name and not isinstance(name, str):
+        raise BundleError(f"{bundle.path / 'bundle.json'}: 'background' must name a file")
     if name:
-        with np.load(bundle.path / name) as z:
-            bg_feats, bg_boxes = z["features"].astype(np.float32), z["boxes"].astype(np.float32)
-        if bg_feats.shape[1:] == feats.shape:
+        try:
+            with np.load(bundle.path / name, allow_pickle=False) as z:
+                bg_feats, bg_boxes = z["features"].astype(np.float32), z["boxes"].astype(np.float32)
+        except Exception as e:  # np.load raises OSError, ValueError, KeyError, BadZipFile, EOFError... on bad bytes
+            raise BundleError(f"{bundle.path / name}: not a background file of region features ({e})") from None
+        if bg_feats.ndim == 3 and bg_feats.shape[1:] == feats.shape and bg_boxes.shape[:2] == bg_feats.shape[:2]:
             return bg_feats, bg_boxes
     return np.zeros_like(feats)[None], boxes[None]
 

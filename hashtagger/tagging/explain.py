@@ -12,12 +12,18 @@ import numpy as np
 from hashtagger.bundle.format import Bundle, read_bundle
 from hashtagger.bundle.locate import find_model
 from hashtagger.bundle.runtime import Runner
-from hashtagger.data.images import ImageSettings, crop_window, load_image, preprocess
+from hashtagger.data.images import DecodeBudget, ImageSettings, crop_window, load_image, preprocess
+from hashtagger.data.posts import read_caption_file
 from hashtagger.data.precomputed import precomputed_path, read_precomputed
 from hashtagger.data.text import clean_caption
-from hashtagger.errors import BundleError, DataError, ImageError, OutputError
-from hashtagger.io.files import atomic_write
+from hashtagger.errors import BundleError, DataError, ImageError
+from hashtagger.io.claims import Reads, claim_output
+from hashtagger.io.files import write_claimed
 from hashtagger.tagging.attribution import Explanation, explain
+
+# The picture's panels are about 460 pixels wide: the image is decoded at a reduced scale of at least twice
+# that (load_image's size), never at full size (a 9400 x 9400 PNG would cost gigabytes through matplotlib).
+PICTURE_SIDE = 512
 
 
 @dataclass
@@ -26,6 +32,28 @@ class ExplainOptions:
     top_k: int = 3
     device: str = "auto"
     features_dir: str | Path | None = None  # for a bundle trained on precomputed region features
+    overwrite: bool = False  # replace an existing picture
+
+
+def explain_into(
+    output: Path, image: Path, caption: str | None, caption_file: Path | None, options: ExplainOptions
+) -> list[Explanation]:
+    """Explain the post and draw it into `output` (a PNG), claimed before any work: never the post's image, its
+    caption file or the bundle, an existing file only with `options.overwrite`."""
+    features = Path(options.features_dir) if options.features_dir is not None else None
+    model = Reads(find_model(options.model).path)
+    inputs = [Path(image), caption_file, model, Reads(features) if features else None]
+    with claim_output(
+        output,
+        overwrite=options.overwrite,
+        resumable=False,
+        inputs=inputs,
+        suffixes=(".png",),
+        what="explain draws a PNG",
+    ) as claim:
+        bundle, explanations = explain_post(image, read_caption(caption, caption_file), options)
+        write_claimed(claim, picture(image, explanations, bundle.image))
+    return explanations
 
 
 def explain_post(image: Path, caption: str | None, options: ExplainOptions) -> tuple[Bundle, list[Explanation]]:
@@ -38,7 +66,8 @@ def explain_post(image: Path, caption: str | None, options: ExplainOptions) -> t
     image = Path(image)
     try:
         if has_extractor:
-            pixels = preprocess(load_image(image, bundle.image.max_pixels), bundle.image)
+            size = bundle.image.size  # decoded at a reduced scale, as `tag` decodes (DecodeBudget: one image)
+            pixels = preprocess(load_image(image, bundle.image.max_pixels, size, DecodeBudget()), bundle.image)
         elif options.features_dir is not None:  # checked above: a precomputed-feature bundle needs it
             feats, boxes = read_precomputed(precomputed_path(Path(options.features_dir), image))
     except ImageError as e:
@@ -57,21 +86,19 @@ def read_caption(caption: str | None, caption_file: Path | None) -> str | None:
     if caption_file is None:
         return caption
     try:
-        return caption_file.read_text(encoding="utf-8", errors="replace")
+        return read_caption_file(caption_file)[0]  # its first MAX_CAPTION_BYTES, not a whole 2 GB file
     except OSError as e:
         raise DataError(f"{caption_file}: caption file unreadable ({e.strerror or e})") from None
 
 
-def draw(image: Path, explanations: list[Explanation], output: Path, settings: ImageSettings) -> Path:
+def picture(image: Path, explanations: list[Explanation], settings: ImageSettings) -> bytes:
     """A PNG with one panel per hashtag: the image under a heat map of its regions' weights (over the window the
     model saw: a centre crop leaves the borders uncovered), the caption's words shaded by theirs, the score and
-    the image / caption shares in the title. Written atomically."""
+    the image / caption shares in the title."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if output.suffix.lower() != ".png":
-        raise OutputError(f"{output}: explain writes a PNG; name the output *.png")
-    picture = np.asarray(load_image(image, settings.max_pixels))
+    picture = np.asarray(load_image(image, settings.max_pixels, PICTURE_SIDE, DecodeBudget()))
     n = max(1, len(explanations))
     fig = Figure(figsize=(4.2 * n, 5.6), layout="constrained")
     FigureCanvasAgg(fig)
@@ -98,8 +125,7 @@ def draw(image: Path, explanations: list[Explanation], output: Path, settings: I
     )
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
-    atomic_write(output, buffer.getvalue())
-    return output
+    return buffer.getvalue()
 
 
 FOR, AGAINST = (1.0, 0.45, 0.0), (0.1, 0.35, 1.0)  # orange: removing the part lowers the score; blue: raises it

@@ -34,6 +34,23 @@ class TagOptions:
     explain: bool = False  # each hashtag's top words and regions (attribution.py; a forward pass per word and region)
 
 
+def check_options(options: TagOptions) -> None:
+    """DataError for a count out of range (the CLI checks the same with typer's ranges; the API here)."""
+    counts = {
+        "top_k": options.top_k,
+        "batch_size": options.batch_size,
+        "workers": options.workers,
+        "threads": options.threads,
+        "length_window": options.length_window,
+        "decode_bytes": options.decode_bytes,
+    }
+    for name, value in counts.items():
+        if value is None and name not in ("top_k", "length_window", "decode_bytes"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise DataError(f"{name} must be a whole number of at least 1, not {value!r}")
+
+
 def resolve_threshold(value: float | str | None, bundle: Bundle, labels: int | None = None) -> np.ndarray | None:
     """Each label's cut-off (None: keep the whole top k). A number applies to every hashtag; "auto" is the
     bundle's tuned cut-offs (per hashtag where export tuned one, else its global threshold). `labels`: how many

@@ -13,10 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from hashtagger.bundle import scope
-from hashtagger.data.posts import load_posts
+from hashtagger.bundle.locate import find_model
+from hashtagger.data.posts import load_posts, posts_input
 from hashtagger.data.tagnames import read_candidates
-from hashtagger.errors import DataError, OutputError
-from hashtagger.io.claims import Claim, claim_output
+from hashtagger.errors import BundleError, DataError, OutputError
+from hashtagger.io.claims import Claim, Reads, claim_output
 from hashtagger.io.console import PostsPerSecond, progress_bar
 from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
@@ -57,7 +58,8 @@ def tag(
             soft_wrap=True,
         )
         options = replace(options, threads=cores)
-    with claim_output(output, resume, overwrite) as claim:  # before any work: a run must not fail at its end
+    inputs = run_inputs(input, options)
+    with claim_output(output, resume, overwrite, inputs=inputs) as claim:  # before any work: not at the run's end
         return _tag_into(claim, input, fmt, options, resume, console)
 
 
@@ -158,6 +160,18 @@ def check_extras(input: str | Path, fmt: str) -> None:
         require("parquet", "writing Parquet (--output *.parquet or --format parquet)")
     if Path(input).suffix.lower() == ".parquet":
         require("parquet", f"reading {input}")
+
+
+def run_inputs(input: str | Path, options: TagOptions) -> list[Path | Reads | None]:
+    """What a tag run reads, never to be written: the posts (a folder's images and captions), the bundle, the
+    candidates, the precomputed features."""
+    features = Path(options.features_dir) if options.features_dir is not None else None
+    candidates = Path(options.candidates) if options.candidates is not None else None
+    try:
+        model: Reads | None = Reads(find_model(options.model).path)
+    except BundleError:
+        model = None  # no bundle anywhere: opening it says so, after the output's checks
+    return [posts_input(input), model, candidates, features]
 
 
 def usable_cores() -> int:

@@ -13,8 +13,8 @@ from hashtagger.bundle.format import Bundle, read_bundle
 from hashtagger.bundle.locate import ModelChoice, find_model
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.posts import Post, load_posts
-from hashtagger.errors import BundleError, ImageError
-from hashtagger.tagging.options import TagOptions, resolve_threshold
+from hashtagger.errors import BundleError, DataError, HashtaggerError, ImageError
+from hashtagger.tagging.options import TagOptions, check_options, resolve_threshold
 from hashtagger.tagging.pipeline import Loaded, tag_loaded_posts, tag_posts
 from hashtagger.tagging.records import TAGGED
 
@@ -49,10 +49,28 @@ class Tagger:
     """
 
     def __init__(self, options: TagOptions):
+        check_options(options)
         self.source: ModelChoice = find_model(options.model)  # which bundle, and where it was found
         self.options = options = replace(options, model=self.source.path)
-        self.bundle, self.runner = open_runner(options)
+        self.bundle, runner = open_runner(options)
+        self._runner: Runner | None = runner
         resolve_threshold(options.threshold, self.bundle)  # a bad value fails here, not at the first post
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            raise HashtaggerError("this Tagger is closed; open a new one")
+        return self._runner
+
+    def close(self) -> None:
+        """Release the ONNX Runtime sessions and their memory now, not when the object is collected."""
+        self._runner = None
+
+    def __enter__(self) -> Tagger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def open(cls, model: str | Path | None = None, device: str = "auto", **options: Any) -> Tagger:
@@ -93,5 +111,13 @@ class Tagger:
 def _as_post(item: Post | tuple[str | Path, str | None]) -> Post:
     if isinstance(item, Post):
         return item
-    image, caption = item
+    try:
+        image, caption = item
+    except (TypeError, ValueError):
+        raise DataError(f"a post is a Post or an (image path, caption) pair, not {item!r:.80}") from None
+    if not isinstance(image, (str, Path)) or not (caption is None or isinstance(caption, str)):
+        raise DataError(
+            f"a post's image is a path and its caption text or None, not {type(image).__name__} and "
+            f"{type(caption).__name__}"
+        )
     return Post(str(image), Path(image), caption)

@@ -27,7 +27,8 @@ import os
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -145,29 +146,38 @@ class JsonlWriter(Writer):
     def commit(self) -> None:
         if self.tmp is not None:
             assert self.path is not None, "a temporary file is only made for a named output"
-            os.fsync(self.stream.fileno())
-            os.replace(self.tmp, self.path)
+            try:
+                os.fsync(self.stream.fileno())
+                os.replace(self.tmp, self.path)
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
             self.tmp = None
 
     def close(self) -> None:
         self.commit()
         if self.owned:
-            self.stream.close()
+            try:
+                self.stream.close()
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path or 'the output'}: {e.strerror or e}") from None
 
     def abort(self) -> None:
         """Interrupted: records already in the output stay (--resume continues); an uncommitted
         replacement is dropped and the old output kept."""
         if self.tmp is not None:
-            self.stream.close()
+            _close_quietly(self.stream)
             self.tmp.unlink(missing_ok=True)
             self.tmp = None
         elif self.owned:
-            self.stream.close()
+            _close_quietly(self.stream)
 
     def discard(self) -> None:
         if self.tmp is None and self.owned and self.path is not None:
-            self.stream.flush()
-            self.stream.truncate(self.start)  # what this run appended goes; what was there stays
+            try:
+                self.stream.flush()
+                self.stream.truncate(self.start)  # what this run appended goes; what was there stays
+            except OSError as e:
+                raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         self.abort()
 
 
@@ -230,18 +240,21 @@ class JsonStreamWriter(Writer):
         self.stream, self.count = stream, 0
 
     def write(self, record: dict) -> None:
-        self.stream.write(("[\n " if self.count == 0 else ",\n ") + _json_line(record))
-        self.stream.flush()
+        with _writing(self.stream):
+            self.stream.write(("[\n " if self.count == 0 else ",\n ") + _json_line(record))
+            self.stream.flush()
         self.count += 1
 
     def close(self) -> None:
-        self.stream.write("[]\n" if self.count == 0 else "\n]\n")
-        self.stream.flush()
-        _close_unless_std(self.stream)
+        with _writing(self.stream):
+            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+            self.stream.flush()
+            _close_unless_std(self.stream)
 
     def abort(self) -> None:
-        self.stream.flush()  # left unterminated: a failed run's JSON must not parse as a complete one
-        _close_unless_std(self.stream)
+        with suppress(OSError):  # left unterminated: a failed run's JSON must not parse as a complete one
+            self.stream.flush()
+            _close_unless_std(self.stream)
 
 
 class CsvStreamWriter(Writer):
@@ -249,15 +262,23 @@ class CsvStreamWriter(Writer):
 
     def __init__(self, stream: IO[str]):
         self.stream, self.out = stream, csv.writer(stream)
-        self.out.writerow(CSV_COLUMNS)
+        with _writing(stream):
+            self.out.writerow(CSV_COLUMNS)
 
     def write(self, record: dict) -> None:
-        self.out.writerow(csv_row(record))
-        self.stream.flush()
+        with _writing(self.stream):
+            self.out.writerow(csv_row(record))
+            self.stream.flush()
 
     def close(self) -> None:
-        self.stream.flush()
-        _close_unless_std(self.stream)
+        with _writing(self.stream):
+            self.stream.flush()
+            _close_unless_std(self.stream)
+
+    def abort(self) -> None:
+        with suppress(OSError):
+            self.stream.flush()
+            _close_unless_std(self.stream)
 
 
 def _has_content(path: Path) -> bool:
@@ -270,6 +291,21 @@ def _has_content(path: Path) -> bool:
 def _close_unless_std(stream: IO[str]) -> None:
     if stream not in (sys.stdout, sys.stderr):
         stream.close()
+
+
+def _close_quietly(stream: IO[str]) -> None:
+    """Close after a failure: a full disk fails the close's flush too, and the first error is the one to show."""
+    with suppress(OSError):
+        stream.close()
+
+
+@contextmanager
+def _writing(stream: IO[str]) -> Iterator[None]:
+    """A stream's OSError (a full disk, a closed pipe) as the one-line OutputError."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"cannot write {getattr(stream, 'name', 'the output')}: {e.strerror or e}") from None
 
 
 def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> Writer:
@@ -317,13 +353,14 @@ def _text_records(parse: Callable[[str, Path], list[dict]]) -> Callable[[Path], 
 
 def _parse_jsonl(text: str, path: Path) -> list[dict]:
     records = []
-    for line in text.split("\n"):  # not splitlines: JSON keeps \u2028 and \x85 inside strings
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON keeps \u2028, \x85 in strings
         try:
             record = json.loads(line)
         except ValueError:
             continue  # a line cut short by a killed run: that post is tagged again
-        if isinstance(record, dict) and "id" in record:
-            records.append(record)
+        if not is_tag_record(record):
+            raise OutputError(f"cannot resume from {path}: line {number} is not a tag record; not a tag output")
+        records.append(record)
     return records
 
 
@@ -332,7 +369,7 @@ def _parse_json(text: str, path: Path) -> list[dict]:
         records = json.loads(text)
     except ValueError as e:
         raise OutputError(f"cannot resume from {path}: not a complete JSON output ({e})") from None
-    if not isinstance(records, list) or not all(isinstance(r, dict) and "id" in r for r in records):
+    if not isinstance(records, list) or not all(map(is_tag_record, records)):
         raise OutputError(f"cannot resume from {path}: not a list of tag records")
     return records
 
@@ -341,12 +378,21 @@ def _parse_csv(text: str, path: Path) -> list[dict]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None:
         return []
-    if "id" not in reader.fieldnames:
-        raise OutputError(f"cannot resume from {path}: no 'id' column (columns: {', '.join(reader.fieldnames)})")
+    missing = [c for c in CSV_COLUMNS if c not in reader.fieldnames]
+    if missing:  # an input CSV with an `id` column is not an output to extend
+        raise OutputError(
+            f"cannot resume from {path}: not a tag output (no column {', '.join(missing)}; "
+            f"columns: {', '.join(reader.fieldnames)})"
+        )
     try:
         return [_from_csv_row(row) for row in reader]
     except ValueError as e:
         raise OutputError(f"cannot resume from {path}: bad scores ({e})") from None
+
+
+def is_tag_record(record: object) -> bool:
+    """A record `tag` writes: an object with a string id and status (what --resume relies on)."""
+    return isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("status"), str)
 
 
 def _read_parquet(path: Path) -> list[dict]:

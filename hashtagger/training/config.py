@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hashtagger.data.posts import CsvColumns, PrepOptions
 from hashtagger.errors import DataError
@@ -81,3 +83,12 @@ def check_config(cfg: TrainConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise DataError(message)
+    if cfg.run_name is not None:
+        check_run_name(cfg.run_name)
+
+
+def check_run_name(name: str) -> None:
+    """A run's folder is a plain name inside --output: no separators, nothing that leaves the folder."""
+    separators = [sep for sep in ("/", os.sep, os.altsep, "\x00") if sep]
+    if name in ("", ".", "..") or any(sep in name for sep in separators) or Path(name).is_absolute():
+        raise DataError(f"--run-name {name!r} must be a plain folder name inside --output (no '/', '.' or '..')")

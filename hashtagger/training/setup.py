@@ -14,11 +14,12 @@ from tokenizers import Tokenizer
 
 from hashtagger.data.batching import Sample, image_digests, multi_hot, samples_by_split
 from hashtagger.data.images import ImageSettings
-from hashtagger.data.posts import Example, Prepared, load_posts, prepare, split_groups
+from hashtagger.data.posts import Example, Prepared, load_posts, posts_input, prepare, split_groups
 from hashtagger.data.regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from hashtagger.data.tagnames import hold_out
 from hashtagger.data.text import encode, train_wordpiece
 from hashtagger.errors import DataError
+from hashtagger.io.claims import Reads, check_folder
 from hashtagger.io.console import preparation_table, progress_bar
 from hashtagger.io.structs import from_dict
 from hashtagger.models import registry as archs
@@ -122,6 +123,9 @@ def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
         run_dir = Path(cfg.output) / (cfg.run_name or datetime.now().strftime("run-%Y%m%d-%H%M%S"))
         if (run_dir / "last").exists():
             raise DataError(f"{run_dir} already holds a run; use --resume or another --run-name")
+        # A new run's folder is absent or empty: its best/ and last/ never replace a folder the user had there.
+        inputs = [posts_input(cfg.data), Reads(Path(cfg.features_dir)) if cfg.features_dir else None]
+        check_folder(run_dir, inputs=inputs, flag="--run-name", force=None)
         return Start(replace(cfg, epochs=PAPER_EPOCHS if cfg.epochs is None else cfg.epochs), run_dir)
     run_dir = Path(resume)
     if not (run_dir / "last" / "training_state.pt").is_file():

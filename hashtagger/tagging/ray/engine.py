@@ -17,6 +17,8 @@ import logging
 import pickle
 import socket
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -38,7 +40,7 @@ from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loade
 from hashtagger.tagging.ray.partition import Shard, Source, partition, read_shard
 from hashtagger.tagging.ray.shards import ShardFolder, bundle_digest, shard_folder
 from hashtagger.tagging.records import TagSummary
-from hashtagger.tagging.run import summary_table
+from hashtagger.tagging.run import run_inputs, summary_table
 from hashtagger.tagging.tagger import Tagger
 from hashtagger.tagging.writers import format_names, shard_formats
 
@@ -51,6 +53,10 @@ class RayOptions:
     actors: int | None = None  # Tagger actors; None: one per GPU share, else one
     workers_per_gpu: int = 1  # actors sharing each GPU
     shard_size: int = 1000  # posts per output file: a rerun redoes at most the shards in flight
+    # Bytes of loaded posts (decoded pixels, pickled) a load task holds before handing a block on: its memory is
+    # this budget plus one image, whatever the shard size and the model's input (Ray Data's target block size).
+    task_bytes: int = 64 << 20
+    startup_s: float = 60.0  # a started Ray whose workers do not answer in this long is reported, not waited on
 
 
 def tag_on_ray(
@@ -60,10 +66,17 @@ def tag_on_ray(
     options: TagOptions | None = None,
     ray_options: RayOptions | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> TagSummary:
     """Tag every post of `input` into the folder `output`, one file per shard; a rerun resumes. Raises a
-    HashtaggerError for a run that cannot start (missing extra, unreachable cluster, another model's folder)."""
+    HashtaggerError for a run that cannot start (missing extra, unreachable cluster, another model's folder,
+    `overwrite`: a shard folder is resumed, never replaced)."""
     require("ray", "tag --engine ray")
+    if overwrite:
+        raise OutputError(
+            f"--engine ray resumes the shards in {output} and replaces none: drop --overwrite, and to start again "
+            "remove the folder or choose another --output"
+        )
     options, ray_options = options or TagOptions(), ray_options or RayOptions()
     console = console or Console(stderr=True)
     fmt = (fmt or shard_formats()[0]).lower()
@@ -88,7 +101,7 @@ def tag_on_ray(
         "shard_size": ray_options.shard_size,
         "options": {"top_k": options.top_k, "threshold": options.threshold, "variant": options.variant},
     }
-    with shard_folder(output, manifest) as folder:
+    with shard_folder(output, manifest, run_inputs(input, options)) as folder:
         done = folder.done(len(shards))
         leftovers = folder.remove_leftovers()
         todo = [s for s in shards if s.index not in done]
@@ -105,6 +118,7 @@ def tag_on_ray(
             return summary
         started = connect(ray_options.address)
         try:
+            check_workers(ray_options.startup_s)
             _run(source, todo, folder, image_settings(bundle, options), options, ray_options, summary, console)
         finally:
             if started:
@@ -142,27 +156,87 @@ def connect(address: str | None) -> bool:
         return False
     if address and address != "auto":
         probe(address)
+    where = f"a Ray cluster at {address}" if address else "Ray on this machine"
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ClusterError(f"cannot connect to a Ray cluster at {address or 'this machine'}: {first}") from None
+    except Exception as e:  # Ray raises a bare Exception when its node times out during start-up
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        raise ClusterError(f"cannot start {where}: {first}{_limit_hint()}") from None
     return True
 
 
-def actor_plan(options: TagOptions, ray_options: RayOptions, console: Console) -> tuple[int, float, int]:
-    """(actors, GPUs per actor, CPUs per actor) for the cluster Ray sees. CPU actors are capped so that one CPU
-    stays free for the tasks that read and decode: with every CPU held by an actor nothing feeds them, and the
-    run would wait forever."""
+def check_workers(seconds: float) -> None:
+    """ClusterError unless a Ray worker runs a task within `seconds`: a cluster that cannot start workers (an
+    address-space limit, no CPU left) would otherwise leave the run at 0 posts forever."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def ping() -> int:
+        return 1
+
+    try:
+        ray.get(ping.remote(), timeout=seconds)
+    except Exception as e:  # GetTimeoutError, a worker that died at start-up
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+        why = f"Ray started, but no worker ran a task within {seconds:g} s ({first})"
+        raise ClusterError(why + _limit_hint()) from None
+
+
+def _limit_hint() -> str:
+    """Why Ray may not start here: an address-space limit (`ulimit -v`, common on shared login nodes), which
+    Ray's object store cannot map its memory under."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return ""
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return (
+        f"; this process has an address-space limit (ulimit -v {soft // 1024} KB) under which Ray's object store "
+        "cannot start: raise it (ulimit -v unlimited) or tag without --engine ray"
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run asks of the cluster: its actors, each one's GPU share, CPUs and ONNX Runtime threads, and the
+    CPUs each load task holds."""
+
+    actors: int
+    gpu_share: float
+    actor_cpus: float
+    threads: int
+    load_cpus: float
+
+
+def actor_plan(options: TagOptions, ray_options: RayOptions, console: Console) -> Plan:
+    """The plan for the cluster Ray sees. Actors and their threads are capped so that a CPU stays free for the
+    tasks that read and decode: with every CPU held by an actor (or asked for beyond what exists) nothing feeds
+    them, and the run would wait forever at 0 posts."""
     import ray
 
     resources = ray.cluster_resources()
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
+    load_cpus = 1.0 if cpus > 1 else 0.5  # one CPU: the actor and the loading share it
     if gpus and options.device != "cpu":
         per_gpu = max(1, ray_options.workers_per_gpu)
-        return ray_options.actors or gpus * per_gpu, 1.0 / per_gpu, 1
+        actors = ray_options.actors or gpus * per_gpu
+        return Plan(actors, 1.0 / per_gpu, min(1.0, cpus - load_cpus), options.threads or 1, load_cpus)
     threads = options.threads or 1
-    most = max(1, (cpus - 1) // threads)
+    spare = cpus - load_cpus
+    if threads > spare:
+        usable = max(1, int(spare))
+        console.print(
+            f"[yellow]warning:[/yellow] --threads {threads} would leave none of the cluster's {cpus} CPUs for "
+            f"reading and decoding; using {usable}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        threads = usable
+    actor_cpus = min(float(threads), spare)
+    most = max(1, int(spare // actor_cpus))
     actors = ray_options.actors or 1
     if actors > most:
         console.print(
@@ -172,7 +246,7 @@ def actor_plan(options: TagOptions, ray_options: RayOptions, console: Console) -
             soft_wrap=True,
         )
         actors = most
-    return actors, 0.0, threads
+    return Plan(actors, 0.0, actor_cpus, threads, load_cpus)
 
 
 def _run(
@@ -187,29 +261,32 @@ def _run(
 ) -> None:
     import ray.data
 
-    actors, gpu_share, threads = actor_plan(options, ray_options, console)
+    plan = actor_plan(options, ray_options, console)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours below counts posts; Ray's would interleave with it
     context.print_on_execution_start = False
-    batch = gpu.batch_size(options.batch_size, on_gpu=bool(gpu_share))
-    actor_options = replace(options, threads=threads, device=options.device if gpu_share else "cpu", batch_size=batch)
+    context.target_max_block_size = ray_options.task_bytes  # a load task hands on a block at this size
+    batch = gpu.batch_size(options.batch_size, on_gpu=bool(plan.gpu_share))
+    device = options.device if plan.gpu_share else "cpu"
+    actor_options = replace(options, threads=plan.threads, device=device, batch_size=batch)
     counts = {s.index: s.count for s in todo}
     items = [{"shard": s.index, "spec": pickle.dumps(s)} for s in todo]
     ds = (
         ray.data.from_items(items, override_num_blocks=len(items))  # a block per shard: each read task is one shard
-        .flat_map(partial(_load_shard, source=source, options=options, settings=settings), num_cpus=1)
+        .flat_map(partial(_load_shard, source=source, options=options, settings=settings), num_cpus=plan.load_cpus)
         .map_batches(
             TagActor,
             fn_constructor_kwargs={"options": actor_options},
             batch_size=batch * max(1, options.length_window),
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=threads,
-            num_gpus=gpu_share,
+            compute=ray.data.ActorPoolStrategy(size=plan.actors),
+            num_cpus=plan.actor_cpus,
+            num_gpus=plan.gpu_share,
         )
     )
+    share = f"{plan.gpu_share:g} GPU each" if plan.gpu_share else f"{plan.threads} thread(s) each"
     console.print(
-        f"tagging {sum(counts.values())} posts in {len(todo)} shards on Ray: {actors} actor(s)"
-        + (f", {gpu_share:g} GPU each" if gpu_share else f", {threads} CPU each"),
+        f"tagging {sum(counts.values())} posts in {len(todo)} shards on Ray: {plan.actors} actor(s), {share}; "
+        f"load tasks hold up to {ray_options.task_bytes >> 20} MB of decoded images each",
         highlight=False,
         soft_wrap=True,
     )
@@ -232,25 +309,30 @@ def _run(
                 progress.advance(task, counts[shard])
     summary.seconds = time.perf_counter() - start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
-    summary.provider = f"Ray ({actors} actor{'s' if actors > 1 else ''})"
+    summary.provider = f"Ray ({plan.actors} actor{'s' if plan.actors > 1 else ''})"
 
 
 def _load_shard(
     row: dict[str, Any], source: Source, options: TagOptions, settings: ImageSettings
-) -> list[dict[str, Any]]:
-    """A Ray task: the shard's posts, each with its image loaded. A post and what loading its image gave (pixels,
-    regions or the ImageError) travel pickled, as one binary cell: Arrow has no column type for that union."""
+) -> Iterator[dict[str, Any]]:
+    """A Ray task: the shard's posts, each with its image loaded, one at a time. A post and what loading its image
+    gave (pixels, regions or the ImageError) travel pickled, as one binary cell: Arrow has no column type for that
+    union. Yielded, not returned: Ray Data hands on a block whenever the rows reach its target size, so a task
+    holds about that much, not a whole shard's pixels."""
     shard: Shard = pickle.loads(row["spec"])
     posts = read_shard(source, shard)
     load = loader(options, settings)
-    # Each image once, however many of the shard's posts share it.
-    loaded: dict[Path, Loaded] = {key: load(key) for key in dict.fromkeys(map(image_key, posts)) if key is not None}
-    out = []
-    for pos, post in enumerate(posts):
-        key = image_key(post)
-        item = (post, loaded[key] if key is not None else None)
-        out.append({"shard": shard.index, "pos": pos, "item": pickle.dumps(item)})
-    return out
+    keys = [image_key(post) for post in posts]
+    left = Counter(k for k in keys if k is not None)  # each image loaded once, kept only while posts still need it
+    kept: dict[Path, Loaded] = {}
+    for pos, (post, key) in enumerate(zip(posts, keys, strict=True)):
+        loaded = None
+        if key is not None:
+            loaded = kept.pop(key) if key in kept else load(key)
+            left[key] -= 1
+            if left[key]:
+                kept[key] = loaded
+        yield {"shard": shard.index, "pos": pos, "item": pickle.dumps((post, loaded))}
 
 
 class TagActor:

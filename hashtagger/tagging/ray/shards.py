@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hashtagger.errors import OutputError
-from hashtagger.io.claims import claim_output
+from hashtagger.io.claims import Inputs, claim_output
 from hashtagger.io.files import atomic_write, sha256_file
 from hashtagger.tagging.writers import read_records, write_file
 
@@ -37,14 +37,20 @@ def shard_name(index: int, fmt: str) -> str:
 
 
 class ShardFolder:
-    def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt = path, fmt
+    """`pending`: the manifest of a new folder, written with its first shard, so that a run that never tagged a
+    post (Ray did not start, the cluster was wrong) leaves nothing that would refuse the corrected rerun."""
+
+    def __init__(self, path: Path, fmt: str, pending: dict | None = None):
+        self.path, self.fmt, self.pending = path, fmt, pending
 
     def done(self, count: int) -> set[int]:
         """Indices (of `count` shards) whose file is complete."""
         return {i for i in range(count) if (self.path / shard_name(i, self.fmt)).is_file()}
 
     def write(self, index: int, records: list[dict]) -> None:
+        if self.pending is not None:
+            atomic_write(self.path / MANIFEST, (json.dumps(self.pending, indent=1) + "\n").encode())
+            self.pending = None
         write_file(self.path / shard_name(index, self.fmt), records, self.fmt)
 
     def remove_leftovers(self) -> int:
@@ -61,13 +67,14 @@ class ShardFolder:
 
 
 @contextmanager
-def shard_folder(path: Path, manifest: dict) -> Iterator[ShardFolder]:
-    """The output folder, locked for this run, with `manifest` written (or checked against the one there).
-    `manifest` holds "model", "model_digest" and "format" and whatever else makes two runs' records differ."""
+def shard_folder(path: Path, manifest: dict, inputs: Inputs = ()) -> Iterator[ShardFolder]:
+    """The output folder, locked for this run, with `manifest` checked against the one there (or written with
+    the first shard). `manifest` holds "model", "model_digest" and "format" and whatever else makes two runs'
+    records differ; `inputs`: what the run reads, never written into."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path} is a file; --engine ray writes a folder of shards (e.g. {path.with_suffix('')}/)")
-    with claim_output(path / MANIFEST, resume=True):  # makes the folder; one run at a time
+    with claim_output(path / MANIFEST, resume=True, inputs=inputs):  # makes the folder; one run at a time
         old = _read_manifest(path)
         if old is None:
             others = [p.name for p in path.iterdir() if not p.name.startswith(f".{MANIFEST}.")]
@@ -76,9 +83,9 @@ def shard_folder(path: Path, manifest: dict) -> Iterator[ShardFolder]:
                     f"{path} holds other files ({', '.join(sorted(others)[:3])}...) and no {MANIFEST}; "
                     "tag into an empty or new folder"
                 )
-            atomic_write(path / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-        else:
-            _check_same_run(path, old, manifest)
+            yield ShardFolder(path, manifest["format"], pending=manifest)
+            return
+        _check_same_run(path, old, manifest)
         yield ShardFolder(path, manifest["format"])
 
 
