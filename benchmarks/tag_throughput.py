@@ -50,7 +50,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from unittest import mock
 
@@ -179,7 +179,7 @@ def build_checkpoint(path: Path, size: str, posts_dir: Path, seed: int = 0, imag
     val = sorted({file_digest(p.image) for p in posts[:16]})
     meta = CheckpointMeta(
         max_length=NAIVE_LENGTH,
-        args={"data": str(posts_dir), "columns": asdict(CsvColumns())},
+        args={"data": str(posts_dir)} | CsvColumns().flags(),
         notes={"weights": "random: tag_throughput benchmark", "head_gain": gain},
     )
     split = {"train": [], "val": val, "test": []}

@@ -68,7 +68,7 @@ def train_arch(arch: str, args, console: Console, epochs: int, new_lr: float) ->
         epochs=epochs,
         seed=args.seed,
         cache_dir=str(Path(args.output) / "feature-cache"),
-        prep=PrepOptions(vocab_size=args.vocab_size),
+        vocab_size=args.vocab_size,
     )
     started = time.perf_counter()
     train(cfg, console, resume=run if (run / "last" / "training_state.pt").is_file() else None)

@@ -33,7 +33,7 @@ def command_line(args: dict) -> str:
         'hashtagger train "$DATA"',
         f"--base-model {args['base_model']} --text-init {args['text_init']} --backbone {args['backbone']}",
         f"--modality-dropout {args['modality_dropout']} --pooling {args['pooling']} --lr {args['lr']}",
-        f"--epochs {args['epochs']} --vocab-size {args['prep']['vocab_size']} --output runs --run-name default",
+        f"--epochs {args['epochs']} --vocab-size {args['vocab_size']} --output runs --run-name default",
     ]
     return " ".join(words)
 

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from hashtagger.cli.main import app
 from hashtagger.data.batching import split_examples
-from hashtagger.data.posts import PrepOptions
 from hashtagger.data.text import encode, train_wordpiece
 from hashtagger.evaluation import metrics
 from hashtagger.evaluation.evaluate import compare
@@ -164,7 +163,7 @@ def test_compare_puts_every_system_and_the_prior_in_one_table(arch_runs, arch_po
 
     few = TrainConfig(
         data=str(arch_posts), arch="tweetembd", output=str(tmp_path), base_model="tiny", run_name="two", epochs=1,
-        prep=PrepOptions(vocab_size=2),
+        vocab_size=2,
     )  # fmt: skip
     result = CliRunner().invoke(
         app,

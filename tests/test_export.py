@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from rich.console import Console
 from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.bundle.format import BundleError, read_bundle
+from hashtagger.data.posts import CsvColumns, PrepOptions
 from hashtagger.data.text import encode
 from hashtagger.export.build import ExportOptions, ParityError, export
 from hashtagger.export.graphs import export_extractor_graph
@@ -32,6 +34,8 @@ def test_bundle_holds_everything_tag_needs(tiny_bundle):
     assert set(info.graphs) == {"extractor", "model", "int8", "extractor_int8"}
     assert info.image.size == 96 and len(info.image.mean) == 3
     assert info.text.max_length == 128 and info.text.cleaning.drop_urls is True
+    # bundle.json keeps recording the preparation as PrepOptions and CsvColumns (drop_* rules), as before.
+    assert info.training.prep == PrepOptions() and info.training.columns == asdict(CsvColumns())
     assert 0 < info.threshold < 1
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert {"model.onnx", "extractor.onnx", "tokenizer.json", "hashtags.json", "bundle.json"} <= set(manifest)

@@ -211,7 +211,7 @@ def test_training_the_cpu_recipe_took_seven_flags(captured_training):
         "efficientnet-lite2",
         "mean",
     )
-    assert (cfg.modality_dropout, cfg.lr, cfg.epochs, cfg.prep.vocab_size) == (0.35, 5e-5, 4, 250)
+    assert (cfg.modality_dropout, cfg.lr, cfg.epochs, cfg.vocab_size) == (0.35, 5e-5, 4, 250)
 
 
 def test_flags_given_explicitly_win_over_the_preset(captured_training):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,15 @@ from conftest import ANIMALS, COLOURS, make_posts, make_region_features
 from rich.console import Console
 from typer.testing import CliRunner
 
+from hashtagger.bundle.format import read_bundle
 from hashtagger.cli.main import app
 from hashtagger.data.batching import Sample, split_examples
-from hashtagger.data.posts import PrepOptions
+from hashtagger.data.posts import CsvColumns, PrepOptions, upgrade_train_args
 from hashtagger.data.regions import FeatureCache, FeatureStore
-from hashtagger.data.text import train_wordpiece
+from hashtagger.data.text import CleaningOptions, train_wordpiece
 from hashtagger.errors import DataError
 from hashtagger.evaluation.prediction import predict, sample_metrics, torch_scorer
+from hashtagger.io.structs import from_dict
 from hashtagger.models.checkpoint import load_checkpoint, load_training_state
 from hashtagger.models.grid import fingerprint
 from hashtagger.models.lxmert import ModelSpec, build_model
@@ -343,7 +346,56 @@ def test_the_cli_and_the_library_read_one_table_of_ranges():
     with pytest.raises(DataError, match=r"--dropout must be between 0 and 0.95, not 0.97"):
         check_config(TrainConfig(data="posts", dropout=0.97))
     with pytest.raises(DataError, match=r"--vocab-size must be at least 1, not 0"):
-        check_config(TrainConfig(data="posts", prep=PrepOptions(vocab_size=0)))
+        check_config(TrainConfig(data="posts", vocab_size=0))
     with pytest.raises(DataError, match="--name-dropout needs --head names"):
         check_config(TrainConfig(data="posts", name_dropout=0.5))
     check_config(TrainConfig(data="posts", dropout=0.95, head="names", name_dropout=0.5))
+
+
+def test_train_flags_become_the_options_of_the_same_name(monkeypatch, tmp_path):
+    import hashtagger.training.train as training
+
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr(training, "train", lambda cfg, console, resume=None: seen.append(cfg))
+    keep = ["--keep-mentions", "--keep-urls", "--keep-non-alpha", "--keep-trailing-hashtags", "--keep-reposts"]
+    columns = ["--image-column", "img", "--caption-column", "text", "--hashtags-column", "tags"]
+    args = ["train", str(tmp_path), *keep, "--drop-inline-hashtags", "--stop-tags", "nyc, boston", *columns]
+    result = CliRunner().invoke(app, [*args, "--vocab-size", "7"])
+    assert result.exit_code == 0, result.output
+    cfg = seen[0]
+    assert cfg.data == str(tmp_path) and cfg.keep_mentions and cfg.drop_inline_hashtags and cfg.vocab_size == 7
+    cleaning = CleaningOptions(False, False, False, False, keep_inline_hashtag_words=False)
+    assert cfg.prep == PrepOptions(cleaning, 7, ("nyc", "boston"), drop_reposts=False, drop_duplicate_texts=False)
+    assert cfg.columns == CsvColumns("img", "text", "tags")
+    # Left at their defaults, the flags give the paper's preparation.
+    assert TrainConfig(data="-").prep == PrepOptions() and TrainConfig(data="-").columns == CsvColumns()
+
+
+def test_an_old_style_saved_config_reads_as_the_same_preparation(tiny_run, tmp_path):
+    """Runs saved before TrainConfig took its flags' names nest `prep` (drop_* rules) and `columns`; exported
+    bundles record them so. Both read back as the same cleaning, and such a run's checkpoint still loads."""
+    shipped = json.loads((Path(__file__).parents[1] / "exported" / "bundle.json").read_text())["training"]
+    cfg = TrainConfig(**upgrade_train_args(shipped))
+    assert cfg.prep == from_dict(PrepOptions, shipped["prep"]) and cfg.columns == CsvColumns(**shipped["columns"])
+    assert cfg.prep.cleaning == read_bundle(Path(__file__).parents[1] / "exported").cleaning
+
+    old_prep = PrepOptions(
+        CleaningOptions(drop_mentions=False, keep_inline_hashtag_words=False), 9, ("nyc",), 2, 3, False, False
+    )
+    old = tmp_path / "run"
+    shutil.copytree(tiny_run, old)
+    flat = upgrade_train_args({"prep": {}, "columns": {}})  # the keys that were nested
+
+    def save_old_style(prep: PrepOptions) -> None:
+        info = json.loads((old / "last" / "hashtagger.json").read_text())
+        info["args"] = {k: v for k, v in info["args"].items() if k not in flat}
+        info["args"] |= {"prep": asdict(prep), "columns": asdict(CsvColumns(caption="text"))}
+        (old / "last" / "hashtagger.json").write_text(json.dumps(info | {"prep": asdict(prep)}))
+
+    save_old_style(old_prep)
+    resumed = setup.begin(TrainConfig(data="-"), old, QUIET).cfg
+    assert resumed.prep == old_prep and resumed.columns == CsvColumns(caption="text")
+    assert (resumed.keep_mentions, resumed.drop_inline_hashtags, resumed.keep_urls) == (True, True, False)
+    save_old_style(replace(old_prep, cleaning=replace(old_prep.cleaning, lowercase=True)))  # no flag gives it
+    with pytest.raises(DataError, match="cannot give; start a new run"):
+        setup.begin(TrainConfig(data="-"), old, QUIET)

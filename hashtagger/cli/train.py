@@ -180,60 +180,13 @@ def train(
             raise typer.Exit(launch(nproc, without_option(sys.argv[1:], "--nproc")))
         except HashtaggerError as e:
             fail(str(e))
-    from hashtagger.data.posts import CsvColumns, PrepOptions
-    from hashtagger.data.text import CleaningOptions
     from hashtagger.models.checkpoint import latest_run
     from hashtagger.training.config import TrainConfig
     from hashtagger.training.train import train as run_training
     from hashtagger.training.trainer import Interrupted
 
-    prep = PrepOptions(
-        cleaning=CleaningOptions(
-            drop_mentions=not keep_mentions,
-            drop_urls=not keep_urls,
-            drop_non_alpha=not keep_non_alpha,
-            drop_trailing_hashtags=not keep_trailing_hashtags,
-            keep_inline_hashtag_words=not drop_inline_hashtags,
-        ),
-        vocab_size=vocab_size,
-        stop_tags=tuple(t.strip() for t in stop_tags.split(",") if t.strip()),
-        min_tags=min_tags,
-        min_words=min_words,
-        drop_reposts=not keep_reposts,
-        drop_duplicate_texts=not keep_reposts,
-    )
-    cfg = TrainConfig(
-        data=str(data),
-        arch=arch,
-        output=str(output),
-        run_name=run_name,
-        base_model=base_model,
-        text_init=text_init,
-        backbone=backbone,
-        extractor=extractor,
-        features_dir=str(features_dir) if features_dir else None,
-        image_size=image_size,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        new_lr=new_lr,
-        warmup=warmup,
-        weight_decay=weight_decay,
-        decay_norms=decay_norms,
-        dropout=dropout,
-        modality_dropout=modality_dropout,
-        pooling=pooling,
-        train_repeats=train_repeats,
-        max_length=max_length,
-        seed=seed,
-        device=device,
-        cache_dir=str(cache_dir) if cache_dir else None,
-        columns=CsvColumns(image=image_column, caption=caption_column, hashtags=hashtags_column),
-        prep=prep,
-        head=head,
-        name_dropout=name_dropout,
-        hold_out_tags=hold_out_tags,
-    )
+    # Every option but these three is a TrainConfig field of the same name.
+    cfg = TrainConfig(**{k: v for k, v in ctx.params.items() if k not in ("preset", "resume", "nproc")})
     try:
         if preset is not None:
             given = {p for p in TRAIN_PRESETS.get(preset, {}) if _given(ctx, p)}

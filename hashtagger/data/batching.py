@@ -17,7 +17,6 @@ from hashtagger.data.posts import CsvColumns, Example, PrepOptions, load_posts, 
 from hashtagger.data.regions import FeatureStore
 from hashtagger.data.text import encode
 from hashtagger.errors import DataError, ImageError
-from hashtagger.io.structs import from_dict
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "visual_feats", "visual_pos")
 TEXT_INPUTS = MODEL_INPUTS[:3]
@@ -114,7 +113,7 @@ def examples_by_split(
 ) -> dict[str, list[tuple[Example, str]]]:
     """Every split of `data` at once (split_examples for each, reading and hashing the posts once)."""
     args = model.args
-    columns = columns or from_dict(CsvColumns, args.get("columns", {}))
+    columns = columns or CsvColumns.from_flags(args)
     if not data:
         data = args.get("data")
         if not data:

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hashtagger.data.text import (
     CleaningOptions,
@@ -49,6 +50,19 @@ class CsvColumns:
     caption: str = "caption"
     hashtags: str = "hashtags"
     id: str | None = None  # None: 'post_id' or 'id' when present, else the image value
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> CsvColumns:
+        """The columns train's --image-column, --caption-column and --hashtags-column name (keys image_column,
+        ...; defaults for those not given)."""
+        return cls(**{name: flags[f"{name}_column"] for name in COLUMN_FLAGS if f"{name}_column" in flags})
+
+    def flags(self) -> dict[str, str]:
+        """The inverse of from_flags (the id column has no flag)."""
+        return {f"{name}_column": getattr(self, name) for name in COLUMN_FLAGS}
+
+
+COLUMN_FLAGS = ("image", "caption", "hashtags")
 
 
 CAPTION_NOT_UTF8 = "caption is not valid UTF-8; undecodable bytes replaced"
@@ -292,6 +306,48 @@ class PrepOptions:
     min_words: int = 1  # paper: 5; short tweets are common, 5 would drop most of the shared dataset
     drop_reposts: bool = True
     drop_duplicate_texts: bool = True
+
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, Any]) -> PrepOptions:
+        """The preparation `hashtagger train`'s flags ask for (keys named like them: keep_mentions for
+        --keep-mentions; TrainConfig's fields): the one place where a --keep-X flag becomes a drop_X rule."""
+        cleaning = CleaningOptions(**{rule: not flags[flag] for flag, rule in NEGATED_CLEANING.items()})
+        return cls(
+            cleaning=cleaning,
+            vocab_size=flags["vocab_size"],
+            stop_tags=tuple(t.strip() for t in flags["stop_tags"].split(",") if t.strip()),
+            min_tags=flags["min_tags"],
+            min_words=flags["min_words"],
+            drop_reposts=not flags["keep_reposts"],
+            drop_duplicate_texts=not flags["keep_reposts"],
+        )
+
+
+# train's flags that switch a cleaning rule, and the CleaningOptions field each one negates.
+NEGATED_CLEANING = {
+    "keep_mentions": "drop_mentions",
+    "keep_urls": "drop_urls",
+    "keep_non_alpha": "drop_non_alpha",
+    "keep_trailing_hashtags": "drop_trailing_hashtags",
+    "drop_inline_hashtags": "keep_inline_hashtag_words",
+}
+
+
+def upgrade_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """A training run's saved settings (a checkpoint's `args`) named like train's flags. Runs saved before
+    TrainConfig took its flags' names nest `prep` (PrepOptions, drop_* rules) and `columns` (CsvColumns):
+    this is the one reader that maps them, so that such runs resume, evaluate and export as before. What no
+    flag can say (CleaningOptions.lowercase, an id column) is left out: resuming checks the result against
+    the checkpoint's own preparation."""
+    if "prep" not in args and "columns" not in args:
+        return dict(args)
+    prep = args.get("prep") or {}
+    cleaning = CleaningOptions(**prep.get("cleaning") or {})
+    flat = {k: v for k, v in args.items() if k not in ("prep", "columns")}
+    flat |= {flag: not getattr(cleaning, rule) for flag, rule in NEGATED_CLEANING.items()}
+    flat |= {k: prep[k] for k in ("vocab_size", "min_tags", "min_words") if k in prep}
+    flat |= {"stop_tags": ",".join(prep.get("stop_tags") or ()), "keep_reposts": not prep.get("drop_reposts", True)}
+    return flat | CsvColumns(**args.get("columns") or {}).flags()
 
 
 @dataclass

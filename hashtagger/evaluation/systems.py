@@ -23,6 +23,7 @@ from hashtagger.evaluation.prediction import onnx_scorer, predict
 from hashtagger.evaluation.tfidf import EXTRA, TFIDF, tfidf_available, tfidf_scores
 from hashtagger.io.extras import install_command
 from hashtagger.io.files import sha256_file
+from hashtagger.io.structs import from_dict
 
 # System name -> the stream batching.make_batch blanks (None: the full model). The prior is added apart.
 ABLATIONS = {"model": None, "text-only": "image", "image-only": "text"}
@@ -120,7 +121,7 @@ def open_bundle(path: Path, device: str, batch_size: int, wide: bool = True) -> 
         max_length=bundle.max_length,
         prep=prep,
         split=json.loads(split_file.read_text()) if split_file.is_file() else None,
-        args={k: v for k, v in (("data", training.data), ("columns", training.columns)) if v is not None},
+        args={"data": training.data} | from_dict(CsvColumns, training.columns or {}).flags(),
         train_counts=dict(zip(bundle.vocab, hashtags.get("train_counts", [0] * len(bundle.vocab)), strict=True)),
         encoder=runner.features,
         extractor_spec=ExtractorSpec(kind="grid", image=bundle.image),

@@ -25,7 +25,7 @@ from rich.markup import escape
 from hashtagger.bundle import scope
 from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
-from hashtagger.data.posts import posts_input
+from hashtagger.data.posts import CsvColumns, posts_input
 from hashtagger.data.regions import REGIONS
 from hashtagger.errors import ParityError
 from hashtagger.evaluation import metrics
@@ -298,7 +298,11 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
         "model": {"base_model": ckpt.spec.base_model} | ckpt.model.describe() | {"hashtags": len(ckpt.vocab)},
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
-        "training": {k: ckpt.meta.args.get(k) for k in ("data", "columns")} | {"prep": asdict(ckpt.prep)},
+        "training": {
+            "data": ckpt.meta.args.get("data"),
+            "columns": asdict(CsvColumns.from_flags(ckpt.meta.args)),
+            "prep": asdict(ckpt.prep),
+        },
         "metrics": {k: v for k, v in ckpt.meta.to_json().items() if k.endswith("_metrics")},
         "export": report.record(),
         "scope": _scope(ckpt, options.description),

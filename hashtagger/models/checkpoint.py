@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from hashtagger.data.posts import PrepOptions
+from hashtagger.data.posts import PrepOptions, upgrade_train_args
 from hashtagger.data.regions import ExtractorSpec
 from hashtagger.errors import DataError
 from hashtagger.io.files import atomic_folder
@@ -41,7 +41,7 @@ class CheckpointMeta:
     defaults are what a checkpoint written before an entry existed means."""
 
     max_length: int  # tokens per caption, [CLS] and [SEP] included
-    args: dict = field(default_factory=dict)  # the run's TrainConfig as a dict (training/ reads it back)
+    args: dict = field(default_factory=dict)  # the run's TrainConfig as a dict, named like train's flags
     label_counts: dict[str, int] = field(default_factory=dict)  # training posts per hashtag
     new_parameters: list[str] | None = None  # parameters that started random (None: all of them)
     held_out_tags: list[str] = field(default_factory=list)  # hashtags kept out of training (evaluate --unseen)
@@ -131,6 +131,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> Checkpoint:
     model.eval()
     known = {f.name for f in fields(CheckpointMeta)}
     meta = from_dict(CheckpointMeta, {k: v for k, v in info.items() if k in known})
+    meta.args = upgrade_train_args(meta.args)
     base = training_folder(path, meta.args.get("output"))
     if base is not None:
         meta.args = absolute_args(meta.args, base)

@@ -1,9 +1,10 @@
-"""What a training run is given: `TrainConfig` (named like `hashtagger train`'s options) and its range checks."""
+"""What a training run is given: `TrainConfig`, one field per `hashtagger train` option and named like it
+(keep_mentions for --keep-mentions), and its checks (the ranges in RANGES, the rules between options)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hashtagger.data.posts import CsvColumns, PrepOptions
@@ -14,6 +15,9 @@ from hashtagger.models.registry import POOLINGS
 
 @dataclass
 class TrainConfig:
+    """`hashtagger train`'s options by their names, as the CLI builds it (`TrainConfig(**params)`); paths may be
+    given as Path. The data preparation they describe is `prep`, their CSV columns `columns`."""
+
     data: str
     arch: str = "lxmert"  # archs.ARCHS: LXMERT4Hashtag or one of the paper's comparison systems
     output: str = "runs"
@@ -43,14 +47,39 @@ class TrainConfig:
     head: str = "linear"  # linear | names (scores hashtags by their names; can rank hashtags never seen)
     name_dropout: float = 0.0  # --head names: share of hashtags per step scored by name alone (NameHead.bias_dropout)
     hold_out_tags: float = 0.0  # seeded share of the vocabulary removed from the labels, for `evaluate --unseen`
-    columns: CsvColumns = field(default_factory=CsvColumns)
-    prep: PrepOptions = field(default_factory=PrepOptions)
+    vocab_size: int = 500  # the N most frequent hashtags (paper: 500)
+    stop_tags: str = ""  # comma-separated hashtags never used as labels (the paper drops city names)
+    min_tags: int = 1  # paper: 5; tweets carry 1-2 hashtags, 5 would empty the shared dataset
+    min_words: int = 1  # paper: 5; short tweets are common, 5 would drop most of the shared dataset
+    keep_reposts: bool = False  # retweets (RT/MT) and posts whose text repeats an earlier one
+    keep_mentions: bool = False
+    keep_urls: bool = False
+    keep_non_alpha: bool = False  # tokens with digits or symbols
+    keep_trailing_hashtags: bool = False  # the block of hashtags that ends a caption carries the labels
+    drop_inline_hashtags: bool = False  # "#boston is safe" -> "is safe" instead of "boston is safe"
+    image_column: str = "image"
+    caption_column: str = "caption"
+    hashtags_column: str = "hashtags"
+
+    def __post_init__(self) -> None:
+        for name in ("data", "output", "features_dir", "cache_dir"):  # stored as JSON: plain strings
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
+
+    @property
+    def prep(self) -> PrepOptions:
+        return PrepOptions.from_flags(vars(self))
+
+    @property
+    def columns(self) -> CsvColumns:
+        return CsvColumns.from_flags(vars(self))
 
 
 PAPER_EPOCHS = 75
 
-# The numbers of a run, by option (TrainConfig's fields and PrepOptions'): `hashtagger train`'s typer options read
-# the same table for their min / max.
+# The numbers of a run, by option (TrainConfig's fields): `hashtagger train`'s typer options read the same table for
+# their min / max.
 RANGES = {
     "epochs": Range(1),
     "batch_size": Range(1),
@@ -73,7 +102,7 @@ RANGES = {
 def check_config(cfg: TrainConfig) -> None:
     """Every number and choice of a run, before any work: the ranges (RANGES), then the choices and the rules
     between options."""
-    check_ranges(RANGES, {**vars(cfg.prep), **vars(cfg)})
+    check_ranges(RANGES, vars(cfg))
     rules = [
         (cfg.extractor in ("grid", "precomputed"), f"--extractor is grid or precomputed, not '{cfg.extractor}'"),
         (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),

@@ -34,13 +34,10 @@ def preset_flags(name: str) -> str:
 
 
 def apply_preset(cfg: TrainConfig, name: str, explicit: Iterable[str] = ()) -> TrainConfig:
-    """`cfg` with the preset's settings, except those in `explicit` (option names as TrainConfig fields, and
-    vocab_size for prep's): the ones the user gave. DataError for an unknown preset."""
+    """`cfg` with the preset's settings, except those in `explicit` (option names, as TrainConfig's fields): the
+    ones the user gave. DataError for an unknown preset."""
     if name not in TRAIN_PRESETS:
         raise DataError(f"unknown --preset '{name}': use {' or '.join(TRAIN_PRESETS)}")
     given = set(explicit)
     chosen = {k: v for k, v in TRAIN_PRESETS[name].items() if k not in given}
-    prep = cfg.prep
-    if "vocab_size" in chosen:
-        prep = replace(prep, vocab_size=int(chosen.pop("vocab_size")))  # type: ignore[call-overload]
-    return replace(cfg, prep=prep, **chosen)  # type: ignore[arg-type]
+    return replace(cfg, **chosen)  # type: ignore[arg-type]

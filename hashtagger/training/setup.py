@@ -133,6 +133,8 @@ def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
     last = load_checkpoint(run_dir / "last")
     state = load_training_state(run_dir / "last")
     own = replace(from_dict(TrainConfig, last.meta.args), device=cfg.device)
+    if own.prep != last.prep:  # saved by the Python API with settings that no train flag gives
+        raise DataError(f"{run_dir} prepared its posts in a way train's options cannot give; start a new run")
     start = Start(own, run_dir, last, state)
     if cfg.epochs is not None and cfg.epochs != own.epochs:
         done = int(state["epoch"]) + (1 if int(state["batch"]) else 0)
@@ -201,7 +203,7 @@ def repeated_training_samples(cfg: TrainConfig, vocab: list[str], train_images: 
     """The training images' posts with re-posts and repeated texts kept (`--train-repeats`): repeats carry the
     hashtag frequencies that the prior and TF-IDF learn from. Only training gets them; validation and test
     stay de-duplicated, so the ablation is scored on the same posts as the reference."""
-    prep = replace(cfg.prep, drop_reposts=False, drop_duplicate_texts=False)
+    prep = replace(cfg, keep_reposts=True).prep
     examples = prepare(load_posts(cfg.data, cfg.columns), prep, vocab).examples
     digests = image_digests(examples)
     kept = [(e, d) for e in examples if (d := digests[e.image]) is not None]
