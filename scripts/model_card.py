@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from hashtagger.data.posts import upgrade_train_args
+
 METRICS = ("precision", "recall", "f1", "accuracy")
 
 
@@ -75,7 +77,7 @@ def main(bundle_dir: str, run_dir: str, train_wall: str) -> None:
     ckpt = json.loads((Path(run_dir) / "best" / "hashtagger.json").read_text())
     last = json.loads((Path(run_dir) / "last" / "hashtagger.json").read_text())
     size_mb = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file()) / 1e6
-    args, model, export = ckpt["args"], info["model"], info["export"]
+    args, model, export = upgrade_train_args(ckpt["args"]), info["model"], info["export"]
     image, extractor = info["image"], info["extractor"]
     history = last["history"]  # every epoch; best/ stops at the best one
     f1 = {name: by_k["2"]["f1"] for name, by_k in report["systems"].items()}
