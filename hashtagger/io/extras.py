@@ -53,9 +53,12 @@ def install_command(extra: str) -> str:
 def install_source() -> tuple[Path, bool] | None:
     """The local folder this distribution was installed from, and whether editably (pip's direct_url.json);
     None for a wheel or index install, or no install at all."""
+    # Every record of the name, not just the first: setuptools leaves an .egg-info (no direct_url.json) in the
+    # source folder of an editable install, which comes first on sys.path when Python runs from that folder.
+    texts = [d.read_text("direct_url.json") for d in metadata.distributions(name=DISTRIBUTION)]
     try:
-        record = json.loads(metadata.distribution(DISTRIBUTION).read_text("direct_url.json") or "null")
-    except (metadata.PackageNotFoundError, ValueError):
+        record = json.loads(next((t for t in texts if t), "null"))
+    except ValueError:
         return None
     if not isinstance(record, dict) or "dir_info" not in record or not record.get("url", "").startswith("file:"):
         return None
