@@ -133,6 +133,34 @@ def tiny_bundle(tiny_run, tmp_path_factory) -> Path:
     return export(tiny_run / "best", ExportOptions(output=str(out), int8=True), Console(stderr=True, quiet=True))
 
 
+@pytest.fixture(scope="session")
+def held_out_bundle(posts_dir, tmp_path_factory):
+    """A name-head model of the generated posts (hashtags <colour><animal>) with half its 9 hashtags held out."""
+    from rich.console import Console
+
+    from hashtagger.export.build import ExportOptions, export
+    from hashtagger.training.train import TrainConfig, train
+
+    quiet = Console(stderr=True, quiet=True)
+    out = tmp_path_factory.mktemp("held-out")
+    cfg = TrainConfig(
+        data=str(posts_dir),
+        output=str(out),
+        base_model="tiny",
+        run_name="held",
+        epochs=3,
+        batch_size=16,
+        lr=3e-3,
+        new_lr=3e-3,
+        head="names",
+        name_dropout=0.5,
+        hold_out_tags=0.5,
+        max_train_posts=96,
+    )
+    run = train(cfg, quiet)
+    return export(run / "best", ExportOptions(output=str(out / "exported")), quiet)
+
+
 def interrupt_tagging_after(monkeypatch, n: int) -> None:
     """Make `tag` stop with Ctrl-C once it has produced `n` records (0: before the first)."""
     import hashtagger.tagging.tagger as tagging

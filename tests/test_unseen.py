@@ -209,32 +209,6 @@ def test_match_weight_starts_at_the_log_odds_ratio_of_a_named_hashtag():
     assert float(model.head.match) == 0.0
 
 
-@pytest.fixture(scope="module")
-def held_out_bundle(posts_dir, tmp_path_factory):
-    """A name-head model of the generated posts (hashtags <colour><animal>) with half its 9 hashtags held out."""
-    from hashtagger.export.build import ExportOptions, export
-    from hashtagger.training.train import TrainConfig, train
-
-    quiet = Console(file=io.StringIO())
-    out = tmp_path_factory.mktemp("held-out")
-    cfg = TrainConfig(
-        data=str(posts_dir),
-        output=str(out),
-        base_model="tiny",
-        run_name="held",
-        epochs=3,
-        batch_size=16,
-        lr=3e-3,
-        new_lr=3e-3,
-        head="names",
-        name_dropout=0.5,
-        hold_out_tags=0.5,
-        max_train_posts=96,
-    )
-    run = train(cfg, quiet)
-    return export(run / "best", ExportOptions(output=str(out / "exported")), quiet)
-
-
 def test_hold_out_leaves_the_held_hashtags_out_of_the_model(held_out_bundle):
     hashtags = json.loads((held_out_bundle / "hashtags.json").read_text())
     # The fixture's 9 hashtags: a seeded half is held out, the rest is the model's vocabulary.

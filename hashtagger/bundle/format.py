@@ -17,6 +17,8 @@ exported/
     model.int8.onnx / model.fp16.onnx   optional variants (graphs "int8", "fp16")
     extractor.int8.onnx                 optional static-int8 extractor (graph "extractor_int8"); export.variants
                                         holds each variant's agreement with fp32 on validation (runtime.choose_graphs)
+    candidates/      optional companion of a linear-head bundle: a whole names-head bundle (its own manifest; the
+                     parent's lists none of its files), used only to rank `tag --candidates` (for_candidates)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from hashtagger.io.structs import from_dict
 
 FORMAT_VERSION = 1
 UNCHECKED = {"manifest.json", "README.md"}
+COMPANION = "candidates"  # a linear-head bundle's names-head companion folder (for_candidates)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,16 @@ def is_bundle(folder: Path) -> bool:
     return (folder / "bundle.json").is_file() and (folder / "manifest.json").is_file()
 
 
+def for_candidates(bundle: Bundle) -> Bundle:
+    """The bundle that ranks `--candidates` for `bundle`: itself when its head ranks names (or when it holds no
+    companion: Runner.add_candidates then says why it cannot), else its names-head companion (candidates/),
+    opened and verified like any bundle."""
+    companion = bundle.path / COMPANION
+    if bundle.info.head.kind == "names" or not is_bundle(companion):
+        return bundle
+    return read_bundle(companion)
+
+
 def check_bundle_target(output: Path, force: bool = False, inputs: Inputs = ()) -> None:
     """A command that writes a bundle (export, fit_wide) replaces a bundle or an empty folder; anything else only
     with `force`; never one of its `inputs` (claims.check_folder)."""
@@ -197,6 +210,7 @@ def check_bundle_target(output: Path, force: bool = False, inputs: Inputs = ()) 
 
 
 def write_manifest(folder: Path) -> None:
+    # Files only: a companion folder (candidates/) has its own manifest, and the parent's lists nothing of it.
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in UNCHECKED)
     manifest = {p.name: sha256_file(p) for p in files}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))

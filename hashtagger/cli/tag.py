@@ -84,7 +84,8 @@ def tag(
     candidates: Path | None = typer.Option(
         None,
         help="File of hashtags (one a line, '#' optional) ranked beside the vocabulary, new ones included; entries "
-        'then say "seen": true|false. Needs a model trained with --head names.',
+        'then say "seen": true|false. Needs a model trained with --head names, or one holding a names-head '
+        "companion (candidates/ inside the bundle: the default model does).",
     ),
     explain: bool = typer.Option(
         False,

@@ -30,7 +30,8 @@ class TagOptions:
     decode_bytes: int = 256 << 20  # decoded pixels held at once by all workers (one larger image runs alone)
     features_dir: str | Path | None = None  # <image stem>.npz region features, for a bundle trained on precomputed ones
     columns: CsvColumns = field(default_factory=CsvColumns)
-    candidates: str | Path | None = None  # file of hashtags to rank beside the vocabulary (a names-head bundle)
+    # File of hashtags to rank beside the vocabulary: by a names-head bundle, or a linear one's companion (Tagger).
+    candidates: str | Path | None = None
     explain: bool = False  # each hashtag's top words and regions (attribution.py; a forward pass per word and region)
 
 

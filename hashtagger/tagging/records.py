@@ -32,6 +32,7 @@ class TagSummary:
     model: str = ""  # what the model knows, in one line (scope.describe)
     prior: list[str] = field(default_factory=list)  # the frequency prior's top 2 (scope.prior)
     prior_like: int = 0  # tagged posts whose top 2 was the prior's (scope.prior_like)
+    candidates_by: str | None = None  # "candidates scored by the names-head companion model (...)" (Tagger)
 
     @property
     def processed(self) -> int:

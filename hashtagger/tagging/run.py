@@ -15,7 +15,6 @@ from rich.table import Table
 from hashtagger.bundle import scope
 from hashtagger.bundle.locate import find_model
 from hashtagger.data.posts import load_posts, posts_input
-from hashtagger.data.tagnames import read_candidates
 from hashtagger.errors import BundleError, DataError, OutputError
 from hashtagger.io.claims import Claim, Reads, claim_output
 from hashtagger.io.console import PostsPerSecond, progress_bar
@@ -69,15 +68,14 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     posts = load_posts(input, options.columns)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
-    candidates = read_candidates(Path(options.candidates)) if options.candidates is not None else None
     tagger = Tagger(options)
     bundle, runner = tagger.bundle, tagger.runner
-    if candidates is not None:
-        known = runner.add_candidates(bundle, candidates)
-        added = runner.candidates.tags if runner.candidates is not None else []
+    if runner.candidates is not None:
+        known = tagger.known
         console.print(
-            f"candidates: {len(added)} new hashtags ranked beside the {len(bundle.vocab)} of the "
+            f"candidates: {len(runner.candidates.tags)} new hashtags ranked beside the {len(bundle.vocab)} of the "
             f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )
@@ -96,7 +94,11 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     if collapsed := scope.bundle_collapse_warning(bundle):
         _warn(console, collapsed)
     summary = TagSummary(
-        provider=runner.provider, variant=runner.variant, model=tagger.scope, prior=scope.prior(bundle)
+        provider=runner.provider,
+        variant=runner.variant,
+        model=tagger.scope,
+        prior=scope.prior(bundle),
+        candidates_by=tagger.candidates_note,
     )
     todo = posts
     if resume and output is not None and claim.had_content:
@@ -139,6 +141,8 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
 def _say_scope(console: Console, summary: TagSummary) -> None:
     """What the model knows, and a warning when most posts got the frequency prior's top 2."""
     console.print(summary.model, markup=False, highlight=False, soft_wrap=True)
+    if summary.candidates_by:
+        console.print(summary.candidates_by, markup=False, highlight=False, soft_wrap=True)
     if summary.tagged and summary.prior_like > scope.PRIOR_LIKE * summary.tagged:
         _warn(
             console,

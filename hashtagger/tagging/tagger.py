@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from hashtagger.bundle import scope
-from hashtagger.bundle.format import Bundle, read_bundle
+from hashtagger.bundle.format import Bundle, for_candidates, read_bundle
 from hashtagger.bundle.locate import ModelChoice, find_model
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.posts import Post, load_posts
+from hashtagger.data.tagnames import read_candidates
 from hashtagger.errors import BundleError, DataError, HashtaggerError, ImageError
 from hashtagger.tagging.options import TagOptions, check_options, resolve_threshold
 from hashtagger.tagging.pipeline import Loaded, tag_loaded_posts, tag_posts
@@ -20,8 +21,11 @@ from hashtagger.tagging.records import TAGGED
 
 
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
-    """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used."""
+    """The bundle and its ONNX Runtime sessions; BundleError / DeviceError when either cannot be used. With
+    candidates, the bundle that ranks them: a linear-head bundle's names-head companion where it holds one."""
     bundle = read_bundle(find_model(options.model).path)
+    if options.candidates is not None:
+        bundle = for_candidates(bundle)
     has_extractor = "extractor" in bundle.info.graphs
     if not has_extractor and options.features_dir is None:
         raise BundleError(f"{bundle.path}: the model was trained on precomputed region features; pass --features-dir")
@@ -46,14 +50,22 @@ class Tagger:
         tagger = Tagger.open("exported", device="auto", top_k=5)
         tagger.tag("photo.jpg", "Huge waves hitting the shore tonight")   # [Tag("hurricane", 0.61), ...]
         for record in tagger.tag_many("posts/"): ...                      # the records `hashtagger tag` writes
+
+    With `candidates=FILE` (one hashtag a line) those hashtags are ranked beside the vocabulary: by the bundle's
+    names head, or, for a linear-head bundle, by the names-head companion it holds (`companion` says which).
     """
 
     def __init__(self, options: TagOptions):
         check_options(options)
         self.source: ModelChoice = find_model(options.model)  # which bundle, and where it was found
         self.options = options = replace(options, model=self.source.path)
+        # Read first: a bad candidates file fails before any graph is opened.
+        candidates = read_candidates(Path(options.candidates)) if options.candidates is not None else None
         self.bundle, runner = open_runner(options)
         self._runner: Runner | None = runner
+        self.known: list[str] = []  # candidates already in the vocabulary (scored as before)
+        if candidates is not None:
+            self.known = runner.add_candidates(self.bundle, candidates)
         resolve_threshold(options.threshold, self.bundle)  # a bad value fails here, not at the first post
 
     @property
@@ -71,6 +83,18 @@ class Tagger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def companion(self) -> Path | None:
+        """The names-head companion bundle that scores the candidates, or None (no candidates, or the opened
+        bundle's own names head scores them)."""
+        return self.bundle.path if self.bundle.path != self.source.path else None
+
+    @property
+    def candidates_note(self) -> str | None:
+        """The summary's line for a run whose candidates the companion scored."""
+        where = self.companion
+        return None if where is None else f"candidates scored by the names-head companion model ({where})"
 
     @classmethod
     def open(cls, model: str | Path | None = None, device: str = "auto", **options: Any) -> Tagger:
