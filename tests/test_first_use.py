@@ -37,11 +37,11 @@ def fake_bundle(folder: Path) -> Path:
 
 
 def linked_copy(bundle: Path, to: Path, **info) -> Path:
-    """A bundle whose files link to `bundle`'s, with bundle.json's entries replaced by `info` (None: removed), and
-    its manifest rewritten."""
+    """A bundle whose files link to `bundle`'s (its companion folder left out), with bundle.json's entries replaced
+    by `info` (None: removed), and its manifest rewritten."""
     to.mkdir()
     for f in bundle.iterdir():
-        if f.name not in ("bundle.json", "manifest.json"):
+        if f.is_file() and f.name not in ("bundle.json", "manifest.json"):
             (to / f.name).symlink_to(f)
     merged = json.loads((bundle / "bundle.json").read_text()) | info
     (to / "bundle.json").write_text(json.dumps({k: v for k, v in merged.items() if v is not None}))
@@ -111,7 +111,7 @@ def test_every_command_help_says_where_the_model_comes_from(command):
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_default_model(tmp_path):
-    """pip wheel of the repository holds every file of the bundle's manifest (13 s on 2 cores: 80 MB zipped).
+    """pip wheel of the repository holds every file of the bundle's manifest and of its companion's (candidates/).
     Built from links to the repository's files: setuptools writes build/ and an .egg-info into the source
     folder, which would shadow the installed distribution's metadata."""
     source = tmp_path / "source"
@@ -129,8 +129,9 @@ def test_the_wheel_ships_the_default_model(tmp_path):
     (wheel,) = tmp_path.glob("lxmert_hashtagger-*.whl")
     with zipfile.ZipFile(wheel) as z:
         shipped = {n.split("/", 1)[1]: z.read(n) for n in z.namelist() if n.startswith(f"{locate.DEFAULT_PACKAGE}/")}
-    manifest = json.loads(shipped["manifest.json"])
-    assert {name: hashlib.sha256(shipped[name]).hexdigest() for name in manifest} == manifest
+    for folder in ("", "candidates/"):  # the bundle, then its names-head companion (its own manifest)
+        manifest = json.loads(shipped[f"{folder}manifest.json"])
+        assert {name: hashlib.sha256(shipped[folder + name]).hexdigest() for name in manifest} == manifest
 
 
 # 2. Scope stated where users look.
@@ -174,13 +175,22 @@ def test_a_run_of_prior_like_suggestions_went_unremarked(tmp_path):
     assert f"#{top2[0]} #{top2[1]}" in warning and "--preset cpu" in warning
 
 
-# 3. --candidates with a linear-head model.
+# 3. --candidates with the shipped (linear-head) model: its names-head companion ranks them.
 
 
-def test_candidates_refusal_did_not_say_what_to_do(tmp_path):
+def test_the_shipped_model_refused_candidates(tmp_path):
     (tmp_path / "mine.txt").write_text("brunch\nhiking\n")
     args = ["tag", str(EXAMPLES), "--model", str(EXPORTED), "--candidates", str(tmp_path / "mine.txt")]
-    result = CliRunner().invoke(app, args, env=ENV)
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--top-k", "300"], env=ENV)
+    assert result.exit_code == 0, result.stderr
+    companion = f"candidates scored by the names-head companion model ({EXPORTED / 'candidates'})"
+    assert companion in result.stderr.splitlines()
+    for record in json.loads(result.stdout):
+        seen = {h["tag"]: h["seen"] for h in record["hashtags"]}
+        assert len(seen) == 252 and seen["brunch"] is False and seen["hiking"] is False and seen["sandy"] is True
+    # The same bundle without its companion says what to do.
+    alone = linked_copy(EXPORTED, tmp_path / "alone")
+    result = CliRunner().invoke(app, [*args[:3], str(alone), *args[4:]], env=ENV)
     assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert "leave --candidates out, or train a model that can: hashtagger train DATA --preset cpu --head names" in (
         result.stderr
