@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild the default model in exported/ and its names-head companion in exported/candidates/ from scratch,
-# offline, on a CPU (about 30 minutes on 2 cores for each).
+# Rebuild the default model in exported/ (about 30 minutes on 2 cores), then its names-head companion in
+# exported/candidates/ (a second training run and export), from scratch, offline, on a CPU.
 #   bash scripts/build_default_model.sh [DATA]   (DATA defaults to ../shared/data/mediaeval2016/posts.csv)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -101,25 +101,30 @@ def posts_dir(tmp_path_factory) -> Path:
     return make_posts(tmp_path_factory.mktemp("posts"))
 
 
-@pytest.fixture(scope="session")
-def tiny_run(posts_dir, tmp_path_factory) -> Path:
-    """A tiny model trained on the generated posts (a few seconds on a CPU)."""
+def train_tiny(data: Path, out: Path, run_name: str, epochs: int, **changes) -> Path:
+    """A tiny model trained on generated posts, quietly: the run folder (TrainConfig `changes`, e.g. the head)."""
     from rich.console import Console
 
     from hashtagger.training.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("runs")
     cfg = TrainConfig(
-        data=str(posts_dir),
+        data=str(data),
         output=str(out),
         base_model="tiny",
-        run_name="tiny",
-        epochs=20,
+        run_name=run_name,
+        epochs=epochs,
         batch_size=16,
         lr=3e-3,
         new_lr=3e-3,
+        **changes,
     )
     return train(cfg, Console(stderr=True, quiet=True))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(posts_dir, tmp_path_factory) -> Path:
+    """A tiny model trained on the generated posts (a few seconds on a CPU)."""
+    return train_tiny(posts_dir, tmp_path_factory.mktemp("runs"), "tiny", epochs=20)
 
 
 @pytest.fixture(scope="session")
@@ -139,26 +144,11 @@ def held_out_bundle(posts_dir, tmp_path_factory):
     from rich.console import Console
 
     from hashtagger.export.build import ExportOptions, export
-    from hashtagger.training.train import TrainConfig, train
 
-    quiet = Console(stderr=True, quiet=True)
     out = tmp_path_factory.mktemp("held-out")
-    cfg = TrainConfig(
-        data=str(posts_dir),
-        output=str(out),
-        base_model="tiny",
-        run_name="held",
-        epochs=3,
-        batch_size=16,
-        lr=3e-3,
-        new_lr=3e-3,
-        head="names",
-        name_dropout=0.5,
-        hold_out_tags=0.5,
-        max_train_posts=96,
-    )
-    run = train(cfg, quiet)
-    return export(run / "best", ExportOptions(output=str(out / "exported")), quiet)
+    changes = {"head": "names", "name_dropout": 0.5, "hold_out_tags": 0.5, "max_train_posts": 96}
+    run = train_tiny(posts_dir, out, "held", epochs=3, **changes)
+    return export(run / "best", ExportOptions(output=str(out / "exported")), Console(stderr=True, quiet=True))
 
 
 def interrupt_tagging_after(monkeypatch, n: int) -> None:

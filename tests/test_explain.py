@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import ANIMALS, COLOURS, FILLER, cli_without_torch, make_posts
+from conftest import ANIMALS, COLOURS, FILLER, cli_without_torch, make_posts, train_tiny
 from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
@@ -28,22 +28,10 @@ def split_posts(tmp_path_factory):
 @pytest.fixture(scope="module")
 def split_bundle(split_posts, tmp_path_factory):
     from hashtagger.export.build import ExportOptions, export
-    from hashtagger.training.train import TrainConfig, train
 
-    quiet = Console(file=io.StringIO())
     out = tmp_path_factory.mktemp("split-runs")
-    cfg = TrainConfig(
-        data=str(split_posts),
-        output=str(out),
-        base_model="tiny",
-        run_name="split",
-        epochs=12,
-        batch_size=16,
-        lr=3e-3,
-        new_lr=3e-3,
-    )
-    run = train(cfg, quiet)
-    return export(run / "best", ExportOptions(output=str(out / "exported")), quiet)
+    run = train_tiny(split_posts, out, "split", epochs=12)
+    return export(run / "best", ExportOptions(output=str(out / "exported")), Console(file=io.StringIO()))
 
 
 def _post(root, colour: str, animal: str, seed: int = 0):

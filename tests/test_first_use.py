@@ -111,7 +111,8 @@ def test_every_command_help_says_where_the_model_comes_from(command):
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_default_model(tmp_path):
-    """pip wheel of the repository holds every file of the bundle's manifest and of its companion's (candidates/).
+    """pip wheel of the repository holds every file of the bundle's manifest and of its companion's (candidates/;
+    209 MB zipped, 128 MB of it the companion).
     Built from links to the repository's files: setuptools writes build/ and an .egg-info into the source
     folder, which would shadow the installed distribution's metadata."""
     source = tmp_path / "source"
