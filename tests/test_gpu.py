@@ -4,6 +4,7 @@ on a GPU machine; elsewhere they are skipped and say why)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hashtagger.bundle.runtime import Runner, _model_graph, _profiles
 from hashtagger.data.posts import load_posts
 from hashtagger.data.text import encode
 from hashtagger.errors import BundleError, DeviceError
+from hashtagger.io.extras import install_command
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import sized, tag_posts
 from hashtagger.tagging.tagger import open_runner
@@ -58,7 +60,7 @@ def test_an_fp16_graph_is_converted_once_cached_by_digest_and_agrees_with_fp32(t
 def test_without_the_onnx_package_fp16_asked_for_is_an_error_and_a_default_falls_back(tiny_bundle, cache, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)  # `import onnx` now raises ImportError
     bundle = read_bundle(tiny_bundle)
-    with pytest.raises(BundleError, match=r"--variant fp16: .*needs onnx: pip install 'lxmert-hashtagger\[gpu\]'"):
+    with pytest.raises(BundleError, match=r"--variant fp16: .*needs onnx: " + re.escape(install_command("gpu"))):
         Runner.load(bundle, "cpu", "fp16")
     path, note = _model_graph(bundle, "fp16", explicit=False)  # what CUDA's default does: fp32, and says why
     assert path is None and note.startswith("fp16 not used: ")
