@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 from hashtagger.bundle.format import Bundle
@@ -21,6 +22,13 @@ from hashtagger.io.files import atomic_write, user_cache
 # Posts per forward pass and image-decoding threads when the options leave them to us (None).
 CPU_BATCH, GPU_BATCH = 32, 256
 CPU_WORKERS, GPU_WORKERS_MAX = 2, 16
+
+
+def nvidia_present() -> bool:
+    """Whether this machine has an NVIDIA GPU at all: its device files (Linux; /dev/dxg under WSL) or its driver's
+    nvidia-smi. Where it has none, falling back to the CPU is the normal case, not worth a warning."""
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists() or shutil.which("nvidia-smi") is not None
 
 
 def batch_size(wanted: int | None, on_gpu: bool) -> int:

@@ -161,11 +161,7 @@ def _reason(log: str) -> str:
         parts.append(requirement.group(0).replace("Require", "onnxruntime-gpu requires"))
     if not parts and messages:
         parts.append(messages[0][:300])
-    if (
-        sys.platform.startswith("linux")
-        and not any(Path("/dev").glob("nvidia[0-9]*"))
-        and not Path("/dev/dxg").exists()
-    ):
+    if not gpu.nvidia_present():
         parts.insert(0, "no NVIDIA GPU found")
     return "; ".join(parts) or "no GPU, or the CUDA / cuDNN libraries it needs are missing"
 

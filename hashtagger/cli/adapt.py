@@ -8,6 +8,7 @@ import typer
 
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 
 
 def adapt(
@@ -32,4 +33,4 @@ def adapt(
         f"validation F1@2 of the old hashtags: {fit.val_before:.3f} before, {fit.grid[fit.part.weight]:.3f} after",
         highlight=False,
     )
-    err.print(f"bundle written to {output}")
+    say(err, f"bundle written to {output}")

@@ -3,21 +3,42 @@ missing-extra check. A HashtaggerError is shown as one line; anything else is a 
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 from hashtagger.io.extras import require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Recommend hashtags for image + caption posts.")
 err = Console(stderr=True)
 
 
+class HelpAsWritten(TyperCommand):
+    """A command whose --help shows its help strings as written. Typer reads them as rich markup, where
+    "[ray]" or "[default: 32 on the CPU, 256 on a GPU]" would vanish: they are escaped while the help is drawn
+    (and only then: shell completion shows the strings themselves)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:  # typer's own click types
+        texts = [(p, str(p.help)) for p in self.params if getattr(p, "help", None)]  # type: ignore[attr-defined]
+        own = self.help
+        try:
+            for param, text in texts:
+                param.help = escape(text)  # type: ignore[attr-defined]
+            self.help = escape(own) if own else own
+            super().format_help(ctx, formatter)
+        finally:
+            for param, text in texts:
+                param.help = text  # type: ignore[attr-defined]
+            self.help = own
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)  # "[train]" is no markup
+    say(err, message, "error")
     raise typer.Exit(code)
 
 

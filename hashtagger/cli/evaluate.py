@@ -10,6 +10,7 @@ import typer
 from hashtagger.bundle.locate import EVALUATE_MODEL_HELP
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 
 if TYPE_CHECKING:
     from hashtagger.evaluation.options import EvaluateOptions
@@ -118,10 +119,10 @@ def _write(outputs: Outputs, result: Any) -> None:
 
     if outputs.report:
         write_claimed(outputs.report, report_json(result))
-        err.print(f"report written to {outputs.report.path}")
+        say(err, f"report written to {outputs.report.path}")
     if outputs.plot:
         write_claimed(outputs.plot, plot_png(result))
-        err.print(f"plot written to {outputs.plot.path}")
+        say(err, f"plot written to {outputs.plot.path}")
 
 
 def _evaluate(

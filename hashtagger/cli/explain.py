@@ -9,6 +9,7 @@ import typer
 from hashtagger.bundle.locate import MODEL_HELP
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 
 
 def explain(
@@ -39,5 +40,5 @@ def explain(
         top = ", ".join(w for w, v in sorted(why.words, key=lambda item: -item[1])[:3] if v > 0) or "-"
         share = why.image_share
         wide = f"; wide part: {', '.join(t for t, _ in why.wide_terms)}" if why.wide_terms else ""
-        err.print(f"#{why.tag} {why.score:.3f}: image {share:.0%}, caption {1 - share:.0%}; words: {top}{wide}")
-    err.print(f"explanation written to {output}")
+        say(err, f"#{why.tag} {why.score:.3f}: image {share:.0%}, caption {1 - share:.0%}; words: {top}{wide}")
+    say(err, f"explanation written to {output}")

@@ -8,6 +8,7 @@ import typer
 
 from hashtagger.cli.app import err, fail, need
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 
 
 def export(
@@ -67,4 +68,4 @@ def export(
         )
     except HashtaggerError as e:
         fail(str(e))
-    err.print(f"bundle written to {path}")
+    say(err, f"bundle written to {path}")

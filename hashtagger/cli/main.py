@@ -2,7 +2,7 @@
 imports happen inside the commands, so that `tag` never loads torch."""
 
 from hashtagger.cli import adapt, evaluate, explain, export, review, tag, train
-from hashtagger.cli.app import app
+from hashtagger.cli.app import HelpAsWritten, app
 
 for command in (
     train.train,
@@ -13,7 +13,7 @@ for command in (
     explain.explain,
     evaluate.evaluate,
 ):
-    app.command()(command)
+    app.command(cls=HelpAsWritten)(command)
 
 __all__ = ["app"]
 

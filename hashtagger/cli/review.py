@@ -10,6 +10,7 @@ import typer
 
 from hashtagger.cli.app import err, fail
 from hashtagger.errors import HashtaggerError
+from hashtagger.io.console import say
 
 
 def review(
@@ -55,11 +56,10 @@ def review(
         summary = build_sheet(source, output, options, err)
     except HashtaggerError as e:
         fail(str(e))
-    err.print(
+    say(
+        err,
         f"{summary.path}: {summary.posts:,} posts ({summary.skipped:,} skipped), {summary.thumbnails:,} thumbnails, "
         f"{summary.no_thumbnail:,} without one, {summary.bytes:,} bytes; open it in a browser",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -71,4 +71,4 @@ def _sidecars(source: Path, policy: str, columns) -> None:
     except HashtaggerError as e:
         fail(str(e))
     done = ", ".join(f"{outcome} {n:,}" for outcome, n in counts.most_common()) or "nothing to write"
-    err.print(f"sidecars (.tags) from {source}: {done}", highlight=False, soft_wrap=True)
+    say(err, f"sidecars (.tags) from {source}: {done}")

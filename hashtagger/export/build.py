@@ -20,7 +20,6 @@ import onnx
 import onnxruntime as ort
 import torch
 from rich.console import Console
-from rich.markup import escape
 
 from hashtagger.bundle import scope
 from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
@@ -47,6 +46,7 @@ from hashtagger.export.parity import (
     torch_probabilities,
 )
 from hashtagger.io.claims import Reads, claim_folder
+from hashtagger.io.console import say
 from hashtagger.io.files import atomic_folder
 from hashtagger.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from hashtagger.models.lxmert import HashtagModel, NameHead
@@ -83,7 +83,7 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
         ckpt = load_checkpoint(source)
         share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
         if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
-            console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
+            say(console, collapsed, "warning")
         with atomic_folder(output) as work:
             report = _build(ckpt, work, options, console)
             if options.wide:

@@ -18,6 +18,7 @@ from hashtagger.data.regions import REGIONS
 from hashtagger.data.text import encode
 from hashtagger.errors import DataError, ImageError
 from hashtagger.evaluation import metrics
+from hashtagger.io.console import say
 from hashtagger.models.checkpoint import Checkpoint
 
 
@@ -72,7 +73,7 @@ def parity_inputs(ckpt: Checkpoint, data: str | None, posts: int, console: Conso
                 return ParityInputs(text, labels, "validation split", index, regions=regions)
             return ParityInputs(text, labels, "validation split", index, pixels=np.stack(images))
     except (DataError, OSError, ValueError) as e:  # ValueError: precomputed files with unequal box counts
-        console.print(f"[yellow]validation posts unavailable ({e}); checking parity on generated inputs")
+        say(console, f"validation posts unavailable ({e}); checking parity on generated inputs", "warning")
     rng = np.random.default_rng(0)
     n = posts
     words = list(ckpt.vocab) or ["photo"]
@@ -138,7 +139,7 @@ def agreement(
     try:
         probs = onnx_probabilities(extractor, model, inputs)
     except Exception as e:  # e.g. fp16 kernels missing on the CPU provider
-        console.print(f"[yellow]{name}: written, but its agreement cannot be measured on the CPU provider ({e})")
+        say(console, f"{name}: written, but its agreement cannot be measured on the CPU provider ({e})", "warning")
         return {"measured": False, "reason": str(e).splitlines()[0]}
     result = compare(reference, probs, vocab, inputs.labels)
     console.print(

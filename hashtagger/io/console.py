@@ -1,9 +1,10 @@
-"""What runs show on the console (stderr): the one progress-bar layout every command uses, and the
-data-preparation table. No torch."""
+"""What runs show on the console (stderr): `say`, the one way a message reaches it, the one progress-bar layout
+every command uses, and the data-preparation table. No torch."""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,6 +15,20 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+LEVELS = {"": "", "warning": "[yellow]warning:[/yellow] ", "error": "[red]error:[/red] "}
+
+
+def say(console: Console, message: str, level: str = "") -> None:
+    """Print `message` exactly as written: paths, captions and bracketed words ("install the [gpu] extra",
+    `out[v1].json`) are text, never rich markup; `level` ("warning", "error") adds its coloured prefix. Not
+    highlighted, and not wrapped (a long path stays one line for copying)."""
+    console.print(LEVELS[level] + escape(message), highlight=False, soft_wrap=True)
+
+
+def plain(value: object) -> Text:
+    """A table cell shown as written (a path with brackets is no markup)."""
+    return Text(str(value))
 
 
 def progress_bar(console: Console, *columns: ProgressColumn, transient: bool = False) -> Progress:

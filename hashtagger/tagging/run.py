@@ -9,15 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from hashtagger.bundle import scope
+from hashtagger.bundle import gpu, scope
 from hashtagger.bundle.locate import find_model
 from hashtagger.data.posts import load_posts, posts_input
 from hashtagger.errors import BundleError, DataError, OutputError
 from hashtagger.io.claims import Claim, Reads, claim_output
-from hashtagger.io.console import PostsPerSecond, progress_bar
+from hashtagger.io.console import PostsPerSecond, plain, progress_bar, say
 from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
@@ -50,11 +49,11 @@ def tag(
         raise OutputError(f"--explain adds nested records: write {nested}, not {FORMATS[fmt].title}")
     cores = usable_cores()
     if options.threads and options.threads > cores:
-        console.print(
-            f"[yellow]warning:[/yellow] --threads {options.threads} is more than the {cores} cores this process "
-            f"may use; using {cores} (more threads than cores only wait on each other)",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            console,
+            f"--threads {options.threads} is more than the {cores} cores this process may use; using {cores} "
+            "(more threads than cores only wait on each other)",
+            "warning",
         )
         options = replace(options, threads=cores)
     inputs = run_inputs(input, options)
@@ -72,27 +71,16 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     bundle, runner = tagger.bundle, tagger.runner
     if runner.candidates is not None:
         known = tagger.known
-        console.print(
+        say(
+            console,
             f"candidates: {len(runner.candidates.tags)} new hashtags ranked beside the {len(bundle.vocab)} of the "
             f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
         )
-    console.print(
-        f"tagging {len(posts)} posts with {bundle.path} ({runner.variant}) on [bold]{runner.provider}[/bold]",
-        highlight=False,
-        soft_wrap=True,
-    )
-    if options.device == "auto" and runner.provider == CPU:
-        console.print(
-            f"[yellow]warning:[/yellow] --device auto fell back to the CPU: no usable GPU provider ({runner.fallback})"
-            + ("" if "no NVIDIA GPU" in runner.fallback else f"; for a GPU, {gpu_hint()}"),
-            highlight=False,
-            soft_wrap=True,
-        )
+    say(console, f"tagging {len(posts)} posts with {bundle.path} ({runner.variant}) on {runner.provider}")
+    if warning := fallback_warning(options.device, runner.provider, runner.fallback):
+        say(console, warning, "warning")
     if collapsed := scope.bundle_collapse_warning(bundle):
-        _warn(console, collapsed)
+        say(console, collapsed, "warning")
     summary = TagSummary(
         provider=runner.provider,
         variant=runner.variant,
@@ -105,11 +93,7 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
-        console.print(
-            f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(console, f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go")
     writer = open_writer(claim, fmt, resume)
     run_start = time.perf_counter()
     try:
@@ -128,7 +112,7 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
         raise
     if claim.had_content and summary.processed and not summary.tagged:
         writer.discard()
-        console.print(f"no post was tagged: {output} left as it was", highlight=False, soft_wrap=True)
+        say(console, f"no post was tagged: {output} left as it was")
     else:
         writer.close()
     summary.seconds = time.perf_counter() - run_start
@@ -144,17 +128,13 @@ def _say_scope(console: Console, summary: TagSummary) -> None:
     if summary.candidates_by:
         console.print(summary.candidates_by, markup=False, highlight=False, soft_wrap=True)
     if summary.tagged and summary.prior_like > scope.PRIOR_LIKE * summary.tagged:
-        _warn(
+        say(
             console,
             f"{summary.prior_like} of the {summary.tagged} posts ({summary.prior_like / summary.tagged:.0%}) got the "
             f"frequency prior's top hashtags ({' '.join('#' + t for t in summary.prior)}), the model's most common "
             "ones: it knows little about these posts; train on your own posts for your own hashtags (hashtagger "
             "train DATA --preset cpu)",
         )
-
-
-def _warn(console: Console, message: str) -> None:
-    console.print(f"[yellow]warning:[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def check_extras(input: str | Path, fmt: str) -> None:
@@ -176,6 +156,16 @@ def run_inputs(input: str | Path, options: TagOptions) -> list[Path | Reads | No
     except BundleError:
         model = None  # no bundle anywhere: opening it says so, after the output's checks
     return [posts_input(input), model, candidates, features]
+
+
+def fallback_warning(device: str, provider: str, why: str) -> str:
+    """What to say when --device auto ran on the CPU: nothing on a machine with no NVIDIA GPU at all (the CPU is
+    what it has), else that the GPU could not be used, why, and how to fix it."""
+    if device != "auto" or provider != CPU or not gpu.nvidia_present():
+        return ""
+    return f"--device auto fell back to the CPU: no usable GPU provider{f' ({why})' if why else ''}; " + (
+        f"for a GPU, {gpu_hint()}"
+    )
 
 
 def usable_cores() -> int:
@@ -215,8 +205,8 @@ def summary_table(summary: TagSummary, output: Path | None = None) -> Table:
         table.add_row("already in the output", str(summary.resumed))
     table.add_row("posts/s", f"{summary.posts_per_s:,.1f}")
     table.add_row("start-up to first record", f"{summary.startup_s:.2f} s")
-    table.add_row("provider", summary.provider)
+    table.add_row("provider", plain(summary.provider))
     if summary.variant:
-        table.add_row("graphs", summary.variant)
-    table.add_row("output", str(output) if output else "stdout")
+        table.add_row("graphs", plain(summary.variant))
+    table.add_row("output", plain(output) if output else "stdout")
     return table

@@ -20,7 +20,7 @@ from hashtagger.data.tagnames import hold_out
 from hashtagger.data.text import encode, train_wordpiece
 from hashtagger.errors import DataError
 from hashtagger.io.claims import Reads, check_folder
-from hashtagger.io.console import preparation_table, progress_bar
+from hashtagger.io.console import preparation_table, progress_bar, say
 from hashtagger.io.structs import from_dict
 from hashtagger.models import registry as archs
 from hashtagger.models.backbones import check_backbone
@@ -109,7 +109,7 @@ def check_sources(cfg: TrainConfig, console: Console) -> None:
     if "hub" in kinds or (kinds[0] == "folder" and not cfg.backbone):  # a folder's default backbone is a hub id
         why = offline_unless_reachable()
         if why:
-            console.print(f"[yellow]the Hugging Face hub is not used ({why}): models load from the local cache only")
+            say(console, f"the Hugging Face hub is not used ({why}): models load from the local cache only", "warning")
 
 
 def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
@@ -144,7 +144,7 @@ def begin(cfg: TrainConfig, resume: Path | None, console: Console) -> Start:
                 "cannot be resumed (give at least that many, or start a new run)"
             )
         start.cfg, start.replanned_from = replace(own, epochs=cfg.epochs), own.epochs
-    console.print(f"resuming {run_dir} at epoch {int(state['epoch']) + 1}, step {int(state['step'])}")
+    say(console, f"resuming {run_dir} at epoch {int(state['epoch']) + 1}, step {int(state['step'])}")
     return start
 
 

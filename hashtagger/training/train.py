@@ -20,11 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import TextColumn
 
 from hashtagger.bundle.scope import collapse_share, collapse_warning
-from hashtagger.io.console import progress_bar
+from hashtagger.io.console import progress_bar, say
 from hashtagger.models.lxmert import torch_device
 from hashtagger.training.config import TrainConfig
 from hashtagger.training.distributed import process_group
@@ -50,10 +49,10 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 train_loss, rate = trainer.train_one_epoch(progress, task, stop)
                 trainer.end_epoch(train_loss, rate, progress.console)
         trainer.test()
-    console.print(f"best checkpoint: {trainer.run_dir / 'best'}")
+    say(console, f"best checkpoint: {trainer.run_dir / 'best'}")
     collapsed = collapse_warning(
         collapse_share(trainer.meta.top2_same_as_prior, trainer.meta.history), f"the run {trainer.run_dir}"
     )
     if collapsed:
-        console.print(f"[yellow]warning:[/yellow] {escape(collapsed)}", highlight=False, soft_wrap=True)
+        say(console, collapsed, "warning")
     return trainer.run_dir

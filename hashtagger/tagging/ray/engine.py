@@ -33,7 +33,7 @@ from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.locate import find_model
 from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
-from hashtagger.io.console import PostsPerSecond, progress_bar
+from hashtagger.io.console import PostsPerSecond, progress_bar, say
 from hashtagger.io.extras import require
 from hashtagger.tagging.options import TagOptions, resolve_threshold
 from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
@@ -107,14 +107,13 @@ def tag_on_ray(
         todo = [s for s in shards if s.index not in done]
         summary = TagSummary(resumed=sum(s.count for s in shards if s.index in done))
         if done or leftovers:
-            console.print(
+            say(
+                console,
                 f"resuming {output}: {len(done)} of {len(shards)} shards complete"
                 + (f", {leftovers} unfinished shard files removed" if leftovers else ""),
-                highlight=False,
-                soft_wrap=True,
             )
         if not todo:
-            console.print(f"{output}: every shard is already complete", highlight=False, soft_wrap=True)
+            say(console, f"{output}: every shard is already complete")
             return summary
         started = connect(ray_options.address)
         try:
@@ -228,22 +227,22 @@ def actor_plan(options: TagOptions, ray_options: RayOptions, console: Console) -
     spare = cpus - load_cpus
     if threads > spare:
         usable = max(1, int(spare))
-        console.print(
-            f"[yellow]warning:[/yellow] --threads {threads} would leave none of the cluster's {cpus} CPUs for "
-            f"reading and decoding; using {usable}",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            console,
+            f"--threads {threads} would leave none of the cluster's {cpus} CPUs for reading and decoding; "
+            f"using {usable}",
+            "warning",
         )
         threads = usable
     actor_cpus = min(float(threads), spare)
     most = max(1, int(spare // actor_cpus))
     actors = ray_options.actors or 1
     if actors > most:
-        console.print(
-            f"[yellow]warning:[/yellow] {actors} actors of {threads} CPU each would leave no CPU of the {cpus} for "
-            f"reading and decoding; using {most}",
-            highlight=False,
-            soft_wrap=True,
+        say(
+            console,
+            f"{actors} actors of {threads} CPU each would leave no CPU of the {cpus} for reading and decoding; "
+            f"using {most}",
+            "warning",
         )
         actors = most
     return Plan(actors, 0.0, actor_cpus, threads, load_cpus)
@@ -284,11 +283,10 @@ def _run(
         )
     )
     share = f"{plan.gpu_share:g} GPU each" if plan.gpu_share else f"{plan.threads} thread(s) each"
-    console.print(
+    say(
+        console,
         f"tagging {sum(counts.values())} posts in {len(todo)} shards on Ray: {plan.actors} actor(s), {share}; "
         f"load tasks hold up to {ray_options.task_bytes >> 20} MB of decoded images each",
-        highlight=False,
-        soft_wrap=True,
     )
     pending: dict[int, dict[int, dict]] = {}  # shard -> position -> record, for shards not yet complete
     start = time.perf_counter()
