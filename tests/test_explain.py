@@ -68,7 +68,7 @@ def test_tag_explain_adds_top_words_and_regions(split_bundle, split_posts, tmp_p
     for name in ("post0000.png", "post0000.txt", "post0001.png", "post0001.txt"):
         shutil.copy(split_posts / name, tmp_path / name)
     proc = cli_without_torch(
-        "tag", str(tmp_path), "--model", str(split_bundle), "--explain", "--top-k", "2", "--device", "cpu"
+        "tag", str(tmp_path), "--model", str(split_bundle), "--explain", "--top-k", "2", "--device", "cpu", "--keep-own"
     )
     assert proc.returncode == 0, proc.stderr
     assert "torch not imported" in proc.stderr

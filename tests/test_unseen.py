@@ -286,7 +286,9 @@ def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_d
     monkeypatch.setattr(runtime, "session", counting)
     out = tmp_path / "tags.jsonl"
     every = len(hashtags["vocab"]) + 2  # the vocabulary (one also a candidate) and the 2 new candidates
-    options = TagOptions(model=held_out_bundle, device="cpu", top_k=every, batch_size=8, candidates=candidates)
+    options = TagOptions(
+        model=held_out_bundle, device="cpu", top_k=every, batch_size=8, candidates=candidates, keep_own=True
+    )
     summary = tag(posts, out, options=options, console=Console(file=io.StringIO()))
     assert summary.tagged == 40 and len(embedded) == 1  # 5 batches, one embedding of the candidates
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -299,7 +301,7 @@ def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_d
     plain = tag(
         posts,
         tmp_path / "plain.jsonl",
-        options=TagOptions(model=held_out_bundle, device="cpu"),
+        options=TagOptions(model=held_out_bundle, device="cpu", keep_own=True),
         console=Console(file=io.StringIO()),
     )
     assert plain.tagged == 40

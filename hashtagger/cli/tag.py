@@ -93,6 +93,21 @@ def tag(
         help="Add each hashtag's top words and regions and its image / caption shares (JSON / JSONL; one forward "
         "pass per word and region).",
     ),
+    keep_own: bool = typer.Option(
+        False,
+        "--keep-own",
+        help="Also suggest the hashtags a post already carries (in its caption, its .tags file or hashtags column); "
+        "by default they are left out.",
+    ),
+    exclude: str | None = typer.Option(
+        None, metavar="TAGS", help="Hashtags never suggested: a comma list ('sandy,nyc') or @file (one a line)."
+    ),
+    always: str | None = typer.Option(
+        None,
+        metavar="TAGS",
+        help='Hashtags put first on every tagged post, marked "always": true with score 1.0, before the top k: '
+        "a comma list or @file.",
+    ),
     engine: Literal["local", "ray"] = typer.Option(
         "local", help="local: this process; ray: a Ray Data pipeline (the [ray] extra), --output a folder of shards."
     ),
@@ -124,6 +139,9 @@ def tag(
         columns=CsvColumns(image=image_column, caption=caption_column, id=id_column),
         explain=explain,
         candidates=candidates,
+        keep_own=keep_own,
+        exclude=exclude or (),
+        always=always or (),
     )
     if engine == "ray":
         need("ray", "tag --engine ray")

@@ -2,7 +2,8 @@
 read or written, so that the core install and plain `tag` never load pyarrow. No torch.
 
 Records become one row each: id, status, reason (strings) and hashtags, a list of {tag, score} (plus `seen`
-when --candidates marked them); reading them back gives the same dicts the JSON writers take.
+when --candidates marked them, `always` for --always' hashtags); reading them back gives the same dicts the JSON
+writers take.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def read_rows(path: Path, columns: list[str], start: int = 0, stop: int | None =
 
 def _schema(records: list[dict]) -> pa.Schema:
     tag = [pa.field("tag", pa.string()), pa.field("score", pa.float64())]
-    if any("seen" in h for r in records for h in r["hashtags"]):
-        tag.append(pa.field("seen", pa.bool_()))
+    for flag in ("seen", "always"):  # --candidates' and --always' marks, where there are any
+        if any(flag in h for r in records for h in r["hashtags"]):
+            tag.append(pa.field(flag, pa.bool_()))
     return pa.schema(
         [
             pa.field("id", pa.string()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,11 @@ class TagOptions:
     # File of hashtags to rank beside the vocabulary: by a names-head bundle, or a linear one's companion (Tagger).
     candidates: str | Path | None = None
     explain: bool = False  # each hashtag's top words and regions (attribution.py; a forward pass per word and region)
+    # Hashtags (a list, or 'a,b' / '@file' as picking.hashtag_list reads them): the post's own are left out of the
+    # suggestions unless keep_own; exclude: never suggested; always: first on every tagged post (picking.py).
+    keep_own: bool = False
+    exclude: str | Sequence[str] = ()
+    always: str | Sequence[str] = ()
 
 
 def check_options(options: TagOptions) -> None:

@@ -33,6 +33,7 @@ from hashtagger.data.text import caption_prefix, clean_caption, encode
 from hashtagger.errors import ImageError
 from hashtagger.tagging import attribution
 from hashtagger.tagging.options import TagOptions, resolve_threshold
+from hashtagger.tagging.picking import Picker, hashtag_list, own_hashtags
 from hashtagger.tagging.records import EMPTY_CAPTION, NO_CAPTION, NOTE_CODES, skip_record
 from hashtagger.tagging.stages import run_ahead
 
@@ -47,7 +48,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     images and tokenises its captions; the caller's thread runs LXMERT and writes the records."""
     options = sized(options, runner)
     settings = image_settings(bundle, options)
-    threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
+    picker = make_picker(options, bundle, runner)
     workers = options.workers or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
     load = loader(options, settings)
@@ -64,7 +65,7 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     next_out = 0
     try:
         for batch in run_ahead(prepared(), depth=1, name="extract"):
-            records = _score(batch, bundle, runner, options.top_k, threshold, options.explain)
+            records = _score(batch, bundle, runner, picker, options.explain)
             done.update(zip(batch.where, records, strict=True))
             while next_out in done:
                 yield done.pop(next_out)
@@ -252,6 +253,7 @@ class Prepared:
     records: list[dict[str, Any]]
     good: list[int] = field(default_factory=list)
     captions: list[Caption] = field(default_factory=list)
+    own: list[frozenset[str]] = field(default_factory=list)  # the hashtags each good post already carries
     text: dict[str, np.ndarray] = field(default_factory=dict)
     regions: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
@@ -282,6 +284,7 @@ def _prepare(
     if not ready.good:
         return ready
     ready.captions = [captions[i] for i in ready.good]
+    ready.own = [own_hashtags(batch[i]) for i in ready.good]
     try:
         ready.regions = _regions(good_keys, pixels, runner, memory)
         ready.text = encode(bundle.tokenizer, [c.text for c in ready.captions], bundle.max_length)
@@ -338,11 +341,22 @@ def _fail(ready: Prepared, error: Exception) -> None:
     ready.good = []
 
 
-def _score(
-    ready: Prepared, bundle: Bundle, runner: Runner, top_k: int, threshold: np.ndarray | None, explain: bool = False
-) -> list[dict]:
-    """The LXMERT stage of one batch: its records, each post's top-k hashtags (at or above `threshold`, where
-    given); `explain` adds each hashtag's attribution record."""
+def make_picker(options: TagOptions, bundle: Bundle, runner: Runner) -> Picker:
+    """How each post's hashtags are chosen from the runner's score columns (picking.py)."""
+    labels = runner.labels(bundle.vocab)
+    return Picker(
+        labels,
+        options.top_k,
+        resolve_threshold(options.threshold, bundle, len(labels)),
+        options.keep_own,
+        hashtag_list(options.exclude),
+        hashtag_list(options.always),
+    )
+
+
+def _score(ready: Prepared, bundle: Bundle, runner: Runner, picker: Picker, explain: bool = False) -> list[dict]:
+    """The LXMERT stage of one batch: its records, each post's hashtags as `picker` chooses them; `explain` adds
+    each hashtag's attribution record."""
     if not ready.good:
         return ready.records
     regions = ready.regions
@@ -352,21 +366,23 @@ def _score(
     except Exception as e:  # as in _prepare: this batch's posts are reported, the run goes on
         _fail(ready, e)
         return ready.records
-    labels = runner.labels(bundle.vocab)
+    labels = picker.labels
     records = ready.records
-    for i, caption, scores, (feats, boxes) in zip(ready.good, ready.captions, probs, regions, strict=True):
-        order = [
-            j for j in np.argsort(-scores, kind="stable")[:top_k] if threshold is None or scores[j] >= threshold[j]
-        ]
+    vocab = set(bundle.vocab) if runner.candidates is not None else None
+    for i, caption, own, scores, (feats, boxes) in zip(
+        ready.good, ready.captions, ready.own, probs, regions, strict=True
+    ):
+        order = picker.columns(scores, own)
         records[i]["status"], records[i]["reason"] = caption.status, caption.reason
-        records[i]["hashtags"] = [{"tag": labels[j], "score": round(float(scores[j]), 4)} for j in order]
-        if runner.candidates is not None:  # with --candidates, say which hashtags the model never trained on
-            for entry, j in zip(records[i]["hashtags"], order, strict=True):
+        chosen = [{"tag": labels[j], "score": round(float(scores[j]), 4)} for j in order]
+        if vocab is not None:  # with --candidates, say which hashtags the model never trained on
+            for entry, j in zip(chosen, order, strict=True):
                 entry["seen"] = bool(j < len(bundle.vocab))
         if explain and order:
             whys = attribution.explain(runner, bundle, caption.text, feats, boxes, order)
-            for entry, why in zip(records[i]["hashtags"], whys, strict=True):
+            for entry, why in zip(chosen, whys, strict=True):
                 entry["explanation"] = why.record()
+        records[i]["hashtags"] = picker.always_entries(vocab) + chosen
     return records
 
 
@@ -376,7 +392,7 @@ def tag_loaded_posts(
     """Records for `posts`, in order, whose images were loaded elsewhere: `loaded` maps each post's image_key to
     what `loader` gave for it. Batched as tag_posts batches, in the caller's thread."""
     options = sized(options, runner)
-    threshold = resolve_threshold(options.threshold, bundle, len(runner.labels(bundle.vocab)))
+    picker = make_picker(options, bundle, runner)
     load = loader(options, image_settings(bundle, options))  # only for an image `loaded` lacks
     memory = RegionMemory()
     records: dict[int, dict] = {}
@@ -384,6 +400,6 @@ def tag_loaded_posts(
     for where, batch, captions in _grouped_batches(posts, options.batch_size or 1, options.length_window, caption):
         pixels = {key: loaded[key] for key in map(image_key, batch) if key is not None and key in loaded}
         ready = _prepare(where, batch, captions, pixels, load, bundle, runner, memory)
-        done = _score(ready, bundle, runner, options.top_k, threshold, options.explain)
+        done = _score(ready, bundle, runner, picker, options.explain)
         records.update(zip(where, done, strict=True))
     return [records[i] for i in range(len(posts))]

@@ -16,8 +16,10 @@ from hashtagger.data.posts import Post, load_posts
 from hashtagger.data.tagnames import read_candidates
 from hashtagger.errors import BundleError, DataError, HashtaggerError, ImageError
 from hashtagger.tagging.options import TagOptions, check_options, resolve_threshold
+from hashtagger.tagging.picking import hashtag_list
 from hashtagger.tagging.pipeline import Loaded, tag_loaded_posts, tag_posts
 from hashtagger.tagging.records import TAGGED
+from hashtagger.tagging.sidecars import read_sidecar
 
 
 def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
@@ -40,7 +42,8 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
 @dataclass(frozen=True)
 class Tag:
     tag: str  # without '#'
-    score: float  # the model's probability, rounded to 4 places
+    score: float  # the model's probability, rounded to 4 places (1.0 for an --always hashtag)
+    always: bool = False  # put there by the `always` option, not chosen by the model
 
 
 class Tagger:
@@ -67,6 +70,8 @@ class Tagger:
         if candidates is not None:
             self.known = runner.add_candidates(self.bundle, candidates)
         resolve_threshold(options.threshold, self.bundle)  # a bad value fails here, not at the first post
+        for listed in (options.exclude, options.always):
+            hashtag_list(listed)  # and an unreadable @file
 
     @property
     def runner(self) -> Runner:
@@ -129,7 +134,7 @@ class Tagger:
         (record,) = self.tag_many([(image, caption)])
         if record["reason"] not in TAGGED:
             raise ImageError(record["status"].removeprefix("skipped: "), record["reason"])
-        return [Tag(h["tag"], h["score"]) for h in record["hashtags"]]
+        return [Tag(h["tag"], h["score"], h.get("always", False)) for h in record["hashtags"]]
 
 
 def _as_post(item: Post | tuple[str | Path, str | None]) -> Post:
@@ -144,4 +149,8 @@ def _as_post(item: Post | tuple[str | Path, str | None]) -> Post:
             f"a post's image is a path and its caption text or None, not {type(image).__name__} and "
             f"{type(caption).__name__}"
         )
-    return Post(str(image), Path(image), caption)
+    try:
+        own = read_sidecar(image) or []  # its .tags: hashtags the post carries
+    except HashtaggerError:  # unreadable: the image itself will say what is wrong, in its record
+        own = []
+    return Post(str(image), Path(image), caption, own)

@@ -36,6 +36,7 @@ from hashtagger.errors import ClusterError, DataError, OutputError
 from hashtagger.io.console import PostsPerSecond, progress_bar, say
 from hashtagger.io.extras import require
 from hashtagger.tagging.options import TagOptions, resolve_threshold
+from hashtagger.tagging.picking import hashtag_list
 from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
 from hashtagger.tagging.ray.partition import Shard, Source, partition, read_shard
 from hashtagger.tagging.ray.shards import ShardFolder, bundle_digest, shard_folder
@@ -99,7 +100,14 @@ def tag_on_ray(
         "posts": sum(s.count for s in shards),
         "shards": len(shards),
         "shard_size": ray_options.shard_size,
-        "options": {"top_k": options.top_k, "threshold": options.threshold, "variant": options.variant},
+        "options": {
+            "top_k": options.top_k,
+            "threshold": options.threshold,
+            "variant": options.variant,
+            "keep_own": options.keep_own,
+            "exclude": list(hashtag_list(options.exclude)),
+            "always": list(hashtag_list(options.always)),
+        },
     }
     with shard_folder(output, manifest, run_inputs(input, options)) as folder:
         done = folder.done(len(shards))
