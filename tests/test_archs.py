@@ -28,6 +28,7 @@ from hashtagger.models.lxmert import ModelSpec
 from hashtagger.models.registry import ARCHS, build
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.run import tag
+from hashtagger.tagging.writers import read_records
 from hashtagger.training.train import TrainConfig, train
 
 QUIET = Console(stderr=True, quiet=True)
@@ -87,7 +88,7 @@ def test_each_architecture_exports_with_parity_and_tags_through_onnx_runtime(arc
         console=QUIET,
     )
     assert summary.tagged == 160
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out, "jsonl")
     truth = {p.stem: p.read_text().split("#")[-1].strip() for p in arch_posts.glob("*.txt")}
     hits = sum(r["hashtags"][0]["tag"] == truth[r["id"].rsplit("/", 1)[-1][:-4]] for r in records)
     # Above the prior's ~0.3 on these posts (train and held-out alike). A text-only system (TAB_LSTM) cannot see

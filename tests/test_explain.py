@@ -72,7 +72,7 @@ def test_tag_explain_adds_top_words_and_regions(split_bundle, split_posts, tmp_p
     )
     assert proc.returncode == 0, proc.stderr
     assert "torch not imported" in proc.stderr
-    records = json.loads(proc.stdout)
+    records = json.loads(proc.stdout)["records"]
     assert len(records) == 2
     record = records[0]
     caption = (split_posts / "post0000.txt").read_text()

@@ -76,7 +76,7 @@ def test_default_model_was_only_found_from_the_repository_root(elsewhere, instal
     assert locate.find_model() == locate.ModelChoice(installed_default, "installed default")
     result = CliRunner().invoke(app, ["tag", str(EXAMPLES), "--device", "cpu", "-o", "out.json"], env=ENV)
     assert result.exit_code == 0, result.stderr
-    assert len(json.loads(Path("out.json").read_text())) == 6
+    assert len(json.loads(Path("out.json").read_text())["records"]) == 6
 
 
 def test_model_is_chosen_by_flag_then_environment_then_exported_then_installed(
@@ -166,7 +166,7 @@ def test_a_run_of_prior_like_suggestions_went_unremarked(tmp_path):
     posts = same_post_five_times(tmp_path / "posts")
     runner = CliRunner()
     first = runner.invoke(app, ["tag", str(posts), "--model", str(EXPORTED), "--device", "cpu"], env=ENV)
-    top2 = [h["tag"] for h in json.loads(first.stdout)[0]["hashtags"][:2]]
+    top2 = [h["tag"] for h in json.loads(first.stdout)["records"][0]["hashtags"][:2]]
     assert "frequency prior" not in first.stderr  # the shipped prior is #sandy #hurricanesandy: not these posts'
     like = linked_copy(EXPORTED, tmp_path / "like", scope={"prior": top2})
     result = runner.invoke(app, ["tag", str(posts), "--model", str(like), "--device", "cpu"], env=ENV)
@@ -186,7 +186,7 @@ def test_the_shipped_model_refused_candidates(tmp_path):
     assert result.exit_code == 0, result.stderr
     companion = f"candidates scored by the names-head companion model ({EXPORTED / 'candidates'})"
     assert companion in result.stderr.splitlines()
-    for record in json.loads(result.stdout):
+    for record in json.loads(result.stdout)["records"]:
         seen = {h["tag"]: h["seen"] for h in record["hashtags"]}
         assert len(seen) == 252 and seen["brunch"] is False and seen["hiking"] is False and seen["sandy"] is True
     # The same bundle without its companion says what to do.

@@ -4,6 +4,7 @@ would give where there is only one."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -30,7 +31,12 @@ def example_records() -> list[dict]:
     proc = cli_without_torch("tag", str(EXAMPLES), "--model", str(EXPORTED), "--device", "cpu", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "torch not imported" in proc.stderr
-    return json.loads(proc.stdout)
+    # Since issue 28 a JSON output, on stdout as in a file, is {"provenance": {...}, "records": [...]}: which
+    # model (its digest), hashtagger version and options made it. The records themselves are unchanged.
+    output = json.loads(proc.stdout)
+    manifest_digest = hashlib.sha256((EXPORTED / "manifest.json").read_bytes()).hexdigest()
+    assert output["provenance"]["model_digest"] == manifest_digest
+    return output["records"]
 
 
 def test_every_example_post_gets_a_record(example_records):

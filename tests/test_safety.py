@@ -37,6 +37,7 @@ from hashtagger.io.claims import claim_output, lock_path
 from hashtagger.io.files import atomic_folder
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.provenance import sidecar
 from hashtagger.tagging.run import tag, usable_cores
 from hashtagger.tagging.tagger import open_runner
 from hashtagger.tagging.writers import neutralise, read_records
@@ -180,7 +181,7 @@ def test_an_existing_output_needs_resume_or_overwrite(posts, tiny_bundle, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         tag(posts, out, None, TagOptions(model=tiny_bundle, device="cpu"), console=quiet(), overwrite=True)
     assert out.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir() if p.name != "posts"] == [out.name]
+    assert [p.name for p in tmp_path.iterdir() if p.name not in ("posts", sidecar(out).name)] == [out.name]
     monkeypatch.undo()
     code, _, stderr, _ = run("tag", posts, "--model", tiny_bundle, "-o", out, "--overwrite")
     assert code == 0, stderr
@@ -232,7 +233,8 @@ def test_a_run_that_tags_nothing_keeps_the_old_output(posts, bad_posts, tiny_bun
     code, _, stderr, _ = run("tag", bad_posts, "--model", tiny_bundle, "-o", out, flag)
     assert code == 1 and len(errors(stderr)) == 1 and "none of the 2 posts could be tagged" in stderr
     assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bad", "posts", out.name])
+    provenance = [sidecar(out).name] if fmt == "csv" else []  # the first run's, beside its CSV
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["bad", "posts", out.name, *provenance])
 
 
 # 6. file names that are not UTF-8, captions that cannot be read

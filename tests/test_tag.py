@@ -32,6 +32,7 @@ from hashtagger.data.posts import load_posts
 from hashtagger.errors import DataError
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import tag_posts
+from hashtagger.tagging.provenance import sidecar
 from hashtagger.tagging.run import tag
 from hashtagger.tagging.tagger import open_runner
 from hashtagger.tagging.writers import done_ids, open_writer, read_records, remaining
@@ -75,7 +76,9 @@ def test_cli_end_to_end_without_torch(posts, tiny_bundle):
     assert proc.returncode == 0, proc.stderr
     assert "torch not imported" in proc.stderr
     assert time.perf_counter() - start < 30  # start-up is quick: no torch, no hub, two small sessions
-    records = json.loads(proc.stdout)
+    output = json.loads(proc.stdout)  # {"provenance", "records"}, as a JSON file holds them
+    assert output["provenance"]["options"]["top_k"] == 5 and output["provenance"]["hashtagger"]
+    records = output["records"]
     expected_ids = sorted(p.relative_to(posts).as_posix() for p in posts.rglob("*.png"))
     assert [r["id"] for r in records] == expected_ids
     vocab = set(json.loads((tiny_bundle / "hashtags.json").read_text())["vocab"])
@@ -149,8 +152,9 @@ def test_formats_follow_the_extension_unless_told(posts, tiny_bundle, tmp_path):
         posts, "--model", tiny_bundle, "--device", "cpu", "--format", "jsonl", "-o", tmp_path / "out.txt"
     )
     assert code == 0, stderr
-    lines = (tmp_path / "out.txt").read_text().splitlines()
-    assert len(lines) == 24 and json.loads(lines[0])["status"] == "ok"
+    lines = (tmp_path / "out.txt").read_text().splitlines()  # the provenance line, then a record per post
+    assert len(lines) == 25 and "model_digest" in json.loads(lines[0])["provenance"]
+    assert json.loads(lines[1])["status"] == "ok"
 
     code, _, stderr = cli(posts, "--model", tiny_bundle, "-o", tmp_path / "out.txt")
     assert code != 0 and "pass --format" in stderr
@@ -278,7 +282,7 @@ def test_exit_status_and_one_line_errors(posts, tiny_bundle, tmp_path):
     imgs.not_an_image(bad / "b.png")
     code, _, stderr = cli(bad, "--model", tiny_bundle, "-o", tmp_path / "bad.json")
     assert code != 0 and "none of the 2 posts could be tagged: image_empty (1), not_an_image (1)" in stderr
-    assert [r["status"] for r in json.loads((tmp_path / "bad.json").read_text())] == [
+    assert [r["status"] for r in json.loads((tmp_path / "bad.json").read_text())["records"]] == [
         "skipped: image file is empty",
         "skipped: not an image (unrecognised format)",
     ]  # the records that say why are still written
@@ -322,7 +326,9 @@ def test_json_and_csv_are_replaced_only_when_complete(posts, tiny_bundle, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary or lock file left behind
     monkeypatch.undo()
     tag(posts, out, None, TagOptions(model=tiny_bundle, device="cpu"), console=quiet(), overwrite=True)
-    assert len(read_records(out, fmt)) == 24 and [p.name for p in tmp_path.iterdir()] == [out.name]
+    assert len(read_records(out, fmt)) == 24
+    beside = [out.name] + ([sidecar(out).name] if fmt == "csv" else [])  # a CSV's provenance goes beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(beside)
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "jsonl"])
@@ -401,7 +407,7 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists() and out.read_bytes().count(b"\n") >= 10:
+            if out.exists() and out.read_bytes().count(b"\n") >= 11:  # the provenance line and 10 records
                 break
             time.sleep(0.005)
         assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read().decode()
@@ -411,7 +417,7 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.stderr.close()
-    written = out.read_bytes().count(b"\n")
+    written = out.read_bytes().count(b"\n") - 1  # less the provenance line
     assert 10 <= written < len(rows)
 
     resumed = subprocess.run(
@@ -423,7 +429,7 @@ def test_killed_jsonl_run_resumes_with_every_post_once(tiny_bundle, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{written} posts already done" in resumed.stderr
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out, "jsonl")
     assert [r["id"] for r in records] == [image for image, _ in rows]  # every post exactly once, in input order
     assert all(r["status"] == "ok" for r in records)
 

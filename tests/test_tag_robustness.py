@@ -19,6 +19,7 @@ from hashtagger.tagging.pipeline import tag_posts
 from hashtagger.tagging.records import NO_CAPTION
 from hashtagger.tagging.run import tag
 from hashtagger.tagging.tagger import open_runner
+from hashtagger.tagging.writers import read_records
 
 CAPTION = "my cat in the park today #redcat"
 
@@ -64,7 +65,7 @@ def mixed_run(mixed, tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "tags.jsonl"
     log = io.StringIO()
     summary = tag(mixed, out, None, TagOptions(model=tiny_bundle, batch_size=4), console=Console(file=log, width=200))
-    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    records = read_records(out, "jsonl")
     return summary, records, log.getvalue()
 
 

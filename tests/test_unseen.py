@@ -19,6 +19,7 @@ from hashtagger.data.tagnames import hold_out, read_candidates, tag_words
 from hashtagger.errors import DataError
 from hashtagger.evaluation import ranking
 from hashtagger.evaluation.options import EvaluateOptions
+from hashtagger.tagging.writers import read_records
 
 
 def test_tag_words_segments_hashtags():
@@ -291,7 +292,7 @@ def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_d
     )
     summary = tag(posts, out, options=options, console=Console(file=io.StringIO()))
     assert summary.tagged == 40 and len(embedded) == 1  # 5 batches, one embedding of the candidates
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out, "jsonl")
     for r in records:
         tags = {t["tag"]: t["seen"] for t in r["hashtags"]}
         assert len(tags) == every
@@ -305,7 +306,7 @@ def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_d
         console=Console(file=io.StringIO()),
     )
     assert plain.tagged == 40
-    first = json.loads((tmp_path / "plain.jsonl").read_text().splitlines()[0])
+    first = read_records(tmp_path / "plain.jsonl", "jsonl")[0]
     assert {t["tag"] for t in first["hashtags"]} == set(hashtags["vocab"]) and "seen" not in first["hashtags"][0]
 
 

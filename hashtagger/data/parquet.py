@@ -82,9 +82,15 @@ def _schema(records: list[dict]) -> pa.Schema:
     )
 
 
-def write_records(records: list[dict], f: IO[bytes]) -> None:
-    """The records as one Parquet table into an open binary file."""
-    pq.write_table(pa.Table.from_pylist(records, schema=_schema(records)), f)
+def write_records(records: list[dict], f: IO[bytes], metadata: dict[bytes, bytes] | None = None) -> None:
+    """The records as one Parquet table into an open binary file; `metadata`: the schema's (the provenance)."""
+    schema = _schema(records)
+    pq.write_table(pa.Table.from_pylist(records, schema=schema.with_metadata(metadata) if metadata else schema), f)
+
+
+def metadata(path: Path) -> dict[bytes, bytes]:
+    """The schema metadata of a Parquet file, from its footer."""
+    return dict(_open(path).schema_arrow.metadata or {})
 
 
 def read_records(path: Path) -> list[dict]:

@@ -10,6 +10,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -31,8 +32,10 @@ def plain(value: object) -> Text:
     return Text(str(value))
 
 
-def progress_bar(console: Console, *columns: ProgressColumn, transient: bool = False) -> Progress:
-    """description, bar, done/total, then `columns`, then the time remaining."""
+def progress_bar(
+    console: Console, *columns: ProgressColumn, transient: bool = False, disable: bool = False
+) -> Progress:
+    """description, bar, done/total, then `columns`, then the time remaining; `disable`: nothing drawn."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -41,17 +44,24 @@ def progress_bar(console: Console, *columns: ProgressColumn, transient: bool = F
         TimeRemainingColumn(),
         console=console,
         transient=transient,
+        disable=disable,
     )
 
 
+def count(progress: Progress, task: TaskID, n: int = 1) -> None:
+    """Advance `task` by n, noting when (for PostsPerSecond)."""
+    progress.update(task, advance=n, counted_at=progress.get_time())
+
+
 class PostsPerSecond(ProgressColumn):
-    """Average posts/s since the start: records arrive a batch at a time, so instant rates jump."""
+    """Posts/s from the start to the last `count`: posts arrive a batch at a time, so an instant rate jumps, and
+    an average up to now sinks while the next batch is scored. Steady between counts."""
 
     def render(self, task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not elapsed or not task.completed:
+        at = task.fields.get("counted_at")
+        if at is None or task.start_time is None or not task.completed or at <= task.start_time:
             return Text("- posts/s", style="progress.data.speed")
-        return Text(f"{task.completed / elapsed:,.1f} posts/s", style="progress.data.speed")
+        return Text(f"{task.completed / (at - task.start_time):,.1f} posts/s", style="progress.data.speed")
 
 
 def preparation_table(rows: list[tuple[str, int]]) -> Table:

@@ -40,12 +40,20 @@ from hashtagger.tagging.stages import run_ahead
 CPU = "CPUExecutionProvider"
 
 
-def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: TagOptions) -> Iterator[dict]:
+def tag_posts(
+    posts: Iterable[Post],
+    bundle: Bundle,
+    runner: Runner,
+    options: TagOptions,
+    on_scored: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
     """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}.
 
     Three stages overlap, joined by bounded queues (stages.run_ahead): images are decoded in `options.workers`
     threads a few batches ahead; one thread groups the posts, runs the region extractor on each batch's new
-    images and tokenises its captions; the caller's thread runs LXMERT and writes the records."""
+    images and tokenises its captions; the caller's thread runs LXMERT and writes the records. `on_scored(n)`:
+    a batch of n posts is scored (its records come out when the posts before them are done: a progress bar
+    that counts these moves batch by batch, not a grouping window at a time)."""
     options = sized(options, runner)
     settings = image_settings(bundle, options)
     picker = make_picker(options, bundle, runner)
@@ -66,6 +74,8 @@ def tag_posts(posts: Iterable[Post], bundle: Bundle, runner: Runner, options: Ta
     try:
         for batch in run_ahead(prepared(), depth=1, name="extract"):
             records = _score(batch, bundle, runner, picker, options.explain)
+            if on_scored is not None:
+                on_scored(len(records))
             done.update(zip(batch.where, records, strict=True))
             while next_out in done:
                 yield done.pop(next_out)

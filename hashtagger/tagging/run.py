@@ -4,8 +4,10 @@ work, `--resume` from the records already written, and the run's summary."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +18,7 @@ from hashtagger.bundle.locate import find_model
 from hashtagger.data.posts import load_posts, posts_input
 from hashtagger.errors import BundleError, DataError, OutputError
 from hashtagger.io.claims import Claim, Reads, claim_output
-from hashtagger.io.console import PostsPerSecond, plain, progress_bar, say
+from hashtagger.io.console import PostsPerSecond, count, plain, progress_bar, say
 from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
@@ -94,19 +96,20 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
         say(console, f"resuming {output}: {summary.resumed} posts already done, {len(todo)} to go")
-    writer = open_writer(claim, fmt, resume)
+    writer = open_writer(claim, fmt, resume, tagger.provenance())
     run_start = time.perf_counter()
+    # Records shown on a terminal: a live bar on the same screen would break them up (the records show progress).
+    quiet = output is None and sys.stdout.isatty()
     try:
-        with progress_bar(console, PostsPerSecond()) as progress:
+        with progress_bar(console, PostsPerSecond(), disable=quiet) as progress:
             task = progress.add_task("tagging", total=len(todo))
-            for record in tagger.tag_many(todo):
+            for record in tagger.tag_many(todo, on_scored=partial(count, progress, task)):
                 if summary.processed == 0:
                     summary.startup_s = time.perf_counter() - start
                 if not summary.tagged and is_tagged(record):
                     writer.commit()
                 writer.write(record)
                 summary.count(record)
-                progress.advance(task)
     except BaseException:
         writer.abort()
         raise

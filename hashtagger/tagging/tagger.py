@@ -3,7 +3,7 @@ and `Tag`, one recommended hashtag. The pipeline behind it is in pipeline.py, th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from hashtagger.errors import BundleError, DataError, HashtaggerError, ImageErro
 from hashtagger.tagging.options import TagOptions, check_options, resolve_threshold
 from hashtagger.tagging.picking import hashtag_list
 from hashtagger.tagging.pipeline import Loaded, tag_loaded_posts, tag_posts
+from hashtagger.tagging.provenance import provenance
 from hashtagger.tagging.records import TAGGED
 from hashtagger.tagging.sidecars import read_sidecar
 
@@ -117,12 +118,21 @@ class Tagger:
         """The ONNX Runtime provider that runs the model, e.g. CPUExecutionProvider."""
         return self.runner.provider
 
-    def tag_many(self, posts: str | Path | Iterable[Post | tuple[str | Path, str | None]]) -> Iterator[dict]:
+    def tag_many(
+        self,
+        posts: str | Path | Iterable[Post | tuple[str | Path, str | None]],
+        on_scored: Callable[[int], None] | None = None,
+    ) -> Iterator[dict]:
         """One record per post, in input order: {"id", "status", "reason", "hashtags": [{"tag", "score"}]}.
-        `posts`: a folder or CSV, or Posts, or (image path, caption) pairs, read as they are needed."""
+        `posts`: a folder or CSV, or Posts, or (image path, caption) pairs, read as they are needed.
+        `on_scored(n)`: called as each batch of n posts is scored, for a progress bar."""
         if isinstance(posts, (str, Path)):
             posts = load_posts(posts, self.options.columns)
-        return tag_posts(map(_as_post, posts), self.bundle, self.runner, self.options)
+        return tag_posts(map(_as_post, posts), self.bundle, self.runner, self.options, on_scored)
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced this Tagger's records (provenance.py): model digest, version, options, graphs, time."""
+        return provenance(self.bundle, self.options, self.runner.variant, self.runner.provider)
 
     def tag_loaded(self, posts: list[Post], loaded: dict[Path, Loaded]) -> list[dict]:
         """Records for `posts`, in order, whose images were loaded elsewhere (tag --engine ray's decoding tasks):

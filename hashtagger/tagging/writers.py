@@ -1,5 +1,7 @@
-"""Writers for `tag`'s records: JSON (array), JSONL (one record a line), CSV and Parquet; reading an output back for
---resume.
+"""Writers for `tag`'s records: JSON ({"provenance", "records": [...]}, one record a line, in a file and on stdout
+alike), JSONL (a provenance line, then one record a line), CSV (the provenance in a sidecar) and Parquet (in its
+schema metadata) - provenance.py says what the provenance holds; the format registry that --resume reads outputs
+back through (readers.py parses them).
 
 Nothing already written is lost (outputs.claim_output decides up front what a run may touch):
 - JSON, CSV and Parquet files are written to a temporary file in the output's folder and renamed over the output only
@@ -21,7 +23,6 @@ order, so those are exactly the posts already done).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import sys
@@ -35,9 +36,10 @@ from typing import IO
 
 from hashtagger.errors import OutputError
 from hashtagger.io.claims import Claim, new_file_mode
-from hashtagger.io.files import atomic_open
+from hashtagger.io.files import atomic_open, atomic_write
+from hashtagger.tagging.provenance import JSON_TAIL, KEY, PARQUET_KEY, json_head, sidecar
+from hashtagger.tagging.readers import CSV_COLUMNS, parse_csv, parse_json, parse_jsonl, read_parquet, text_records
 
-CSV_COLUMNS = ("id", "status", "reason", "hashtags", "scores")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -60,10 +62,6 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell.startswith((*FORMULA_STARTS, "'")) else cell
 
 
-def _restore(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") else cell
-
-
 def csv_row(record: dict) -> list[str]:
     tags = record.get("hashtags") or []
     return [
@@ -73,17 +71,6 @@ def csv_row(record: dict) -> list[str]:
         neutralise(" ".join("#" + t["tag"] for t in tags)),
         " ".join(f"{t['score']:.4f}" for t in tags),
     ]
-
-
-def _from_csv_row(row: dict) -> dict:
-    tags = _restore(row.get("hashtags") or "").split()
-    scores = (row.get("scores") or "").split()
-    return {
-        "id": _restore(row.get("id") or ""),
-        "status": _restore(row.get("status") or ""),
-        "reason": row.get("reason", ""),
-        "hashtags": [{"tag": t.lstrip("#"), "score": float(s)} for t, s in zip(tags, scores, strict=False)],
-    }
 
 
 def _json_line(record: dict) -> str:
@@ -119,7 +106,15 @@ class JsonlWriter(Writer):
         self.start = stream.tell() if owned and stream.seekable() else 0
 
     @classmethod
-    def open(cls, claim: Claim, resume: bool = False) -> JsonlWriter:
+    def open(cls, claim: Claim, resume: bool = False, provenance: dict | None = None) -> JsonlWriter:
+        """The writer, its provenance line written first unless records are appended to an existing output."""
+        writer = cls._open(claim, resume)
+        if provenance is not None and not (resume and writer.start > 0):
+            writer.write({KEY: provenance})
+        return writer
+
+    @classmethod
+    def _open(cls, claim: Claim, resume: bool) -> JsonlWriter:
         path = claim.path
         if path is None:
             return cls(sys.stdout, owned=False)
@@ -184,70 +179,85 @@ class JsonlWriter(Writer):
 class AtomicWriter(Writer):
     """Collects the records; close() writes old + new records to a temporary file and renames it over the output."""
 
-    def __init__(self, path: Path, previous: list[dict], fmt: str):
-        self.path, self.records, self.fmt = path, list(previous), fmt
+    def __init__(self, path: Path, previous: list[dict], fmt: str, provenance: dict | None = None):
+        self.path, self.records, self.fmt, self.provenance = path, list(previous), fmt, provenance
 
     def write(self, record: dict) -> None:
         self.records.append(record)
 
     def close(self) -> None:
-        write_file(self.path, self.records, self.fmt)
+        write_file(self.path, self.records, self.fmt, self.provenance)
 
     def abort(self) -> None:
         pass  # the output is only ever replaced by a complete file
 
 
-def _dump_json(records: list[dict], f: IO[str]) -> None:
-    json.dump(records, f, ensure_ascii=False, indent=1)
-    f.write("\n")
+def _dump_json(records: list[dict], f: IO[str], provenance: dict | None) -> None:
+    f.write(json_head(provenance) + ",\n".join(map(_json_line, records)) + JSON_TAIL)
 
 
-def _dump_jsonl(records: list[dict], f: IO[str]) -> None:
+def _dump_jsonl(records: list[dict], f: IO[str], provenance: dict | None) -> None:
+    if provenance is not None:
+        f.write(_json_line({KEY: provenance}) + "\n")
     f.writelines(_json_line(r) + "\n" for r in records)
 
 
-def _dump_csv(records: list[dict], f: IO[str]) -> None:
+def _dump_csv(records: list[dict], f: IO[str], provenance: dict | None) -> None:
     out = csv.writer(f)
     out.writerow(CSV_COLUMNS)
     out.writerows(csv_row(r) for r in records)
 
 
-def _text_file(dump: Callable[[list[dict], IO[str]], None]) -> Callable[[Path, list[dict]], None]:
-    def write(path: Path, records: list[dict]) -> None:
+# A whole file of records, with the provenance where the format keeps it (None: none).
+FileWrite = Callable[[Path, list[dict], "dict | None"], None]
+
+
+def _text_file(dump: Callable[[list[dict], IO[str], dict | None], None]) -> FileWrite:
+    def write(path: Path, records: list[dict], provenance: dict | None) -> None:
         with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-            dump(records, f)
+            dump(records, f, provenance)
 
     return write
 
 
-def _write_parquet(path: Path, records: list[dict]) -> None:
+def _write_csv(path: Path, records: list[dict], provenance: dict | None) -> None:
+    """The CSV stays a plain table (a `#` comment line would be a row to pandas); its provenance goes beside it."""
+    _text_file(_dump_csv)(path, records, None)
+    if provenance is not None:
+        atomic_write(sidecar(path), (json.dumps(provenance, ensure_ascii=False, indent=1) + "\n").encode())
+
+
+def _write_parquet(path: Path, records: list[dict], provenance: dict | None) -> None:
     from hashtagger.data import parquet  # pyarrow only for a Parquet output
 
     with atomic_open(path, "wb") as binary:
-        parquet.write_records(records, binary)
+        parquet.write_records(records, binary, {PARQUET_KEY: _json_line(provenance).encode()} if provenance else None)
 
 
-def write_file(path: Path, records: list[dict], fmt: str) -> None:
+def write_file(path: Path, records: list[dict], fmt: str, provenance: dict | None = None) -> None:
     """All of `records` as one file of format `fmt`, written to a temporary name and renamed over `path` when
-    complete (a whole output, or one shard of a Ray run)."""
-    FORMATS[fmt].write(path, records)
+    complete (a whole output, or one shard of a Ray run), with `provenance` where the format keeps it."""
+    FORMATS[fmt].write(path, records, provenance)
 
 
 class JsonStreamWriter(Writer):
-    """JSON to stdout or a non-regular file: the array is written as records come, and is valid once closed."""
+    """JSON to stdout or a non-regular file, in a JSON file's layout: written as records come, valid once closed."""
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], provenance: dict | None = None):
         self.stream, self.count = stream, 0
+        with _writing(stream):
+            stream.write(json_head(provenance))
+            stream.flush()
 
     def write(self, record: dict) -> None:
         with _writing(self.stream):
-            self.stream.write(("[\n " if self.count == 0 else ",\n ") + _json_line(record))
+            self.stream.write(("" if self.count == 0 else ",\n") + _json_line(record))
             self.stream.flush()
         self.count += 1
 
     def close(self) -> None:
         with _writing(self.stream):
-            self.stream.write("[]\n" if self.count == 0 else "\n]\n")
+            self.stream.write(JSON_TAIL)
             self.stream.flush()
             _close_unless_std(self.stream)
 
@@ -260,7 +270,7 @@ class JsonStreamWriter(Writer):
 class CsvStreamWriter(Writer):
     """CSV to stdout or a non-regular file, row by row."""
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], provenance: dict | None = None):  # no sidecar beside a stream
         self.stream, self.out = stream, csv.writer(stream)
         with _writing(stream):
             self.out.writerow(CSV_COLUMNS)
@@ -308,99 +318,34 @@ def _writing(stream: IO[str]) -> Iterator[None]:
         raise OutputError(f"cannot write {getattr(stream, 'name', 'the output')}: {e.strerror or e}") from None
 
 
-def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False) -> Writer:
+def open_writer(target: Claim | Path | None, fmt: str, resume: bool = False, provenance: dict | None = None) -> Writer:
     """The writer for a format; with resume, new records follow those already in the output. `target` is
-    the run's claim on its output (a bare path: a new or replaceable file)."""
+    the run's claim on its output (a bare path: a new or replaceable file); `provenance` goes where the format
+    keeps it (provenance.py; a CSV streamed to stdout has nowhere to put it)."""
     claim = target if isinstance(target, Claim) else Claim(target)
-    return FORMATS[fmt].writer(FORMATS[fmt], claim, resume)
+    return FORMATS[fmt].writer(FORMATS[fmt], claim, resume, provenance)
 
 
-def _replace_when_complete(fmt: Format, claim: Claim, resume: bool) -> Writer:
+def _replace_when_complete(fmt: Format, claim: Claim, resume: bool, provenance: dict | None) -> Writer:
     """A regular file: collected and written whole. stdout, a FIFO or a device: streamed where the format can be."""
     if claim.path is None or claim.special:
         if fmt.stream is None:
             raise OutputError(f"{fmt.title} is written to a regular file, not streamed: pass -o out{fmt.extensions[0]}")
         # Owned by the writer, which closes it (a FIFO or a device: written through, never replaced).
         stream = sys.stdout if claim.path is None else open(claim.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        return fmt.stream(stream)
+        return fmt.stream(stream, provenance)
     previous = fmt.read(claim.path) if resume and _has_content(claim.path) else []
-    return AtomicWriter(claim.path, previous, fmt.name)
+    return AtomicWriter(claim.path, previous, fmt.name, provenance)
 
 
-def _append(fmt: Format, claim: Claim, resume: bool) -> Writer:
-    return JsonlWriter.open(claim, resume)
+def _append(fmt: Format, claim: Claim, resume: bool, provenance: dict | None) -> Writer:
+    return JsonlWriter.open(claim, resume, provenance)
 
 
 def read_records(path: Path, fmt: str) -> list[dict]:
     """The records of an existing output (none when it does not exist). JSONL: every complete line; JSON / CSV /
     Parquet: the whole (complete) file."""
     return FORMATS[fmt].read(path)
-
-
-def _text_records(parse: Callable[[str, Path], list[dict]]) -> Callable[[Path], list[dict]]:
-    def read(path: Path) -> list[dict]:
-        try:
-            with open(path, encoding="utf-8", newline="") as f:  # newline="": a \r inside a CSV cell stays a \r
-                text = f.read()
-        except FileNotFoundError:
-            return []
-        except (OSError, UnicodeDecodeError) as e:
-            raise OutputError(f"cannot resume from {path}: {e}") from None
-        return parse(text, path)
-
-    return read
-
-
-def _parse_jsonl(text: str, path: Path) -> list[dict]:
-    records = []
-    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON keeps \u2028, \x85 in strings
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a killed run: that post is tagged again
-        if not is_tag_record(record):
-            raise OutputError(f"cannot resume from {path}: line {number} is not a tag record; not a tag output")
-        records.append(record)
-    return records
-
-
-def _parse_json(text: str, path: Path) -> list[dict]:
-    try:
-        records = json.loads(text)
-    except ValueError as e:
-        raise OutputError(f"cannot resume from {path}: not a complete JSON output ({e})") from None
-    if not isinstance(records, list) or not all(map(is_tag_record, records)):
-        raise OutputError(f"cannot resume from {path}: not a list of tag records")
-    return records
-
-
-def _parse_csv(text: str, path: Path) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames is None:
-        return []
-    missing = [c for c in CSV_COLUMNS if c not in reader.fieldnames]
-    if missing:  # an input CSV with an `id` column is not an output to extend
-        raise OutputError(
-            f"cannot resume from {path}: not a tag output (no column {', '.join(missing)}; "
-            f"columns: {', '.join(reader.fieldnames)})"
-        )
-    try:
-        return [_from_csv_row(row) for row in reader]
-    except ValueError as e:
-        raise OutputError(f"cannot resume from {path}: bad scores ({e})") from None
-
-
-def is_tag_record(record: object) -> bool:
-    """A record `tag` writes: an object with a string id and status (what --resume relies on)."""
-    return isinstance(record, dict) and isinstance(record.get("id"), str) and isinstance(record.get("status"), str)
-
-
-def _read_parquet(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    from hashtagger.data import parquet
-
-    return parquet.read_records(path)
 
 
 def done_ids(path: Path, fmt: str) -> Counter:
@@ -441,10 +386,10 @@ class Format:
     name: str  # --format's value
     title: str  # in messages
     extensions: tuple[str, ...]  # the first one is the format's own, the others are read as it too
-    write: Callable[[Path, list[dict]], None]  # a whole file, atomically (a complete output or one Ray shard)
+    write: FileWrite  # a whole file, atomically (a complete output or one Ray shard), with its provenance
     read: Callable[[Path], list[dict]]  # an existing output's records ([] when absent), for --resume and review
-    stream: Callable[[IO[str]], Writer] | None = None  # a writer onto stdout or a pipe; None: regular files only
-    writer: Callable[[Format, Claim, bool], Writer] = _replace_when_complete  # opens a run's output
+    stream: Callable[[IO[str], dict | None], Writer] | None = None  # onto stdout or a pipe; None: regular files only
+    writer: Callable[[Format, Claim, bool, dict | None], Writer] = _replace_when_complete  # opens a run's output
     appends: bool = False  # each record reaches the file when written: an interrupted run keeps them (--resume)
     nested: bool = True  # holds --explain's nested records
     shards: bool = False  # `tag --engine ray` may write its shards in it
@@ -470,21 +415,19 @@ def shard_formats() -> list[str]:
     return [f.name for f in FORMATS.values() if f.shards]
 
 
-register(Format("json", "JSON", (".json",), _text_file(_dump_json), _text_records(_parse_json), JsonStreamWriter))
+register(Format("json", "JSON", (".json",), _text_file(_dump_json), text_records(parse_json), JsonStreamWriter))
 register(
     Format(
         "jsonl",
         "JSONL",
         (".jsonl", ".ndjson"),
         _text_file(_dump_jsonl),
-        _text_records(_parse_jsonl),
+        text_records(parse_jsonl),
         writer=_append,
         appends=True,
         shards=True,
     )
 )
-register(
-    Format("csv", "CSV", (".csv",), _text_file(_dump_csv), _text_records(_parse_csv), CsvStreamWriter, nested=False)
-)
-register(Format("parquet", "Parquet", (".parquet",), _write_parquet, _read_parquet, nested=False, shards=True))
+register(Format("csv", "CSV", (".csv",), _write_csv, text_records(parse_csv), CsvStreamWriter, nested=False))
+register(Format("parquet", "Parquet", (".parquet",), _write_parquet, read_parquet, nested=False, shards=True))
 EXTENSIONS = {ext: f.name for f in FORMATS.values() for ext in f.extensions}

@@ -33,13 +33,13 @@ from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.locate import find_model
 from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
-from hashtagger.io.console import PostsPerSecond, progress_bar, say
+from hashtagger.io.console import PostsPerSecond, count, progress_bar, say
 from hashtagger.io.extras import require
 from hashtagger.tagging.options import TagOptions, resolve_threshold
-from hashtagger.tagging.picking import hashtag_list
 from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
+from hashtagger.tagging.provenance import provenance
 from hashtagger.tagging.ray.partition import Shard, Source, partition, read_shard
-from hashtagger.tagging.ray.shards import ShardFolder, bundle_digest, shard_folder
+from hashtagger.tagging.ray.shards import ShardFolder, shard_folder
 from hashtagger.tagging.records import TagSummary
 from hashtagger.tagging.run import run_inputs, summary_table
 from hashtagger.tagging.tagger import Tagger
@@ -93,21 +93,12 @@ def tag_on_ray(
     if not shards:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV / Parquet: a row a post)")
     manifest = {
-        "model": str(bundle.path),
-        "model_digest": bundle_digest(bundle.path),
+        **provenance(bundle, options),  # model, its digest, version, options, time
         "format": fmt,
         "input": str(Path(input).resolve()),
         "posts": sum(s.count for s in shards),
         "shards": len(shards),
         "shard_size": ray_options.shard_size,
-        "options": {
-            "top_k": options.top_k,
-            "threshold": options.threshold,
-            "variant": options.variant,
-            "keep_own": options.keep_own,
-            "exclude": list(hashtag_list(options.exclude)),
-            "always": list(hashtag_list(options.always)),
-        },
     }
     with shard_folder(output, manifest, run_inputs(input, options)) as folder:
         done = folder.done(len(shards))
@@ -312,7 +303,7 @@ def _run(
                 del pending[shard]
                 for record in ordered:
                     summary.count(record)
-                progress.advance(task, counts[shard])
+                count(progress, task, counts[shard])
     summary.seconds = time.perf_counter() - start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
     summary.provider = f"Ray ({plan.actors} actor{'s' if plan.actors > 1 else ''})"

@@ -2,7 +2,8 @@
 that names the model and the run. No torch.
 
     out/
-      manifest.json            the model (bundle path and digest), input, post and shard counts, format, options
+      manifest.json            the run's provenance (provenance.py: the model, its digest, the hashtagger version,
+                               options, when it started), input, post and shard counts, format
       shard-00000.jsonl        the records of posts 0 .. shard_size - 1, in input order (or .parquet)
       .shard-00001.jsonl.*.tmp a shard being written: renamed to its name only when complete
 
@@ -21,15 +22,10 @@ from pathlib import Path
 
 from hashtagger.errors import OutputError
 from hashtagger.io.claims import Inputs, claim_output
-from hashtagger.io.files import atomic_write, sha256_file
+from hashtagger.io.files import atomic_write
 from hashtagger.tagging.writers import read_records, write_file
 
 MANIFEST = "manifest.json"
-
-
-def bundle_digest(model: Path) -> str:
-    """A bundle's identity: the SHA-256 of its manifest, which holds the SHA-256 of every one of its files."""
-    return sha256_file(Path(model) / "manifest.json")
 
 
 def shard_name(index: int, fmt: str) -> str:
@@ -108,7 +104,7 @@ def _check_same_run(path: Path, old: dict, new: dict) -> None:
             f"{path} holds shards of another model ({old.get('model', 'unknown')}, bundle digest {digest}); "
             "tag into another --output, or remove the folder to start again"
         )
-    same_model = ("model", "model_digest")
+    same_model = ("model", "model_digest", "created")  # "created": when the first run started
     differ = sorted(k for k in new.keys() | old.keys() if k not in same_model and old.get(k) != new.get(k))
     if differ:
         changes = "; ".join(f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in differ)
