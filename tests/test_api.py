@@ -51,11 +51,13 @@ def test_tag_many_gives_the_records_the_cli_writes(tagger, posts_dir, tiny_bundl
 def test_tag_one_post_gives_tags_best_first(tagger, posts_dir):
     image = sorted(posts_dir.glob("*.png"))[0]
     caption = image.with_suffix(".txt").read_text()
-    tags = tagger.tag(image, caption)
+    one = tagger.tag(image, caption)
+    tags = one.tags
     assert len(tags) == 5 and all(type(t).__name__ == "Tag" for t in tags)
     assert [t.score for t in tags] == sorted((t.score for t in tags), reverse=True)
     (record,) = tagger.tag_many([(image, caption)])
-    assert record["reason"] == "ok" and [{"tag": t.tag, "score": t.score} for t in tags] == record["hashtags"]
+    assert type(record) is type(one) and record == one  # tag() and tag_many() give the same record type
+    assert record.reason == "ok" and [{"tag": t.tag, "score": t.score} for t in tags] == record["hashtags"]
     assert tagger.provider == "CPUExecutionProvider"
 
 

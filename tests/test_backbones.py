@@ -187,7 +187,7 @@ def test_train_export_and_tag_with_a_timm_backbone(posts_dir, tmp_path, monkeypa
         size=64, interpolation="bicubic", crop_pct=0.95, crop_mode="center"
     )
     image = next(posts_dir.rglob("*.png"))
-    tags = Tagger.open(bundle_dir, device="cpu").tag(image, "a cat")
+    tags = Tagger.open(bundle_dir, device="cpu").tag(image, "a cat").tags
     assert tags and all(0 <= t.score <= 1 for t in tags)
 
 

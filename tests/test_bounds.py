@@ -229,7 +229,7 @@ def test_the_tagger_api_checks_its_ranges_and_closes(tiny_bundle):
             Tagger.open(tiny_bundle, device="cpu", **bad)
     with Tagger.open(tiny_bundle, device="cpu") as tagger:
         image = imgs.good(Path(tiny_bundle).parent / "api.png")
-        assert len(tagger.tag(image, "a cat")) == 5
+        assert len(tagger.tag(image, "a cat").tags) == 5
         for caption in (3, ["a cat"], b"a cat"):
             with pytest.raises(DataError, match="caption text or None"):
                 tagger.tag(image, caption)  # type: ignore[arg-type]

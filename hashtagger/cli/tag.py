@@ -22,8 +22,10 @@ def tag(
     input: Path = typer.Argument(
         ...,
         metavar="INPUT",
-        help="Folder of posts (image + same-stem .txt caption, recursive), or a CSV or Parquet file (image, caption).",
+        help="Folder of posts (image + same-stem .txt caption, recursive), a CSV or Parquet file (image, caption), "
+        "or one image (with its same-stem .txt, or --caption).",
     ),
+    caption: str | None = typer.Option(None, help="The caption of INPUT, one image (instead of its .txt file)."),
     model: Path | None = typer.Option(None, help=MODEL_HELP, show_default=False),
     top_k: int = typer.Option(5, min=1, help="Hashtags per post."),
     threshold: str | None = typer.Option(
@@ -119,9 +121,14 @@ def tag(
     ),
     workers_per_gpu: int = typer.Option(1, min=1, help="--engine ray: Tagger actors sharing each GPU."),
     shard_size: int = typer.Option(1000, min=1, help="--engine ray: posts per output shard."),
+    sidecars: Literal["skip", "overwrite", "append"] | None = typer.Option(
+        None,
+        help="Also write each tagged post's hashtags to <image stem>.tags beside its image (one #hashtag a line; "
+        "the .txt caption is never touched): skip an image that has one, overwrite it, or append the new hashtags.",
+    ),
 ) -> None:
     """Recommend hashtags for image + caption posts (ONNX Runtime; no torch)."""
-    from hashtagger.data.posts import CsvColumns
+    from hashtagger.data.posts import CsvColumns, image_post
     from hashtagger.tagging.options import TagOptions
     from hashtagger.tagging.run import interrupted_message
     from hashtagger.tagging.run import tag as run_tagging
@@ -144,6 +151,8 @@ def tag(
         always=always or (),
     )
     if engine == "ray":
+        if caption is not None or sidecars is not None:
+            fail("--caption and --sidecars are for tagging here; leave out --engine ray")
         need("ray", "tag --engine ray")
         from hashtagger.tagging.ray.engine import RayOptions
 
@@ -151,7 +160,8 @@ def tag(
         summary = _tag_on_ray(input, output, fmt, options, plan, overwrite)
     else:
         try:
-            summary = run_tagging(input, output, fmt, options, resume=resume, console=err, overwrite=overwrite)
+            posts = [image_post(input, caption)] if caption is not None else input
+            summary = run_tagging(posts, output, fmt, options, resume, err, overwrite, sidecars)
         except KeyboardInterrupt:
             fail(interrupted_message(output, fmt), 130)
         except HashtaggerError as e:

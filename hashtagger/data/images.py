@@ -5,6 +5,7 @@ Every way an image file can be bad ends in an ImageError whose message is the re
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import stat
@@ -105,7 +106,7 @@ def load_image(
     Pillow's own reducing_gap does: memory and time follow the output size, the result barely moves."""
     held: list[int] = []
     try:
-        return _decode(Path(path), max_pixels, size, budget, held)
+        return decode_image(_open_file(Path(path)), max_pixels, size, budget, held)
     finally:
         if held and held[0] >= TRIM_BYTES:  # the decoded pixels are freed once _decode has returned
             release_freed()
@@ -130,9 +131,16 @@ def release_freed() -> None:
         _libc_trim(0)
 
 
-def _decode(path: Path, max_pixels: int, size: int | None, budget: DecodeBudget | None, held: list[int]) -> Image.Image:
-    """load_image's work; `held` receives the decoded bytes it reserved."""
-    file = _open_file(path)
+def decode_image(
+    file: BinaryIO,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    size: int | None = None,
+    budget: DecodeBudget | None = None,
+    held: list[int] | None = None,
+) -> Image.Image:
+    """An open image file (or encoded bytes in a BytesIO) decoded as load_image decodes a path, and closed;
+    `held` receives the decoded bytes it reserved."""
+    held = [] if held is None else held
     try:
         with file, _opened(file) as im:
             if im.width * im.height > max_pixels:
@@ -175,6 +183,30 @@ def _open_file(path: Path) -> BinaryIO:
         return open(path, "rb")
     except OSError as e:
         raise ImageError(f"image file unreadable: {e.strerror or e}", "image_unreadable") from None
+
+
+def memory_image(image: object, max_pixels: int = DEFAULT_MAX_PIXELS, size: int | None = None) -> Image.Image:
+    """An image held in memory as load_image gives a file's: a PIL image, encoded bytes (a JPEG's, a PNG's...) or
+    a uint8 array (height x width, x 3 for RGB or x 4 for RGBA). ImageError (with its code) for anything else."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        if not len(image):
+            raise ImageError("image is empty (no bytes)", "image_empty")
+        return decode_image(io.BytesIO(bytes(image)), max_pixels, size)  # as a file of these bytes decodes
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+            raise ImageError(
+                f"not an image: an array of shape {image.shape} and dtype {image.dtype} "
+                "(expected uint8, height x width, x 3 or x 4)",
+                "not_an_image",
+            )
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"not an image: a {type(image).__name__} (a path, PIL image, bytes or array)", "not_an_image")
+    if image.width * image.height > max_pixels:
+        raise ImageError(
+            f"image too large ({image.width}x{image.height} pixels; limit {max_pixels})", "image_too_large"
+        )
+    return _to_rgb(ImageOps.exif_transpose(image))
 
 
 def _opened(file: BinaryIO) -> Image.Image:

@@ -137,13 +137,16 @@ def posts_input(source: str | Path) -> Path | Reads:
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:
-    """Posts from a directory (image + same-stem .txt / .tags, recursive), a CSV or a Parquet file."""
+    """Posts from a directory (image + same-stem .txt / .tags, recursive), a CSV or a Parquet file, or one image
+    (with its same-stem .txt / .tags)."""
     source = Path(source)
     if not source.exists():
         raise DataError(f"{source} does not exist")
     try:
         if source.is_dir():
             return directory_posts(source, walk_directory(source))
+        if source.suffix.lower() in IMAGE_EXTENSIONS:
+            return [image_post(source)]
         if source.suffix.lower() == ".csv":
             return _load_csv(source, columns)
         if source.suffix.lower() == ".parquet":
@@ -152,7 +155,26 @@ def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[P
         raise DataError(f"cannot read {e.filename or source}: {e.strerror or e}") from None
     except csv.Error as e:
         raise DataError(f"{source} is not a readable CSV: {e}") from None
-    raise DataError(f"{source} is neither a directory nor a .csv or .parquet file")
+    raise DataError(f"{source} is neither an image, a directory nor a .csv or .parquet file")
+
+
+def image_post(image: str | Path, caption: str | None = None) -> Post:
+    """One image as a post, read as a folder's post is: `caption`, else its same-stem .txt; its .tags, if any."""
+    image = Path(image)
+    if image.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise DataError(f"{image} is not an image ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+
+    def beside(suffix: str) -> str | None:
+        return next(
+            (n for n in (image.stem + suffix, image.stem + suffix.upper()) if (image.parent / n).is_file()), None
+        )
+
+    tags = beside(".tags")
+    (post,) = directory_posts(image.parent, [(image.name, beside(".txt") if caption is None else None, tags)])
+    if caption is not None:
+        post.caption = caption
+        post.hashtags = post.hashtags if tags else extract_hashtags(caption)
+    return post
 
 
 # A folder's post: its image, and the caption and hashtags files beside it (None: absent), relative to the folder.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,15 +93,24 @@ def read_caption(caption: str | None, caption_file: Path | None) -> str | None:
 
 
 def picture(image: Path, explanations: list[Explanation], settings: ImageSettings) -> bytes:
-    """A PNG with one panel per hashtag: the image under a heat map of its regions' weights (over the window the
-    model saw: a centre crop leaves the borders uncovered), the caption's words shaded by theirs, the score and
-    the image / caption shares in the title."""
+    """The PNG of figure() for the post's image (decoded reduced, as `tag` decodes it)."""
+    buffer = io.BytesIO()
+    shown = np.asarray(load_image(image, settings.max_pixels, PICTURE_SIDE, DecodeBudget()))
+    figure(shown, explanations, settings).savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def figure(picture: np.ndarray, explanations: list[Explanation], settings: ImageSettings) -> Any:
+    """One panel per hashtag: the whole image, a dashed frame round the part the model sees (a centre crop leaves
+    the borders out) with a heat map of its regions' weights inside it, the caption's words shaded by theirs, the
+    score and the image / caption shares in the title, and a legend in plain words. A matplotlib Figure."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
 
-    picture = np.asarray(load_image(image, settings.max_pixels, PICTURE_SIDE, DecodeBudget()))
     n = max(1, len(explanations))
-    fig = Figure(figsize=(4.2 * n, 5.6), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * n, 7.5), 6.0), layout="constrained")
     FigureCanvasAgg(fig)
     panels = fig.subplots(2, n, squeeze=False, height_ratios=[3, 1])
     height, width = picture.shape[:2]
@@ -109,6 +119,7 @@ def picture(image: Path, explanations: list[Explanation], settings: ImageSetting
         ax = panels[0, column]
         ax.imshow(picture)
         ax.imshow(_heat(e), extent=(left, right, bottom, top), interpolation="nearest")
+        ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white", lw=1.6, ls="--"))
         ax.set_xlim(0, width)
         ax.set_ylim(height, 0)
         ax.set_axis_off()
@@ -118,14 +129,20 @@ def picture(image: Path, explanations: list[Explanation], settings: ImageSetting
         _shaded_words(panels[1, column], e)
     if not explanations:
         panels[0, 0].set_title("no hashtags")
-    fig.suptitle(
-        "orange: removing the region / word lowers the score, blue: raises it; strength: its erasure weight "
-        "relative to its modality's largest, times that modality's Shapley share",
+    seen = "the whole picture, squashed to a square" if settings.crop_mode == "squash" else "its centre crop"
+    fig.legend(
+        handles=[
+            Patch(color=FOR, label="orange: regions and words that raise the hashtag's score"),
+            Patch(color=AGAINST, label="blue: those that lower it (darker: stronger)"),
+            Line2D([], [], color="grey", linestyle="--", label=f"dashed frame: what the model sees ({seen})"),
+        ],
+        loc="outside lower center",
+        ncol=1,
         fontsize=9,
+        frameon=False,
     )
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    fig.suptitle("Why these hashtags: image % / caption %, how much each part of the post counts", fontsize=10)
+    return fig
 
 
 FOR, AGAINST = (1.0, 0.45, 0.0), (0.1, 0.35, 1.0)  # orange: removing the part lowers the score; blue: raises it

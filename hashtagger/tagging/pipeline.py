@@ -14,7 +14,7 @@ A bad post (unreadable image, no image) gets a record that says why and the run 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,7 +26,7 @@ import numpy as np
 from hashtagger.bundle import gpu
 from hashtagger.bundle.format import Bundle
 from hashtagger.bundle.runtime import Runner
-from hashtagger.data.images import DecodeBudget, ImageSettings, load_pixels
+from hashtagger.data.images import DecodeBudget, ImageSettings, load_pixels, memory_image, preprocess
 from hashtagger.data.posts import Post, escape_undecodable
 from hashtagger.data.precomputed import precomputed_path, read_precomputed
 from hashtagger.data.text import caption_prefix, clean_caption, encode
@@ -46,6 +46,7 @@ def tag_posts(
     runner: Runner,
     options: TagOptions,
     on_scored: Callable[[int], None] | None = None,
+    in_memory: Mapping[Path, object] | None = None,
 ) -> Iterator[dict]:
     """One record per post, in input order: {"id", "status", "hashtags": [{"tag", "score"}, ...]}.
 
@@ -53,13 +54,14 @@ def tag_posts(
     threads a few batches ahead; one thread groups the posts, runs the region extractor on each batch's new
     images and tokenises its captions; the caller's thread runs LXMERT and writes the records. `on_scored(n)`:
     a batch of n posts is scored (its records come out when the posts before them are done: a progress bar
-    that counts these moves batch by batch, not a grouping window at a time)."""
+    that counts these moves batch by batch, not a grouping window at a time). `in_memory`: images given as
+    objects (images.memory_image), by the image_key of the post naming them."""
     options = sized(options, runner)
     settings = image_settings(bundle, options)
     picker = make_picker(options, bundle, runner)
     workers = options.workers or 1
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode")
-    load = loader(options, settings)
+    load = loader(options, settings, in_memory)
     caption = partial(_text, bundle=bundle)
     size = options.batch_size or 1
 
@@ -154,11 +156,15 @@ def image_key(post: Post) -> Path | None:
 Loaded = np.ndarray | tuple[np.ndarray, np.ndarray] | ImageError
 
 
-def loader(options: TagOptions, settings: ImageSettings) -> Callable[[Path], Loaded]:
-    """The function that loads an image for the model: decoded pixels, or the precomputed regions of --features-dir."""
+def loader(
+    options: TagOptions, settings: ImageSettings, in_memory: Mapping[Path, object] | None = None
+) -> Callable[[Path], Loaded]:
+    """The function that loads an image for the model: decoded pixels, or the precomputed regions of --features-dir.
+    `in_memory`: images held as objects, by key, decoded instead of a file."""
     if options.features_dir is not None:
         return partial(_read_regions, features_dir=Path(options.features_dir))
-    return partial(_decode, settings=settings, budget=DecodeBudget(options.decode_bytes))
+    decode = partial(_decode, settings=settings, budget=DecodeBudget(options.decode_bytes))
+    return partial(decode, in_memory=in_memory) if in_memory is not None else decode
 
 
 def image_settings(bundle: Bundle, options: TagOptions) -> ImageSettings:
@@ -166,9 +172,16 @@ def image_settings(bundle: Bundle, options: TagOptions) -> ImageSettings:
     return bundle.image if options.max_pixels is None else replace(bundle.image, max_pixels=options.max_pixels)
 
 
-def _decode(path: Path, settings: ImageSettings, budget: DecodeBudget | None = None) -> np.ndarray | ImageError:
+def _decode(
+    path: Path,
+    settings: ImageSettings,
+    budget: DecodeBudget | None = None,
+    in_memory: Mapping[Path, object] | None = None,
+) -> np.ndarray | ImageError:
     """Pixels [3, S, S], or why the image cannot be used."""
     try:
+        if in_memory is not None and path in in_memory:
+            return preprocess(memory_image(in_memory[path], settings.max_pixels, settings.size), settings)
         return load_pixels(path, settings, budget)
     except ImageError as e:
         return e

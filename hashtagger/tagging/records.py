@@ -1,5 +1,5 @@
-"""A tagged post's record and why a post was skipped: the reason codes, the notes of a post tagged with a
-remark, and `TagSummary`, the counts of a run."""
+"""A tagged post's record and why a post was skipped: `Record` and `Tag`, the reason codes, the notes of a post
+tagged with a remark, and `TagSummary`, the counts of a run."""
 
 from __future__ import annotations
 
@@ -18,6 +18,41 @@ NOTE_CODES = {NO_CAPTION: "no_caption", EMPTY_CAPTION: "caption_empty", CAPTION_
 TAGGED = frozenset({"ok", "note", *NOTE_CODES.values()})
 
 
+@dataclass(frozen=True)
+class Tag:
+    tag: str  # without '#'
+    score: float  # the model's probability, rounded to 4 places (1.0 for an --always hashtag)
+    always: bool = False  # put there by the `always` option, not chosen by the model
+    seen: bool | None = None  # with --candidates: whether the model trained on it
+
+
+class Record(dict):
+    """One post's result, as `hashtagger tag` writes it and both Tagger.tag and Tagger.tag_many return it: the dict
+    {"id", "status", "reason", "hashtags": [{"tag", "score", ...}]} (it goes to JSON as it is and equals the
+    record read back), with attributes for code: record.tags (Tag objects), record.tagged, record.id, ..."""
+
+    @property
+    def id(self) -> str:
+        return self["id"]
+
+    @property
+    def status(self) -> str:
+        return self["status"]
+
+    @property
+    def reason(self) -> str:
+        return self["reason"]
+
+    @property
+    def tagged(self) -> bool:
+        return is_tagged(self)
+
+    @property
+    def tags(self) -> list[Tag]:
+        """The hashtags, best first (any --always ones first)."""
+        return [Tag(h["tag"], h["score"], h.get("always", False), h.get("seen")) for h in self.get("hashtags", [])]
+
+
 @dataclass
 class TagSummary:
     tagged: int = 0  # records whose reason is in TAGGED
@@ -33,6 +68,7 @@ class TagSummary:
     prior: list[str] = field(default_factory=list)  # the frequency prior's top 2 (scope.prior)
     prior_like: int = 0  # tagged posts whose top 2 was the prior's (scope.prior_like)
     candidates_by: str | None = None  # "candidates scored by the names-head companion model (...)" (Tagger)
+    sidecars: Counter = field(default_factory=Counter)  # tag --sidecars: what write_sidecar did -> posts
 
     @property
     def processed(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from hashtagger.bundle import gpu, scope
 from hashtagger.bundle.locate import find_model
-from hashtagger.data.posts import load_posts, posts_input
+from hashtagger.data.posts import Post, load_posts, posts_input
 from hashtagger.errors import BundleError, DataError, OutputError
 from hashtagger.io.claims import Claim, Reads, claim_output
 from hashtagger.io.console import PostsPerSecond, count, plain, progress_bar, say
@@ -23,24 +24,30 @@ from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
 from hashtagger.tagging.records import TagSummary, is_tagged
+from hashtagger.tagging.sidecars import POLICIES, write_sidecar
 from hashtagger.tagging.tagger import Tagger
 from hashtagger.tagging.writers import FORMATS, done_ids, format_names, open_writer, output_format, remaining
 
 
 def tag(
-    input: str | Path,
+    input: str | Path | Sequence[Post],
     output: Path | None,
     fmt: str | None = None,
     options: TagOptions | None = None,
     resume: bool = False,
     console: Console | None = None,
     overwrite: bool = False,
+    sidecars: str | None = None,
 ) -> TagSummary:
-    """Tag every post of `input` into `output` (None: stdout). Raises a HashtaggerError (DataError, BundleError,
-    DeviceError, OutputError) for a run that cannot start; bad posts are reported in their records.
+    """Tag every post of `input` (a folder, CSV, Parquet file or image, or Posts, e.g. posts.image_post's) into
+    `output` (None: stdout). Raises a HashtaggerError (DataError, BundleError, DeviceError, OutputError) for a
+    run that cannot start; bad posts are reported in their records. `sidecars` (skip / overwrite / append):
+    each tagged post's hashtags are also written to `<image stem>.tags` beside its image (sidecars.py).
 
     An existing non-empty output is extended with `resume` or replaced with `overwrite`, never otherwise;
     a run that tags nothing leaves it as it was."""
+    if sidecars is not None and sidecars not in POLICIES:
+        raise DataError(f"unknown sidecar policy '{sidecars}' ({', '.join(POLICIES)})")
     options = options or TagOptions()
     console = console or Console(stderr=True)
     output = Path(output) if output is not None else None
@@ -60,13 +67,21 @@ def tag(
         options = replace(options, threads=cores)
     inputs = run_inputs(input, options)
     with claim_output(output, resume, overwrite, inputs=inputs) as claim:  # before any work: not at the run's end
-        return _tag_into(claim, input, fmt, options, resume, console)
+        return _tag_into(claim, input, fmt, options, resume, console, sidecars)
 
 
-def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, resume: bool, console: Console):
+def _tag_into(
+    claim: Claim,
+    input: str | Path | Sequence[Post],
+    fmt: str,
+    options: TagOptions,
+    resume: bool,
+    console: Console,
+    sidecars: str | None,
+):
     start = time.perf_counter()
     output = claim.path
-    posts = load_posts(input, options.columns)
+    posts = load_posts(input, options.columns) if isinstance(input, (str, Path)) else list(input)
     if not posts:
         raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
     tagger = Tagger(options)
@@ -103,13 +118,15 @@ def _tag_into(claim: Claim, input: str | Path, fmt: str, options: TagOptions, re
     try:
         with progress_bar(console, PostsPerSecond(), disable=quiet) as progress:
             task = progress.add_task("tagging", total=len(todo))
-            for record in tagger.tag_many(todo, on_scored=partial(count, progress, task)):
+            for post, record in zip(todo, tagger.tag_many(todo, on_scored=partial(count, progress, task)), strict=True):
                 if summary.processed == 0:
                     summary.startup_s = time.perf_counter() - start
                 if not summary.tagged and is_tagged(record):
                     writer.commit()
                 writer.write(record)
                 summary.count(record)
+                if sidecars and is_tagged(record) and post.image is not None:
+                    _sidecar(post.image, record, sidecars, summary, console)
     except BaseException:
         writer.abort()
         raise
@@ -137,28 +154,42 @@ def _say_scope(console: Console, summary: TagSummary) -> None:
             f"frequency prior's top hashtags ({' '.join('#' + t for t in summary.prior)}), the model's most common "
             "ones: it knows little about these posts; train on your own posts for your own hashtags (hashtagger "
             "train DATA --preset cpu)",
+            "warning",
         )
 
 
-def check_extras(input: str | Path, fmt: str) -> None:
+def check_extras(input: str | Path | Sequence[Post], fmt: str) -> None:
     """The extras a run's input and output formats need, before any work: a run must not tag every post and then
     fail to write them (MissingExtraError, naming the extra and the command that installs it)."""
     if fmt == "parquet":
         require("parquet", "writing Parquet (--output *.parquet or --format parquet)")
-    if Path(input).suffix.lower() == ".parquet":
+    if isinstance(input, (str, Path)) and Path(input).suffix.lower() == ".parquet":
         require("parquet", f"reading {input}")
 
 
-def run_inputs(input: str | Path, options: TagOptions) -> list[Path | Reads | None]:
-    """What a tag run reads, never to be written: the posts (a folder's images and captions), the bundle, the
-    candidates, the precomputed features."""
+def run_inputs(input: str | Path | Sequence[Post], options: TagOptions) -> list[Path | Reads | None]:
+    """What a tag run reads, never to be written: the posts (a folder's images and captions; given Posts, their
+    images), the bundle, the candidates, the precomputed features."""
     features = Path(options.features_dir) if options.features_dir is not None else None
     candidates = Path(options.candidates) if options.candidates is not None else None
     try:
         model: Reads | None = Reads(find_model(options.model).path)
     except BundleError:
         model = None  # no bundle anywhere: opening it says so, after the output's checks
-    return [posts_input(input), model, candidates, features]
+    if isinstance(input, (str, Path)):
+        return [posts_input(input), model, candidates, features]
+    return [*(post.image for post in input), model, candidates, features]
+
+
+def _sidecar(image: Path, record: dict, policy: str, summary: TagSummary, console: Console) -> None:
+    """The record's hashtags beside its image; one that cannot be written is counted and said once, not fatal
+    (the records are the run's output)."""
+    try:
+        summary.sidecars[write_sidecar(image, [h["tag"] for h in record["hashtags"]], policy)] += 1
+    except OutputError as e:
+        if not summary.sidecars["failed"]:
+            say(console, f"sidecar not written: {e}", "warning")
+        summary.sidecars["failed"] += 1
 
 
 def fallback_warning(device: str, provider: str, why: str) -> str:
@@ -206,6 +237,8 @@ def summary_table(summary: TagSummary, output: Path | None = None) -> Table:
         table.add_row(f"  {reason}", str(n))
     if summary.resumed:
         table.add_row("already in the output", str(summary.resumed))
+    if summary.sidecars:
+        table.add_row("sidecars (.tags)", ", ".join(f"{n} {what}" for what, n in summary.sidecars.most_common()))
     table.add_row("posts/s", f"{summary.posts_per_s:,.1f}")
     table.add_row("start-up to first record", f"{summary.startup_s:.2f} s")
     table.add_row("provider", plain(summary.provider))

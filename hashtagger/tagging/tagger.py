@@ -1,10 +1,12 @@
-"""The library's entry point, no torch: `Tagger`, an exported bundle opened once for any number of posts,
-and `Tag`, one recommended hashtag. The pipeline behind it is in pipeline.py, the `tag` run into a file in run.py."""
+"""The library's entry point, no torch: `Tagger`, an exported bundle opened once for any number of posts, whose
+`tag` and `tag_many` give `Record`s (records.py) of `Tag`s. The pipeline behind it is in pipeline.py, the `tag` run
+into a file in run.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,9 @@ from hashtagger.data.tagnames import read_candidates
 from hashtagger.errors import BundleError, DataError, HashtaggerError, ImageError
 from hashtagger.tagging.options import TagOptions, check_options, resolve_threshold
 from hashtagger.tagging.picking import hashtag_list
-from hashtagger.tagging.pipeline import Loaded, tag_loaded_posts, tag_posts
+from hashtagger.tagging.pipeline import Loaded, image_key, tag_loaded_posts, tag_posts
 from hashtagger.tagging.provenance import provenance
-from hashtagger.tagging.records import TAGGED
+from hashtagger.tagging.records import Record
 from hashtagger.tagging.sidecars import read_sidecar
 
 
@@ -40,20 +42,14 @@ def open_runner(options: TagOptions) -> tuple[Bundle, Runner]:
     return bundle, Runner.load(bundle, options.device, options.variant, options.threads, options.batch_size)
 
 
-@dataclass(frozen=True)
-class Tag:
-    tag: str  # without '#'
-    score: float  # the model's probability, rounded to 4 places (1.0 for an --always hashtag)
-    always: bool = False  # put there by the `always` option, not chosen by the model
-
-
 class Tagger:
     """An exported bundle opened once for any number of posts: its ONNX Runtime sessions on the device asked
     for (auto: CUDA when it really works, else the CPU). No torch.
 
         tagger = Tagger.open("exported", device="auto", top_k=5)
-        tagger.tag("photo.jpg", "Huge waves hitting the shore tonight")   # [Tag("hurricane", 0.61), ...]
-        for record in tagger.tag_many("posts/"): ...                      # the records `hashtagger tag` writes
+        tagger.tag("photo.jpg", "Huge waves hitting the shore tonight").tags   # [Tag("hurricane", 0.61), ...]
+        tagger.tag(pil_image_or_bytes_or_array, "the caption")                 # an image in memory
+        for record in tagger.tag_many("posts/"): ...                           # the records `hashtagger tag` writes
 
     With `candidates=FILE` (one hashtag a line) those hashtags are ranked beside the vocabulary: by the bundle's
     names head, or, for a linear-head bundle, by the names-head companion it holds (`companion` says which).
@@ -120,15 +116,19 @@ class Tagger:
 
     def tag_many(
         self,
-        posts: str | Path | Iterable[Post | tuple[str | Path, str | None]],
+        posts: str | Path | Iterable[Post | tuple[Any, str | None]],
         on_scored: Callable[[int], None] | None = None,
-    ) -> Iterator[dict]:
-        """One record per post, in input order: {"id", "status", "reason", "hashtags": [{"tag", "score"}]}.
-        `posts`: a folder or CSV, or Posts, or (image path, caption) pairs, read as they are needed.
+    ) -> Iterator[Record]:
+        """One Record per post, in input order: {"id", "status", "reason", "hashtags": [{"tag", "score"}]}.
+        `posts`: a folder, CSV, Parquet file or image, or Posts, or (image, caption) pairs, read as they are
+        needed; an image is a path, or in memory: a PIL image, encoded bytes or a uint8 array (id "<image N>").
         `on_scored(n)`: called as each batch of n posts is scored, for a progress bar."""
         if isinstance(posts, (str, Path)):
             posts = load_posts(posts, self.options.columns)
-        return tag_posts(map(_as_post, posts), self.bundle, self.runner, self.options, on_scored)
+        in_memory: dict[Path, object] = {}  # filled as posts are read, before their images are loaded
+        as_post = partial(_as_post, in_memory=in_memory)
+        records = tag_posts(map(as_post, posts), self.bundle, self.runner, self.options, on_scored, in_memory)
+        return (Record(r) for r in records)
 
     def provenance(self) -> dict[str, Any]:
         """What produced this Tagger's records (provenance.py): model digest, version, options, graphs, time."""
@@ -139,28 +139,33 @@ class Tagger:
         `loaded` maps each post's image_key to what `loader` gave for it. Batched as tag_many batches."""
         return tag_loaded_posts(posts, loaded, self.bundle, self.runner, self.options)
 
-    def tag(self, image: str | Path, caption: str | None = None) -> list[Tag]:
-        """One post's hashtags, best first; ImageError (with its `code`) when the image cannot be used."""
+    def tag(self, image: Any, caption: str | None = None) -> Record:
+        """One post's Record, as tag_many gives it (`.tags`: its hashtags, best first). `image`: a path, a PIL
+        image, encoded bytes or a uint8 array. ImageError (with its `code`) when the image cannot be used."""
         (record,) = self.tag_many([(image, caption)])
-        if record["reason"] not in TAGGED:
-            raise ImageError(record["status"].removeprefix("skipped: "), record["reason"])
-        return [Tag(h["tag"], h["score"], h.get("always", False)) for h in record["hashtags"]]
+        if not record.tagged:
+            raise ImageError(record.status.removeprefix("skipped: "), record.reason)
+        return record
 
 
-def _as_post(item: Post | tuple[str | Path, str | None]) -> Post:
+def _as_post(item: Post | tuple[Any, str | None], in_memory: dict[Path, object]) -> Post:
+    """A Post for each input; an image held in memory gets a key no file can have (/dev/null is no folder) and
+    is put in `in_memory` under it."""
     if isinstance(item, Post):
         return item
     try:
         image, caption = item
     except (TypeError, ValueError):
         raise DataError(f"a post is a Post or an (image path, caption) pair, not {item!r:.80}") from None
-    if not isinstance(image, (str, Path)) or not (caption is None or isinstance(caption, str)):
-        raise DataError(
-            f"a post's image is a path and its caption text or None, not {type(image).__name__} and "
-            f"{type(caption).__name__}"
-        )
-    try:
-        own = read_sidecar(image) or []  # its .tags: hashtags the post carries
-    except HashtaggerError:  # unreadable: the image itself will say what is wrong, in its record
-        own = []
-    return Post(str(image), Path(image), caption, own)
+    if not (caption is None or isinstance(caption, str)):
+        raise DataError(f"a post is (image, caption text or None), not a {type(caption).__name__} caption")
+    if isinstance(image, (str, Path)):
+        try:
+            own = read_sidecar(image) or []  # its .tags: hashtags the post carries
+        except HashtaggerError:  # unreadable: the image itself will say what is wrong, in its record
+            own = []
+        return Post(str(image), Path(image), caption, own)
+    # In memory (a PIL image, bytes, an array: images.memory_image says which it takes, in the post's record).
+    post = Post(f"<image {len(in_memory)}>", Path(f"/dev/null/image-{len(in_memory)}"), caption)
+    in_memory[image_key(post) or Path()] = image
+    return post
