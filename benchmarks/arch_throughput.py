@@ -37,7 +37,8 @@ from tag_throughput import centre_head, hashtag_pool, make_posts
 from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.images import ImageSettings, file_digest
-from hashtagger.data.posts import PrepOptions, load_posts
+from hashtagger.data.posts import load_posts
+from hashtagger.data.prep import PrepOptions
 from hashtagger.data.regions import ExtractorSpec
 from hashtagger.data.text import clean_caption, encode, train_wordpiece
 from hashtagger.export.build import ExportOptions, ParityError, export

@@ -64,7 +64,8 @@ from rich.table import Table
 from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.runtime import DeviceError, Runner, session
 from hashtagger.data.images import ImageSettings, file_digest, load_pixels
-from hashtagger.data.posts import CsvColumns, PrepOptions, load_posts
+from hashtagger.data.posts import CsvColumns, load_posts
+from hashtagger.data.prep import PrepOptions
 from hashtagger.data.text import clean_caption, encode, train_wordpiece
 from hashtagger.export.build import ExportOptions, ParityError, export
 from hashtagger.models.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, save_checkpoint

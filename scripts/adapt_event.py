@@ -29,7 +29,8 @@ import numpy as np
 
 from hashtagger.bundle.wide import WidePart
 from hashtagger.data.batching import Sample, image_digests
-from hashtagger.data.posts import Example, PrepOptions, load_posts, prepare
+from hashtagger.data.posts import load_posts
+from hashtagger.data.prep import Example, PrepOptions, prepare
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.evaluation import intervals, metrics
 from hashtagger.evaluation.systems import open_bundle

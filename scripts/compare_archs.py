@@ -28,7 +28,8 @@ from rich.console import Console
 
 from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.runtime import Runner
-from hashtagger.data.posts import PrepOptions, load_posts, prepare
+from hashtagger.data.posts import load_posts
+from hashtagger.data.prep import PrepOptions, prepare
 from hashtagger.data.text import encode
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.registry import ARCHS

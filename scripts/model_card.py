@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from hashtagger.data.posts import upgrade_train_args
+from hashtagger.data.prep import upgrade_train_args
 
 METRICS = ("precision", "recall", "f1", "accuracy")
 

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hashtagger.data.posts import (
-    CsvColumns,
-    DataError,
-    Post,
-    PrepOptions,
-    build_vocab,
-    load_posts,
-    prepare,
-    split_groups,
-)
+from hashtagger.data.posts import CsvColumns, DataError, Post, load_posts
+from hashtagger.data.prep import PrepOptions, build_vocab, prepare, split_groups
 from hashtagger.data.text import CleaningOptions, clean_caption, extract_hashtags, is_repost, parse_tag_list
 
 

@@ -16,7 +16,8 @@ from rich.console import Console
 from transformers import ResNetConfig, ResNetModel
 
 from hashtagger.bundle.format import BundleError, read_bundle
-from hashtagger.data.posts import CsvColumns, PrepOptions
+from hashtagger.data.posts import CsvColumns
+from hashtagger.data.prep import PrepOptions
 from hashtagger.data.text import encode
 from hashtagger.export.build import ExportOptions, ParityError, export
 from hashtagger.export.graphs import export_extractor_graph

@@ -154,3 +154,15 @@ def test_each_folder_says_what_lives_there():
         members += [p.name + "/" for p in init.parent.iterdir() if (p / "__init__.py").exists()]
         missing = [m for m in members if m not in doc.replace("(", " ").replace(")", " ").replace(",", " ").split()]
         assert not missing, f"{init.parent.name}/__init__.py does not name {missing}"
+
+
+def test_modules_and_functions_stay_short_enough_to_read_at_once():
+    """No module over 450 lines; no function over 80, counting a typer command's body, not its signature."""
+    for name, path in MODULES.items():
+        source = path.read_text()
+        assert source.count("\n") <= 450, f"{name} has {source.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = node.lineno if floor(name) != "cli" else node.body[0].lineno
+                length = (node.end_lineno or node.lineno) - first + 1
+                assert length <= 80, f"{name}.{node.name} is {length} lines long"

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from hashtagger.bundle.format import read_bundle
 from hashtagger.cli.main import app
 from hashtagger.data.batching import Sample, split_examples
-from hashtagger.data.posts import CsvColumns, PrepOptions, upgrade_train_args
+from hashtagger.data.posts import CsvColumns
+from hashtagger.data.prep import PrepOptions, upgrade_train_args
 from hashtagger.data.regions import FeatureCache, FeatureStore
 from hashtagger.data.text import CleaningOptions, train_wordpiece
 from hashtagger.errors import DataError

@@ -36,7 +36,7 @@ from hashtagger.bundle.thresholds import cutoff_vector
 from hashtagger.bundle.wide import FILE as WIDE_FILE
 from hashtagger.bundle.wide import WidePart, read_wide
 from hashtagger.data.images import ImageSettings
-from hashtagger.data.posts import PrepOptions
+from hashtagger.data.prep import PrepOptions
 from hashtagger.data.regions import REGIONS
 from hashtagger.data.text import CleaningOptions
 from hashtagger.errors import BundleError, OutputError

@@ -13,7 +13,8 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from hashtagger.data.images import file_digest
-from hashtagger.data.posts import CsvColumns, Example, PrepOptions, load_posts, prepare
+from hashtagger.data.posts import CsvColumns, load_posts
+from hashtagger.data.prep import Example, PrepOptions, prepare
 from hashtagger.data.regions import FeatureStore
 from hashtagger.data.text import encode
 from hashtagger.errors import DataError, ImageError

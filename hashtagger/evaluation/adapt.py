@@ -20,7 +20,8 @@ from pathlib import Path
 from rich.console import Console
 
 from hashtagger.bundle.format import read_bundle
-from hashtagger.data.posts import CsvColumns, Example, load_posts
+from hashtagger.data.posts import CsvColumns, load_posts
+from hashtagger.data.prep import Example
 from hashtagger.data.text import clean_caption
 from hashtagger.errors import DataError
 from hashtagger.evaluation.wide import WideFit, fit_wide

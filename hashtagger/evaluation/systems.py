@@ -16,7 +16,8 @@ from tokenizers import Tokenizer
 from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.runtime import Runner
 from hashtagger.data.batching import Sample, examples_by_split, image_digests
-from hashtagger.data.posts import CsvColumns, Example, PrepOptions, load_posts, prepare
+from hashtagger.data.posts import CsvColumns, load_posts
+from hashtagger.data.prep import Example, PrepOptions, prepare
 from hashtagger.data.regions import Encoder, ExtractorSpec, FeatureStore
 from hashtagger.errors import DataError
 from hashtagger.evaluation.prediction import onnx_scorer, predict

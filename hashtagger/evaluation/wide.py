@@ -26,7 +26,7 @@ from hashtagger.bundle.format import check_bundle_target, read_bundle, write_man
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
 from hashtagger.bundle.wide import FILE, WidePart
 from hashtagger.data.batching import Sample, examples_by_split
-from hashtagger.data.posts import Example
+from hashtagger.data.prep import Example
 from hashtagger.data.regions import FeatureCache, FeatureStore, fill_cache
 from hashtagger.errors import DataError, ParityError
 from hashtagger.evaluation import metrics

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from hashtagger.data.posts import PrepOptions, upgrade_train_args
+from hashtagger.data.prep import PrepOptions, upgrade_train_args
 from hashtagger.data.regions import ExtractorSpec
 from hashtagger.errors import DataError
 from hashtagger.io.files import atomic_folder

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashtagger.data.posts import CsvColumns, PrepOptions
+from hashtagger.data.posts import CsvColumns
+from hashtagger.data.prep import PrepOptions
 from hashtagger.errors import DataError
 from hashtagger.io.ranges import Range, check_ranges
 from hashtagger.models.registry import POOLINGS

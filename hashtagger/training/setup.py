@@ -14,7 +14,8 @@ from tokenizers import Tokenizer
 
 from hashtagger.data.batching import Sample, image_digests, multi_hot, samples_by_split
 from hashtagger.data.images import ImageSettings
-from hashtagger.data.posts import Example, Prepared, load_posts, posts_input, prepare, split_groups
+from hashtagger.data.posts import load_posts, posts_input
+from hashtagger.data.prep import Example, Prepared, prepare, split_groups
 from hashtagger.data.regions import ExtractorSpec, FeatureCache, FeatureStore, fill_cache
 from hashtagger.data.tagnames import hold_out
 from hashtagger.data.text import encode, train_wordpiece
