@@ -16,6 +16,7 @@ from hashtagger.bundle.format import COMPANION, read_bundle, write_manifest
 from hashtagger.cli.main import app
 from hashtagger.errors import BundleError
 from hashtagger.tagging.tagger import Tagger
+from hashtagger.tagging.writers import read_records
 
 NEW = "summerdrop26"  # in no vocabulary
 
@@ -55,12 +56,12 @@ def test_tag_ranks_candidates_with_the_companion(with_companion, candidates, pos
     out = tmp_path / "tags.jsonl"
     proc = cli_without_torch(
         "tag", str(posts_dir), "--model", str(with_companion), "--candidates", str(file), "--device", "cpu",
-        "--top-k", "20", "-o", str(out),
+        "--top-k", "20", "--keep-own", "-o", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     said = " ".join(proc.stderr.split())
     assert f"candidates scored by the names-head companion model ({with_companion / COMPANION})" in said
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    records = read_records(out, "jsonl")
     companion_vocab = read_bundle(with_companion / COMPANION).vocab
     for r in records:  # every hashtag of the companion, then the 2 new ones: fewer than 20
         tags = {t["tag"]: t["seen"] for t in r["hashtags"]}
@@ -69,18 +70,20 @@ def test_tag_ranks_candidates_with_the_companion(with_companion, candidates, pos
     plain = CliRunner().invoke(app, ["tag", str(posts_dir), "--model", str(with_companion), "--device", "cpu"])
     assert plain.exit_code == 0 and "companion" not in plain.stderr, plain.stderr
     parent_vocab = read_bundle(with_companion).vocab
-    assert all("seen" not in h and h["tag"] in parent_vocab for r in json.loads(plain.stdout) for h in r["hashtags"])
+    assert all(
+        "seen" not in h and h["tag"] in parent_vocab for r in json.loads(plain.stdout)["records"] for h in r["hashtags"]
+    )
 
 
 def test_the_api_ranks_candidates_with_the_companion(with_companion, candidates, posts_dir):
     file, held = candidates
-    tagger = Tagger.open(with_companion, device="cpu", candidates=file, top_k=20)
+    tagger = Tagger.open(with_companion, device="cpu", candidates=file, top_k=20, keep_own=True)
     assert tagger.companion == with_companion / COMPANION and tagger.bundle.info.head.kind == "names"
     assert (
         tagger.candidates_note == f"candidates scored by the names-head companion model ({with_companion / COMPANION})"
     )
     image = sorted(posts_dir.glob("*.png"))[0]
-    assert {held, NEW} <= {t.tag for t in tagger.tag(image, image.with_suffix(".txt").read_text())}
+    assert {held, NEW} <= {t.tag for t in tagger.tag(image, image.with_suffix(".txt").read_text()).tags}
     assert Tagger.open(with_companion, device="cpu").companion is None  # no candidates: the parent alone
 
 
