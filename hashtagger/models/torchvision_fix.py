@@ -5,7 +5,12 @@ The package index's torchvision for torch 2.13 is a CUDA build; beside the CPU b
 it registers fake kernels for `nms` and `qnms` without checking they exist. transformers imports torchvision
 whenever it is installed (timm, our [train] extra, brings it), so that failure would stop every model. A hook
 declares the two operators just before torchvision is first imported, when its library cannot load; a
-torchvision whose library loads is left alone.
+torchvision whose library loads is left alone. Installed by hashtagger.models (the torch floor), never by
+importing hashtagger itself.
+
+When to delete this module: once `pip install -c constraints.txt -e '.[train]'` brings a torchvision whose C++
+library loads beside the pinned torch (`python -c "import torchvision"` works in a fresh venv without it), or
+once timm no longer depends on torchvision.
 """
 
 from __future__ import annotations
