@@ -76,9 +76,10 @@ def test_a_stopped_two_rank_run_resumes_to_the_uninterrupted_weights(data, two_r
     stopped = torchrun("train", str(data), "--output", str(tmp_path), *options(), stop_at=9)
     assert stopped.returncode != 0
     assert "interrupted at epoch 2, step 9; continue with --resume" in stopped.stderr
-    # Rank 0 ended itself after saving (130, not a signal). Whichever rank exits second may be sent SIGTERM by
-    # torchrun's agent, depending on the machine's load: the ranks turn it into the stop flag, so it cuts nothing.
-    assert "exitcode  : 130" in stopped.stderr and "exitcode  : -15" not in stopped.stderr
+    # Rank 0 ended itself after saving (130, not a signal). The rank that exits second may be sent SIGTERM by
+    # torchrun's agent while it tears down, when the machine is loaded (seen in 2 of 5 runs beside other work): it
+    # writes nothing then, so what matters is below: the step both stopped at and the resumed weights.
+    assert "exitcode  : 130" in stopped.stderr
     assert int(load_training_state(tmp_path / "r" / "last")["step"]) == 9  # both ranks stopped at the same step
     resumed = torchrun("train", str(data), "--output", str(tmp_path), *options(), "--resume")
     assert resumed.returncode == 0, resumed.stderr
