@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from hashtagger.data.posts import CsvColumns, load_posts, read_caption_bytes
+from hashtagger.data.posts import CsvColumns, load_posts, read_caption_file
 from hashtagger.data.text import parse_tag_list
 from hashtagger.errors import DataError, OutputError
 from hashtagger.io.files import atomic_write
@@ -38,12 +38,12 @@ def sidecar_path(image: str | Path) -> Path:
 def read_sidecar(image: str | Path) -> list[str] | None:
     """The hashtags of an image's sidecar as the folder reader parses them; None when it has none."""
     try:
-        raw = sidecar_path(image).read_bytes()
+        text, _ = read_caption_file(sidecar_path(image))  # capped like a caption file, never read whole
     except FileNotFoundError:
         return None
     except OSError as e:
         raise OutputError(f"cannot read {sidecar_path(image)}: {e.strerror or e}") from None
-    return parse_tag_list(read_caption_bytes(raw)[0])
+    return parse_tag_list(text)
 
 
 def write_sidecar(image: str | Path, hashtags: Sequence[str], policy: str = "skip") -> str:
