@@ -27,9 +27,9 @@ from pathlib import Path
 from rich.console import Console
 
 from hashtagger.data.posts import CsvColumns
-from hashtagger.errors import ImageError, OutputError
+from hashtagger.errors import ImageError
 from hashtagger.io.claims import claim_output
-from hashtagger.io.files import atomic_write
+from hashtagger.io.files import write_claimed
 from hashtagger.review.entries import Entry, load_entries
 from hashtagger.review.thumbs import QUALITY, SIZE, make_thumbnails
 
@@ -111,14 +111,6 @@ def render(data: dict, title: str) -> str:
     return page.replace("{{data}}", script_json(data))  # last: no placeholder inside user text is ever filled
 
 
-def _refuse_inputs(sheet: Path, output: Path, posts: Path | None) -> None:
-    for given in (output, posts):
-        if given is None:
-            continue
-        if sheet.resolve() == given.resolve() or (given.is_dir() and sheet.resolve().is_relative_to(given.resolve())):
-            raise OutputError(f"{sheet} is the review's input ({given}); write the sheet elsewhere")
-
-
 def build_sheet(
     output: str | Path, sheet: str | Path, options: SheetOptions | None = None, console: Console | None = None
 ) -> SheetSummary:
@@ -126,18 +118,14 @@ def build_sheet(
     `console` while thumbnails are made."""
     output, sheet, options = Path(output), Path(sheet), options or SheetOptions()
     console = console or Console(stderr=True, quiet=True)
-    _refuse_inputs(sheet, output, Path(options.posts) if options.posts is not None else None)
-    with claim_output(sheet, overwrite=options.overwrite, resumable=False) as claim:
+    inputs = [output, Path(options.posts) if options.posts is not None else None]  # never written, under any name
+    with claim_output(sheet, overwrite=options.overwrite, resumable=False, inputs=inputs) as claim:
         entries = load_entries(output, options.posts, options.columns)
         images = [e.image for e in entries if e.image is not None]
         thumbs = make_thumbnails(images, console, options.thumb_size, options.quality, options.workers)
         data = sheet_data(entries, thumbs, str(output), options.page_size)
         page = render(data, f"Review: {output.name}").encode("utf-8")
-        if claim.special:
-            with open(sheet, "wb") as f:  # /dev/stdout or a FIFO: written through
-                f.write(page)
-        else:
-            atomic_write(sheet, page)
+        write_claimed(claim, page)
     return SheetSummary(
         path=sheet,
         posts=len(entries),
