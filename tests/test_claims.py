@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -206,6 +207,22 @@ def test_evaluate_claims_report_and_plot_before_evaluating(tmp_path, monkeypatch
     assert "pass --overwrite" in stderr and old.read_text() == "{}"
     assert data.read_bytes() == before
     assert cli_evaluate  # the command module the monkeypatch reaches through
+
+
+def test_evaluate_without_data_never_writes_over_the_training_data_the_model_records(tiny_bundle, tmp_path):
+    """Without DATA, evaluate reads the posts the bundle records: they are its input as a DATA argument is."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    photo = posts / "p.png"
+    photo.write_bytes(b"a training photo")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["training"]["data"] = str(posts)
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    code, stderr, exc = run("evaluate", "--model", bundle, "--split", "test", "--plot", photo, "--overwrite")
+    one_line_failure(code, stderr, exc)
+    assert "inside this run's input" in stderr and photo.read_bytes() == b"a training photo"
 
 
 def test_evaluate_outputs_into_a_read_only_folder_fail_first(world):

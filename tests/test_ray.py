@@ -214,3 +214,13 @@ def test_without_the_ray_extra_it_is_one_line(monkeypatch, tmp_path):
     assert result.stderr.strip() == (
         "error: tag --engine ray needs the [ray] extra (ray not installed): " + extras.install_command("ray")
     )
+
+
+def test_a_ray_started_here_sizes_its_store_from_the_memory_limit(monkeypatch):
+    """Issue 31: a Ray started inside a 4 GB job took 30% of the machine's memory for its object store."""
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(raytag, "memory_limit", lambda: 4 << 30)
+    assert raytag.connect(None) and raytag.connect("auto")
+    assert [c["object_store_memory"] for c in calls] == [raytag.store_bytes(4 << 30), None]

@@ -32,6 +32,10 @@ PROVIDERS = {
 }
 CPU = "CPUExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
+# Input pixels the extractor sees at once on the CPU (Runner.features): eight 260x260 images. Measured with the
+# default model (EfficientNet-Lite2, --batch-size 32, 300 posts, one thread): 0.64 GB anonymous memory against
+# 1.26 GB when it sees the whole batch, at 0.98x the posts/s (benchmarks/extractor_memory.py).
+EXTRACT_PIXELS = 8 * 260 * 260
 # `--variant auto` on the CPU takes int8 graphs only when export measured them against fp32 on validation posts
 # and their F1@2 moved by at most this much.
 INT8_F1_TOLERANCE = 0.005
@@ -344,10 +348,21 @@ class Runner:
         return binding.copy_outputs_to_cpu()
 
     def features(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Region features and boxes of a batch of images. On the CPU the extractor sees at most
+        EXTRACT_PIXELS of input at once: ONNX Runtime's CPU arena keeps the largest batch's activations for the
+        session's life, and the run's memory would follow --batch-size, not a budget."""
         assert self.extractor is not None, "a precomputed-feature bundle takes region features, not pixels"
         names = [o.name for o in self.extractor.get_outputs()]
-        feats, boxes = self._run(self.extractor, names, {"pixel_values": pixels.astype(np.float32, copy=False)})
-        return feats, boxes
+        pixels = pixels.astype(np.float32, copy=False)
+        step = max(1, EXTRACT_PIXELS // (pixels.shape[-2] * pixels.shape[-1]))
+        if self.bind or len(pixels) <= step:
+            feats, boxes = self._run(self.extractor, names, {"pixel_values": pixels})
+            return feats, boxes
+        parts = [
+            self._run(self.extractor, names, {"pixel_values": pixels[i : i + step]})
+            for i in range(0, len(pixels), step)
+        ]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def probabilities(self, text: dict[str, np.ndarray], feats: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         inputs = dict(

@@ -79,6 +79,7 @@ def evaluate(
         fail("--unseen evaluates an exported bundle (--model) and writes no plot")
     if compare and (model or checkpoint):
         fail("give --compare alone, or --model / --checkpoint, not both")
+    from hashtagger.bundle.locate import find_model
     from hashtagger.data.posts import CsvColumns
     from hashtagger.evaluation.evaluate import COMPARE_KS, parse_ks
     from hashtagger.evaluation.options import EvaluateOptions
@@ -92,8 +93,11 @@ def evaluate(
     try:
         default_ks = ",".join(map(str, COMPARE_KS)) if compare else "1..5"
         options = EvaluateOptions(split, parse_ks(k or default_ks), device, batch_size, cache_dir, columns)
+        models: list[str | Path | None] = [model, checkpoint, *(compare or [])]
+        if not any(models):  # the default model, whose recorded training data is read when DATA is not given
+            models = [find_model(None).path]
         # the outputs claimed before the evaluation: a run must not fail at its end
-        with claim_outputs(report, plot, overwrite, data, [model, checkpoint, *(compare or [])]) as outputs:
+        with claim_outputs(report, plot, overwrite, data, models) as outputs:
             if unseen:
                 _unseen(data, model, options, outputs)
             else:

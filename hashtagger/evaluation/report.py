@@ -137,8 +137,10 @@ def claim_outputs(
     nor a file of the models, an existing file only with `overwrite`, JSON into *.json and a PNG into *.png,
     their folders writable."""
     inputs: list[Path | Reads] = [Reads(Path(m)) for m in models or [] if m is not None]
-    if data is not None:
-        inputs.append(posts_input(data))
+    # Without DATA, the evaluation reads the posts the model records it was trained on.
+    for source in [data] if data is not None else [recorded_data(Path(m)) for m in models or [] if m is not None]:
+        if source is not None:
+            inputs.append(posts_input(source))
     if report is not None and plot is not None and report.absolute() == plot.absolute():
         raise OutputError(f"--report and --plot both name {report}; give each its own file")
     with ExitStack() as stack:
@@ -151,6 +153,19 @@ def claim_outputs(
             )
 
         yield Outputs(claim(report, ".json", "--report is written as JSON"), claim(plot, ".png", "--plot draws a PNG"))
+
+
+def recorded_data(model: Path) -> str | None:
+    """The training data a bundle (bundle.json) or a checkpoint, run or runs folder (hashtagger.json) records, as
+    `evaluate` reads it when no DATA is given; None where there is none to read."""
+    places = [("bundle.json", "training"), ("hashtagger.json", "args"), ("best/hashtagger.json", "args")]
+    for name, section in places:
+        try:
+            recorded = json.loads((model / name).read_text()).get(section, {}).get("data")
+        except (OSError, ValueError, AttributeError):
+            continue
+        return recorded if isinstance(recorded, str) else None
+    return None
 
 
 def report_json(report: Any) -> bytes:

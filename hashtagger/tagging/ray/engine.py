@@ -35,6 +35,7 @@ from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
 from hashtagger.io.console import PostsPerSecond, count, progress_bar, say
 from hashtagger.io.extras import require
+from hashtagger.io.memory import memory_limit
 from hashtagger.tagging.options import TagOptions, resolve_threshold
 from hashtagger.tagging.pipeline import Loaded, image_key, image_settings, loader
 from hashtagger.tagging.provenance import provenance
@@ -46,6 +47,7 @@ from hashtagger.tagging.tagger import Tagger
 from hashtagger.tagging.writers import format_names, shard_formats
 
 PROBE_SECONDS = 3.0  # an address that does not answer in this long is reported, not waited on for minutes
+STORE_SHARE, STORE_MIN, STORE_MAX = 0.2, 128 << 20, 8 << 30  # a local Ray's object store (store_bytes)
 
 
 @dataclass
@@ -155,12 +157,28 @@ def connect(address: str | None) -> bool:
     if address and address != "auto":
         probe(address)
     where = f"a Ray cluster at {address}" if address else "Ray on this machine"
+    # A cluster sizes its own store; one started here gets a share of what this process may use (Ray alone
+    # would take 30% of the machine's memory, ignoring a job's cgroup limit).
+    store = None if address else store_bytes(memory_limit())
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(
+            address=address,
+            object_store_memory=store,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
     except Exception as e:  # Ray raises a bare Exception when its node times out during start-up
         first = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
         raise ClusterError(f"cannot start {where}: {first}{_limit_hint()}") from None
     return True
+
+
+def store_bytes(limit: int) -> int:
+    """The object store of a Ray started on this machine: STORE_SHARE of the `limit` bytes this process may use,
+    within Ray's own floor and STORE_MAX. Decoded posts wait there for the actors; a small store only makes load
+    tasks wait (Ray Data's backpressure), a large one is memory the actors and decoders cannot have."""
+    return int(min(max(STORE_SHARE * limit, STORE_MIN), STORE_MAX))
 
 
 def check_workers(seconds: float) -> None:
@@ -257,6 +275,7 @@ def _run(
     summary: TagSummary,
     console: Console,
 ) -> None:
+    import ray
     import ray.data
 
     plan = actor_plan(options, ray_options, console)
@@ -285,7 +304,8 @@ def _run(
     say(
         console,
         f"tagging {sum(counts.values())} posts in {len(todo)} shards on Ray: {plan.actors} actor(s), {share}; "
-        f"load tasks hold up to {ray_options.task_bytes >> 20} MB of decoded images each",
+        f"load tasks hold up to {ray_options.task_bytes >> 20} MB of decoded images each, "
+        f"the object store {int(ray.cluster_resources().get('object_store_memory', 0)) >> 20} MB",
     )
     pending: dict[int, dict[int, dict]] = {}  # shard -> position -> record, for shards not yet complete
     start = time.perf_counter()
