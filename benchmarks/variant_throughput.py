@@ -2,6 +2,11 @@
 """`hashtagger tag` posts/s with each graph variant of a bundle on the CPU, interleaved in one process.
 
     python benchmarks/variant_throughput.py /tmp/int8-bundle ../shared/data/mediaeval2016/posts.csv --posts 200
+    python benchmarks/variant_throughput.py exported DATA --distinct --baseline OLD_BUNDLE   # a new default
+
+--distinct takes the first post of each distinct image instead (every post then costs a decode and an extractor
+run, as on a folder of new photos); --baseline adds a row for another bundle's fp32 (the default being replaced),
+run in the same rounds.
 
 Rows: fp32 (`--variant model`), the int8 model graph alone, the int8 extractor alone, both int8 graphs
 (`--variant int8`), and what `--variant auto` picks. Each round runs every row once on the same first --posts
@@ -42,11 +47,15 @@ ROWS = {
 }
 
 
-def first_posts(source: Path, count: int, folder: Path) -> Path:
-    """The first `count` posts of `source` as a CSV in `folder` (images by absolute path)."""
+def first_posts(source: Path, count: int, folder: Path, distinct: bool = False) -> Path:
+    """The first `count` posts of `source` (`distinct`: of its distinct images) as a CSV in `folder` (images by
+    absolute path)."""
     target = folder / "posts.csv"
+    posts = load_posts(source)
+    if distinct:
+        posts = list({Path(p.image).resolve(): p for p in reversed(posts) if p.image}.values())[::-1]
     with target.open("w", newline="") as f:
-        rows = [(Path(p.image).resolve() if p.image else "", p.caption or "") for p in load_posts(source)[:count]]
+        rows = [(Path(p.image).resolve() if p.image else "", p.caption or "") for p in posts[:count]]
         csv.writer(f).writerows([("image", "caption"), *rows])
     return target
 
@@ -65,17 +74,22 @@ def main() -> None:
     p.add_argument("posts", type=Path, help="folder or CSV of posts")
     p.add_argument("--posts", dest="count", type=int, default=200)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--distinct", action="store_true", help="one post per distinct image")
+    p.add_argument("--baseline", type=Path, help="another bundle whose fp32 row runs in the same rounds")
     args = p.parse_args()
     info = read_bundle(args.bundle).info
     recorded = info.variants
     rows = {k: v for k, v in ROWS.items() if all(g in info.graphs for g in (v[1] or ()))}
+    bundles = {k: args.bundle for k in rows}
+    if args.baseline:
+        rows["baseline fp32"], bundles["baseline fp32"] = ROWS["fp32"], args.baseline
     rates: dict[str, list[float]] = {k: [] for k in rows}
     ran: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        posts = first_posts(args.posts, args.count, Path(tmp))
+        posts = first_posts(args.posts, args.count, Path(tmp), args.distinct)
         for r in range(args.rounds + 1):  # round 0 warms the disk cache and the verification cache
             for key, (variant, graphs, _) in rows.items():
-                summary = run(args.bundle, posts, variant, graphs, Path(tmp) / f"{key}.jsonl")
+                summary = run(bundles[key], posts, variant, graphs, Path(tmp) / f"{key}.jsonl")
                 ran[key] = summary.variant
                 if r:
                     rates[key].append(summary.posts_per_s)
@@ -84,7 +98,8 @@ def main() -> None:
                     f"first record {summary.startup_s:.2f} s)  load {os.getloadavg()[0]:.2f}"
                 )
     fp32 = statistics.median(rates["fp32"])
-    console.print(f"{args.count} posts of {args.posts}, median of {args.rounds} rounds:")
+    which = "of distinct images " if args.distinct else ""
+    console.print(f"{args.count} posts {which}of {args.posts}, median of {args.rounds} rounds:")
     for key, (_, _, agreement_key) in rows.items():
         rate = statistics.median(rates[key])
         agreement = recorded.get(agreement_key or "", {})

@@ -460,17 +460,21 @@ def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_
     shutil.copytree(tiny_bundle, edited)
     info = json.loads((edited / "bundle.json").read_text())
 
-    def auto_with(shift: dict[str, float]) -> str:
-        """The graphs `--variant auto` runs once each int8 variant's F1@2 is fp32's plus `shift[variant]`."""
+    def auto_with(shift: dict[str, float], overlap: dict[str, float] | None = None) -> str:
+        """The graphs `--variant auto` runs once each int8 variant's F1@2 is fp32's plus `shift[variant]` and its
+        top-5 overlap with fp32 `overlap[variant]` (default 1)."""
         for key, delta in shift.items():
             record = info["export"]["variants"][key]
             record["f1@2"] = record["f1@2_reference"] + delta
+        for key, record in info["export"]["variants"].items():
+            record["top5_overlap"] = (overlap or {}).get(key, 1.0)
         (edited / "bundle.json").write_text(json.dumps(info))
         write_manifest(edited)
         return Runner.load(read_bundle(edited), "cpu", "auto").variant
 
     assert auto_with({"int8_both": -0.004, "int8": 0.0, "extractor_int8": 0.0}) == "model int8, extractor int8"
     assert auto_with({"int8_both": -0.02}) == "model int8, extractor fp32"  # the next fastest that agrees
+    assert auto_with({}, {"int8": 0.94}) == "model fp32, extractor int8"  # F1@2 as fp32's, but its top 5 too far
     assert auto_with({"int8": 0.03}) == "model fp32, extractor int8"  # a difference either way is a difference
     assert auto_with({"extractor_int8": -0.006}) == "model fp32, extractor fp32"
     del info["export"]["variants"]["int8_both"]["f1@2"]  # not measured: not taken

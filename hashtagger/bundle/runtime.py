@@ -39,6 +39,7 @@ EXTRACT_PIXELS = 8 * 260 * 260
 # `--variant auto` on the CPU takes int8 graphs only when export measured them against fp32 on validation posts
 # and their F1@2 moved by at most this much.
 INT8_F1_TOLERANCE = 0.005
+INT8_TOP5_OVERLAP = 0.95  # and on average 95% of each validation post's fp32 top 5 in its int8 top 5
 # The int8 choices of `auto`, fastest first: (key of its agreement in bundle.json's export.variants, model graph,
 # extractor graph). "int8" is model.int8.onnx with the fp32 extractor, as bundles before the int8 extractor record.
 INT8_CHOICES = (
@@ -180,7 +181,7 @@ def choose_graphs(bundle: Bundle, variant: str, device: str) -> tuple[str, str |
     model: fp32. int8: every int8 graph the bundle has. fp16: an fp16 model graph (gpu.half_graph). default:
     fp32 on the CPU, fp16 on CUDA, fp32 on TensorRT (which builds fp16 engines from it). auto: the default, except
     that on the CPU it takes the fastest int8 graphs whose F1@2 on validation, recorded by export, is within
-    INT8_F1_TOLERANCE of fp32's.
+    INT8_F1_TOLERANCE of fp32's and whose top 5 holds INT8_TOP5_OVERLAP of fp32's.
     """
     graphs = bundle.info.graphs
     extractor = "extractor" if "extractor" in graphs else None
@@ -205,7 +206,8 @@ def _int8_choice(bundle: Bundle) -> tuple[str, str | None] | None:
 
 
 def int8_agrees(agreement: dict | None) -> bool:
-    """An int8 variant's recorded agreement passes: its F1@2 within INT8_F1_TOLERANCE of fp32's on validation.
+    """An int8 variant's recorded agreement passes: its F1@2 within INT8_F1_TOLERANCE of fp32's on validation and
+    its top-5 overlap with fp32 at least INT8_TOP5_OVERLAP.
     Not measured (no labelled validation posts, a graph the CPU could not run), or fp32's F1@2 is 0: it does not
     pass."""
     if not isinstance(agreement, dict):
@@ -214,7 +216,9 @@ def int8_agrees(agreement: dict | None) -> bool:
     if not isinstance(f1, (int, float)) or not isinstance(reference, (int, float)):
         return False
     # A model that gets nothing right (random weights) agrees with anything: that is no evidence.
-    return reference > 0 and abs(f1 - reference) <= INT8_F1_TOLERANCE
+    overlap = agreement.get("top5_overlap")
+    close = isinstance(overlap, (int, float)) and overlap >= INT8_TOP5_OVERLAP
+    return close and reference > 0 and abs(f1 - reference) <= INT8_F1_TOLERANCE
 
 
 def variant_label(model: str, extractor: str | None) -> str:
