@@ -164,6 +164,17 @@ def train(
     hold_out_tags: float = typer.Option(
         0.0, help="Share of the vocabulary (seeded) removed from the training labels, for evaluate --unseen."
     ),
+    joint_wide: bool = typer.Option(
+        False,
+        help="Train a wide part with the model: a linear layer over the caption's tokens and token pairs whose "
+        "logits are added to the head's (inside model.onnx; --head linear only).",
+    ),
+    wide_lr: float = typer.Option(
+        1e-2,
+        min=RANGES["wide_lr"].min,
+        max=RANGES["wide_lr"].max,
+        help="Learning rate of the --joint-wide part (it starts at zero).",
+    ),
     nproc: int = typer.Option(
         1,
         min=1,

@@ -31,7 +31,7 @@ class _Probabilities(nn.Module):
         if not isinstance(self.model, HashtagModel):  # a comparison system (archs.py): logits, one output
             return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos))
         pooled = self.model.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
-        probs = torch.sigmoid(self.model.logits(pooled, input_ids))
+        probs = torch.sigmoid(self.model.logits(pooled, input_ids, attention_mask))
         return (probs, self.model.head.project(pooled)) if isinstance(self.model.head, NameHead) else probs
 
 

@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoModel, BertConfig, BertModel, LxmertCon
 from hashtagger.data.tagnames import name_pieces, tag_words
 from hashtagger.errors import DataError, DeviceError
 from hashtagger.models.registry import HEADS, POOLINGS
+from hashtagger.models.wide import TokenWide, build_wide
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class HashtagModel(nn.Module):
             self.name_encoder = NameEncoder(config)
         else:
             self.head = nn.Linear(config.hidden_size, num_labels)
+        self.wide: TokenWide | None = None  # `train --joint-wide`: a linear part over the caption's tokens
 
     def forward(
         self,
@@ -200,11 +202,13 @@ class HashtagModel(nn.Module):
     ) -> torch.Tensor:
         """Logits [batch, num_labels]; sigmoid gives each hashtag's probability."""
         pooled = self.pooled(input_ids, attention_mask, token_type_ids, visual_feats, visual_pos)
-        return self.logits(self.dropout(pooled), input_ids)
+        return self.logits(self.dropout(pooled), input_ids, attention_mask)
 
-    def logits(self, pooled: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        """The head over the cross-modal vector (a name head also reads the caption's tokens)."""
-        return self.head(pooled, input_ids) if isinstance(self.head, NameHead) else self.head(pooled)
+    def logits(self, pooled: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The head over the cross-modal vector (a name head also reads the caption's tokens), plus the wide
+        part's logits over the caption's tokens when there is one."""
+        deep = self.head(pooled, input_ids) if isinstance(self.head, NameHead) else self.head(pooled)
+        return deep if self.wide is None else deep + self.wide(input_ids, attention_mask)
 
     def pooled(self, input_ids, attention_mask, token_type_ids, visual_feats, visual_pos) -> torch.Tensor:
         """The cross-modal vector the head reads [batch, hidden]."""
@@ -228,22 +232,33 @@ class HashtagModel(nn.Module):
     # The architecture hooks registry.py calls (TextImageModel has the same ones for the comparison systems).
     @classmethod
     def create(cls, spec: ModelSpec, arch: object, text_init: str | None, texts: list[str], tokenizer, seed: int):
-        return build_model(spec, text_init)
+        """A fresh model; `texts`, the training split's captions, give a joint wide part its token rows."""
+        model = build_model(spec, text_init)
+        if spec.joint_wide:
+            model.wide = build_wide(texts, tokenizer, spec.num_labels, spec.dropout)
+            model._new_parameters += [f"wide.{n}" for n, _ in model.wide.named_parameters()]
+        return model
 
     @classmethod
     def rebuild(cls, spec: ModelSpec, entry: dict) -> HashtagModel:
         config = LxmertConfig.from_dict(entry["lxmert_config"])
-        return cls(config, spec.num_labels, spec.dropout, head=spec.head, pooling=spec.pooling)
+        model = cls(config, spec.num_labels, spec.dropout, head=spec.head, pooling=spec.pooling)
+        if "wide" in entry:  # checkpoints without a joint wide part, older ones included, have no entry
+            wide = entry["wide"]
+            model.wide = TokenWide(config.vocab_size, wide["n_rows"], spec.num_labels, wide["buckets"])
+        return model
 
     def config_entry(self) -> dict:
         """What a checkpoint stores to rebuild the model's shape."""
-        return {"lxmert_config": self.config.to_dict()}
+        wide = {"wide": self.wide.entry()} if self.wide is not None else {}
+        return {"lxmert_config": self.config.to_dict()} | wide
 
     def describe(self) -> dict:
         """The model's shape for bundle.json."""
         c = self.config
         layers = {"language": c.l_layers, "cross": c.x_layers, "object": c.r_layers}
-        return {"arch": "lxmert", "hidden_size": c.hidden_size, "layers": layers}
+        wide = {"joint_wide": self.wide.describe()} if self.wide is not None else {}
+        return {"arch": "lxmert", "hidden_size": c.hidden_size, "layers": layers} | wide
 
     @property
     def num_labels(self) -> int:
@@ -270,6 +285,7 @@ class ModelSpec:
     head: str = "linear"  # linear | names
     pooling: str = "cls"  # cls | mean: what the head reads of LXMERT's outputs
     arch: str = "lxmert"  # registry.ARCHS: LXMERT4Hashtag or a comparison system
+    joint_wide: bool = False  # a wide part over the caption's tokens trained with the model (models/wide.py)
 
 
 def lxmert_config(spec: ModelSpec, text_config=None) -> LxmertConfig:

@@ -48,6 +48,10 @@ class TrainConfig:
     head: str = "linear"  # linear | names (scores hashtags by their names; can rank hashtags never seen)
     name_dropout: float = 0.0  # --head names: share of hashtags per step scored by name alone (NameHead.bias_dropout)
     hold_out_tags: float = 0.0  # seeded share of the vocabulary removed from the labels, for `evaluate --unseen`
+    joint_wide: bool = False  # a wide part over the caption's tokens, trained with the model (models/wide.py)
+    # The wide part's zero-initialised rows: Adam moves a weight by about its rate a step, and the rows must reach
+    # logits of a few units within a short run's hundreds of steps, each row seen on a few of them.
+    wide_lr: float = 1e-2
     vocab_size: int = 500  # the N most frequent hashtags (paper: 500)
     stop_tags: str = ""  # comma-separated hashtags never used as labels (the paper drops city names)
     min_tags: int = 1  # paper: 5; tweets carry 1-2 hashtags, 5 would empty the shared dataset
@@ -86,6 +90,7 @@ RANGES = {
     "batch_size": Range(1),
     "lr": Range(0.0),
     "new_lr": Range(0.0),
+    "wide_lr": Range(0.0),
     "warmup": Range(0.0, 1.0),  # a share of the steps
     "weight_decay": Range(0.0),
     "dropout": Range(0.0, 0.95),
@@ -109,6 +114,9 @@ def check_config(cfg: TrainConfig) -> None:
         (cfg.device in ("auto", "cpu", "cuda"), f"--device is auto, cpu or cuda, not '{cfg.device}'"),
         (cfg.pooling in POOLINGS, f"--pooling is {' or '.join(POOLINGS)}, not '{cfg.pooling}'"),
         (cfg.name_dropout == 0 or cfg.head == "names", "--name-dropout needs --head names"),
+        # A names head also scores hashtags never seen in training, for which a wide part has learnt nothing.
+        (not cfg.joint_wide or cfg.head == "linear", "--joint-wide needs --head linear"),
+        (not cfg.joint_wide or cfg.arch == "lxmert", "--joint-wide is LXMERT4Hashtag's (--arch lxmert)"),
     ]
     for ok, message in rules:
         if not ok:

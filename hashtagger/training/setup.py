@@ -244,6 +244,7 @@ def build_tokenizer_and_model(start: Start, data: Samples) -> tuple[Tokenizer, M
             head=cfg.head,
             pooling=cfg.pooling,
             arch=cfg.arch,
+            joint_wide=cfg.joint_wide,
         )
         model = archs.build(spec, text_init, [s.text for s in train], tokenizer, cfg.seed)
         if cfg.head == "names":
@@ -266,25 +267,24 @@ def _labelled_batches(tokenizer: Tokenizer, samples: list[Sample], vocab: list[s
 
 
 def configure_optimizers(model: HashtagModel, cfg: TrainConfig, new_parameters: list[str]) -> torch.optim.AdamW:
-    """AdamW over up to four groups: pretrained parameters (--lr) and those that start random (--new-lr), each
-    split into tensors that decay and those that do not. As in nanoGPT, only tensors of two or more dimensions
-    (matmul weights, embeddings) decay; biases and LayerNorm weights do not, nor the head's bias, which starts
-    at each hashtag's log-odds and should stay there unless the data says otherwise (nor a name head's term for
-    unseen hashtags). `decay_norms` decays biases and LayerNorm weights too (an ablation), never the head's."""
+    """AdamW over up to six groups: pretrained parameters (--lr), those that start random (--new-lr) and a joint
+    wide part's (--wide-lr), each split into tensors that decay and those that do not. As in nanoGPT, only tensors
+    of two or more dimensions (matmul weights, embeddings) decay; biases and LayerNorm weights do not, nor the
+    head's bias, which starts at each hashtag's log-odds and should stay there unless the data says otherwise (nor
+    a name head's term for unseen hashtags). `decay_norms` decays biases and LayerNorm weights too (an ablation),
+    never the head's. The groups keep their order when a kind is absent, so older runs' optimiser states load."""
     new = set(new_parameters)
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {
-        (fresh, decays): [] for fresh in (False, True) for decays in (True, False)
+    rates = {"pretrained": cfg.lr, "new": cfg.new_lr, "wide": cfg.wide_lr}
+    groups: dict[tuple[str, bool], list[torch.nn.Parameter]] = {
+        (kind, decays): [] for kind in rates for decays in (True, False)
     }
     for name, p in model.named_parameters():
-        groups[(name in new, p.dim() >= 2 or (cfg.decay_norms and name not in ("head.bias", "head.unseen")))].append(p)
+        kind = "wide" if name.startswith("wide.") else "new" if name in new else "pretrained"
+        groups[(kind, p.dim() >= 2 or (cfg.decay_norms and name not in ("head.bias", "head.unseen")))].append(p)
     return torch.optim.AdamW(
         [
-            {
-                "params": params,
-                "lr": cfg.new_lr if fresh else cfg.lr,
-                "weight_decay": cfg.weight_decay if decays else 0.0,
-            }
-            for (fresh, decays), params in groups.items()
+            {"params": params, "lr": rates[kind], "weight_decay": cfg.weight_decay if decays else 0.0}
+            for (kind, decays), params in groups.items()
             if params
         ]
     )
