@@ -34,6 +34,7 @@ from hashtagger.export.optimise import (
     fuse_transformer,
     offline_optimize,
     quantize_extractor,
+    quiet_root_logger,
     round_weights_to_fp16,
     store_weights_fp16,
 )
@@ -184,13 +185,14 @@ def _write_int8(job: _Job, full_precision: np.ndarray, graphs: dict[str, str]) -
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     work, extractor, vocab = job.work, job.extractor, job.ckpt.vocab
-    quantize_dynamic(
-        str(work / "model.onnx"),
-        str(work / "model.int8.onnx"),
-        weight_type=QuantType.QInt8,
-        # the fused contrib ops defeat shape inference; their outputs are float
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with quiet_root_logger():
+        quantize_dynamic(
+            str(work / "model.onnx"),
+            str(work / "model.int8.onnx"),
+            weight_type=QuantType.QInt8,
+            # the fused contrib ops defeat shape inference; their outputs are float
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     graphs["int8"] = "model.int8.onnx"
     int8_model = work / "model.int8.onnx"
     variants = {"int8": agreement("int8", extractor, int8_model, full_precision, job.inputs, vocab, job.console)}

@@ -3,6 +3,9 @@ the file, fp16-stored weights (`--compact`), and the int8 extractor's static qua
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +92,26 @@ def quantize_extractor(extractor: Path, output: Path, pixels: np.ndarray) -> Non
             start = next(self.starts, None)
             return None if start is None else {"pixel_values": images[start : start + CALIBRATION_BATCH]}
 
-    quantize_static(
-        str(extractor),
-        str(output),
-        Batches(),
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-    )
+    with quiet_root_logger():
+        quantize_static(
+            str(extractor),
+            str(output),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+        )
+
+
+@contextmanager
+def quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's quantisation logs advice on the root logger ("consider pre-processing before
+    quantization"): about graphs this export has already optimised, and a stray line in the user's terminal."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
