@@ -473,10 +473,10 @@ def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_
         return Runner.load(read_bundle(edited), "cpu", "auto").variant
 
     assert auto_with({"int8_both": -0.004, "int8": 0.0, "extractor_int8": 0.0}) == "model int8, extractor int8"
-    assert auto_with({"int8_both": -0.02}) == "model int8, extractor fp32"  # the next fastest that agrees
-    assert auto_with({}, {"int8": 0.94}) == "model fp32, extractor int8"  # F1@2 as fp32's, but its top 5 too far
-    assert auto_with({"int8": 0.03}) == "model fp32, extractor int8"  # a difference either way is a difference
-    assert auto_with({"extractor_int8": -0.006}) == "model fp32, extractor fp32"
+    assert auto_with({"int8_both": -0.02}) == "model fp32, extractor int8"  # the next fastest that agrees
+    assert auto_with({}, {"extractor_int8": 0.94}) == "model int8, extractor fp32"  # F1@2 as fp32's, top 5 too far
+    assert auto_with({"extractor_int8": 0.03}) == "model int8, extractor fp32"  # a difference either way counts
+    assert auto_with({"int8": -0.006}) == "model fp32, extractor fp32"
     del info["export"]["variants"]["int8_both"]["f1@2"]  # not measured: not taken
     assert auto_with({"int8": 0.0}) == "model int8, extractor fp32"
     # on CUDA auto is the default: fp16; TensorRT builds its fp16 engines from the fp32 graph
