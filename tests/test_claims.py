@@ -83,6 +83,17 @@ def test_tag_never_writes_its_input_csv(tiny_bundle, tmp_path, flag):
     assert posts.read_bytes() == before
 
 
+def test_tag_never_writes_an_image_its_csv_names(tiny_bundle, tmp_path):
+    """The images a CSV names are the run's input as much as the CSV (found by scripts/probe_inputs.py)."""
+    posts = input_csv(tmp_path)
+    image = tmp_path / "a.png"
+    before = image.read_bytes()
+    for name in (image, tmp_path / "." / "a.png"):
+        code, stderr, exc = run("tag", posts, "--model", tiny_bundle, "-o", name, "--format", "csv", "--overwrite")
+        one_line_failure(code, stderr, exc)
+        assert "is this run's input" in stderr and image.read_bytes() == before
+
+
 def test_an_input_csv_with_an_id_column_is_not_a_tag_output(tmp_path):
     posts = input_csv(tmp_path)
     with pytest.raises(OutputError, match="not a tag output"):
@@ -183,7 +194,7 @@ def test_explain_checks_its_output_before_any_work(tiny_bundle, tmp_path, monkey
 
 def test_evaluate_claims_report_and_plot_before_evaluating(tmp_path, monkeypatch):
     data = input_csv(tmp_path)
-    before = data.read_bytes()
+    before, image = data.read_bytes(), (tmp_path / "a.png").read_bytes()
 
     def refuse(*args, **kwargs):
         raise AssertionError("evaluate started before checking its outputs")
@@ -191,6 +202,7 @@ def test_evaluate_claims_report_and_plot_before_evaluating(tmp_path, monkeypatch
     monkeypatch.setattr("hashtagger.evaluation.evaluate.evaluate", refuse)
     cases = [
         (["--report", data, "--overwrite"], "is this run's input"),
+        (["--plot", tmp_path / "a.png", "--overwrite"], "is this run's input"),  # an image DATA names
         (["--plot", tmp_path / "plot.csv"], "--plot draws a PNG; name it *.png"),
         (["--report", tmp_path / "report.txt"], "--report is written as JSON"),
         (["--report", tmp_path / "same.json", "--plot", tmp_path / "same.json"], "both name"),
@@ -205,7 +217,7 @@ def test_evaluate_claims_report_and_plot_before_evaluating(tmp_path, monkeypatch
     code, stderr, exc = run("evaluate", data, "--split", "all", "--report", old)
     one_line_failure(code, stderr, exc)
     assert "pass --overwrite" in stderr and old.read_text() == "{}"
-    assert data.read_bytes() == before
+    assert data.read_bytes() == before and (tmp_path / "a.png").read_bytes() == image
     assert cli_evaluate  # the command module the monkeypatch reaches through
 
 
@@ -231,6 +243,28 @@ def test_evaluate_outputs_into_a_read_only_folder_fail_first(world):
     locked.chmod(0o555)
     with unprivileged(), pytest.raises(OutputError, match="not writable"), claim_outputs(locked / "r.json", None):
         pass
+
+
+# adapt -o
+
+
+def test_adapt_never_replaces_its_accepted_posts_or_training_data(tiny_bundle, posts_dir, tmp_path, monkeypatch):
+    """adapt may write its adapted bundle over the bundle it read (by design), but --force never lets it replace
+    the accepted posts, an image they name or the training data with a bundle (found by scripts/probe_inputs.py)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("adapt started before checking its output")
+
+    monkeypatch.setattr("hashtagger.evaluation.wide.fit_wide_part", refuse)
+    imgs.good(tmp_path / "a.png")
+    accepted = tmp_path / "accepted.csv"
+    accepted.write_text("image,caption\na.png,my cat #cat\n")
+    before = {p: p.read_bytes() for p in (accepted, tmp_path / "a.png")}
+    for target in (accepted, tmp_path / "a.png", posts_dir):
+        code, stderr, exc = run("adapt", tiny_bundle, accepted, "-o", target, "--force", "--data", posts_dir)
+        one_line_failure(code, stderr, exc)
+        assert "this run's input" in stderr, stderr
+    assert {p: p.read_bytes() for p in before} == before and (posts_dir / "post0000.png").is_file()
 
 
 # Export and folders

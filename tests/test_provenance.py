@@ -10,6 +10,7 @@ import io
 import json
 import shutil
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from rich.progress import Progress
 from typer.testing import CliRunner
 
 from hashtagger.cli.main import app
+from hashtagger.errors import OutputError
 from hashtagger.io.console import PostsPerSecond, count
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.provenance import read_provenance, sidecar
@@ -100,6 +102,26 @@ def test_resume_reads_outputs_written_before_and_after_provenance(posts, tmp_pat
     tag(posts, new, None, options, resume=True, console=quiet())
     lines = new.read_text().splitlines()
     assert sum("provenance" in json.loads(line) for line in lines) == 1 and len(lines) == 4
+
+
+def test_resume_refuses_an_output_of_another_model_or_other_options(posts, tmp_path):
+    """--resume adds records only to an output of the same model and options (the Ray engine's shards refuse the
+    same): one provenance over records of two models would misstate what made them (scripts/probe_inputs.py)."""
+    out = tmp_path / "out.jsonl"
+    options = TagOptions(model=EXPORTED, device="cpu")
+    tag(posts, out, None, options, console=quiet())
+    head, first, *_ = out.read_text().splitlines()
+    other = json.loads(head)
+    other["provenance"]["model_digest"] = "0" * 64
+    out.write_text(f"{json.dumps(other)}\n{first}\n")
+    before = out.read_bytes()
+    with pytest.raises(OutputError, match="another model"):
+        tag(posts, out, None, options, resume=True, console=quiet())
+    assert out.read_bytes() == before
+    out.write_text(f"{head}\n{first}\n")
+    with pytest.raises(OutputError, match="top_k: 5 there, 2 now"):
+        tag(posts, out, None, replace(options, top_k=2), resume=True, console=quiet())
+    assert tag(posts, out, None, options, resume=True, console=quiet()).resumed == 1
 
 
 def quiet() -> Console:

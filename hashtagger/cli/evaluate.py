@@ -97,7 +97,7 @@ def evaluate(
         if not any(models):  # the default model, whose recorded training data is read when DATA is not given
             models = [find_model(None).path]
         # the outputs claimed before the evaluation: a run must not fail at its end
-        with claim_outputs(report, plot, overwrite, data, models) as outputs:
+        with claim_outputs(report, plot, overwrite, data, models, columns) as outputs:
             if unseen:
                 _unseen(data, model, options, outputs)
             else:

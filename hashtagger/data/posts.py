@@ -20,7 +20,7 @@ from hashtagger.data.text import (
     extract_hashtags,
     parse_tag_list,
 )
-from hashtagger.errors import DataError
+from hashtagger.errors import DataError, HashtaggerError
 from hashtagger.io.claims import Reads
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
@@ -128,6 +128,17 @@ def posts_input(source: str | Path) -> Path | Reads:
     """What reading posts from `source` reads, for an output's claim: a folder's images and caption files, or
     the CSV / Parquet file."""
     return Reads(Path(source), POST_SUFFIXES) if os.path.isdir(source) else Path(source)
+
+
+def table_images(source: str | Path, columns: CsvColumns | None = None) -> list[Path]:
+    """The images a CSV or Parquet file names, for an output's claim: read as much as the file itself. [] for a
+    folder or an image (posts_input covers them) and for a table that cannot be read (its reader says why)."""
+    if Path(source).suffix.lower() not in (".csv", ".parquet") or not Path(source).is_file():
+        return []
+    try:
+        return [post.image for post in load_posts(source, columns or CsvColumns()) if post.image is not None]
+    except HashtaggerError:  # e.g. not the columns named, or no pyarrow
+        return []
 
 
 def load_posts(source: str | Path, columns: CsvColumns = CsvColumns()) -> list[Post]:

@@ -20,10 +20,11 @@ from pathlib import Path
 from rich.console import Console
 
 from hashtagger.bundle.format import read_bundle
-from hashtagger.data.posts import CsvColumns, load_posts
+from hashtagger.data.posts import CsvColumns, load_posts, posts_input, table_images
 from hashtagger.data.prep import Example
 from hashtagger.data.text import clean_caption
 from hashtagger.errors import DataError
+from hashtagger.evaluation.report import recorded_data
 from hashtagger.evaluation.wide import WideFit, fit_wide
 
 
@@ -65,5 +66,9 @@ def adapt(
     examples = accepted if isinstance(accepted, list) else accepted_examples(accepted, bundle.cleaning, columns)
     known = set(bundle.vocab)
     new_tags = list(dict.fromkeys(t for e in examples for t in e.labels if t not in known))
-    fit = fit_wide(bundle.path, output, data, examples, new_tags, console, force)
+    # What it reads beside the bundle, never replaced by --force: the accepted posts, the training data.
+    sources = [] if isinstance(accepted, list) else [accepted]
+    sources += [s for s in [data or recorded_data(bundle.path)] if s is not None]
+    inputs = [item for s in sources for item in (posts_input(s), *table_images(s, columns))]
+    fit = fit_wide(bundle.path, output, data, examples, new_tags, console, force, inputs)
     return Adapted(fit, len(examples), new_tags, time.perf_counter() - start)

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from hashtagger.data.posts import posts_input
+from hashtagger.data.posts import CsvColumns, posts_input, table_images
 from hashtagger.errors import OutputError
 from hashtagger.evaluation import intervals, metrics
 from hashtagger.evaluation.metrics import metrics_table
@@ -132,15 +132,16 @@ def claim_outputs(
     overwrite: bool = False,
     data: str | Path | None = None,
     models: list[str | Path | None] | None = None,
+    columns: CsvColumns | None = None,
 ) -> Iterator[Outputs]:
-    """--report and --plot claimed before the evaluation: never DATA (a CSV, or a folder's images and captions)
-    nor a file of the models, an existing file only with `overwrite`, JSON into *.json and a PNG into *.png,
-    their folders writable."""
+    """--report and --plot claimed before the evaluation: never DATA (a CSV and the images it names, read with
+    `columns`, or a folder's images and captions) nor a file of the models, an existing file only with
+    `overwrite`, JSON into *.json and a PNG into *.png, their folders writable."""
     inputs: list[Path | Reads] = [Reads(Path(m)) for m in models or [] if m is not None]
     # Without DATA, the evaluation reads the posts the model records it was trained on.
     for source in [data] if data is not None else [recorded_data(Path(m)) for m in models or [] if m is not None]:
         if source is not None:
-            inputs.append(posts_input(source))
+            inputs += [posts_input(source), *table_images(source, columns)]
     if report is not None and plot is not None and report.absolute() == plot.absolute():
         raise OutputError(f"--report and --plot both name {report}; give each its own file")
     with ExitStack() as stack:

@@ -32,6 +32,7 @@ from hashtagger.errors import DataError, ParityError
 from hashtagger.evaluation import metrics
 from hashtagger.evaluation.systems import open_bundle
 from hashtagger.evaluation.tfidf import fit_tfidf
+from hashtagger.io.claims import Inputs
 from hashtagger.io.files import atomic_folder
 
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -184,13 +185,14 @@ def fit_wide(
     new_tags: list[str] | None = None,
     console: Console | None = None,
     force: bool = False,
+    inputs: Inputs = (),
 ) -> WideFit:
     """Write `output`: the bundle at `bundle` plus a wide part (fit_wide_part, write_wide). `output` may be
     `bundle` itself (it is replaced whole when the new one is complete) or a new folder; anything else only with
-    `force`. Returns what was fitted."""
+    `force`, and never one of `inputs` (the posts read beside the bundle). Returns what was fitted."""
     source = read_bundle(bundle)
     output = Path(output)
-    check_bundle_target(output, force)
+    check_bundle_target(output, force, inputs)
     with atomic_folder(output) as work:
         for file in source.path.iterdir():
             if file.is_file():

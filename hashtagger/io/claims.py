@@ -116,7 +116,7 @@ def check_suffix(path: Path, suffixes: tuple[str, ...], what: str) -> None:
 def _resolved(path: Path) -> Path:
     try:
         return Path(path).resolve()
-    except (OSError, RuntimeError):  # a symlink loop: compare the name as given
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte (a CSV's cell): the name as given
         return Path(path).absolute()
 
 

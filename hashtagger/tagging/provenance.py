@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hashtagger.bundle.format import Bundle
+from hashtagger.errors import OutputError
 from hashtagger.io.files import sha256_file
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.picking import hashtag_list
@@ -65,6 +66,30 @@ def read_provenance(path: Path, fmt: str) -> dict | None:
             return None
         found = whole.get(KEY) if isinstance(whole, dict) else None
     return found if isinstance(found, dict) else None
+
+
+def check_resumable(path: Path, fmt: str, run: dict[str, Any]) -> None:
+    """OutputError when the output `path` records another model or other options than `run`, the provenance of
+    the run that would add to it: the old records and the new would not be one run's, under one provenance. An
+    output that records none (written before provenance was) resumes as before."""
+    try:
+        old = read_provenance(path, fmt)
+    except (OSError, ValueError):
+        old = None
+    if old is None:
+        return
+    if old.get("model_digest") != run["model_digest"]:
+        digest = str(old.get("model_digest", "unknown"))[:12]
+        raise OutputError(
+            f"{path} holds records of another model ({old.get('model', 'unknown')}, bundle digest {digest}); "
+            "resume it with that model, or choose another --output"
+        )
+    before, now = old.get("options"), run["options"]
+    before = before if isinstance(before, dict) else {}
+    differ = sorted(k for k in now if k in before and str(before[k]) != str(now[k]))
+    if differ:
+        changes = "; ".join(f"{k}: {before[k]!r} there, {now[k]!r} now" for k in differ)
+        raise OutputError(f"{path} holds records made with other options ({changes}); resume with theirs")
 
 
 def utc_now() -> str:

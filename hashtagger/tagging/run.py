@@ -23,6 +23,7 @@ from hashtagger.io.console import PostsPerSecond, count, plain, progress_bar, sa
 from hashtagger.io.extras import gpu_hint, require
 from hashtagger.tagging.options import TagOptions
 from hashtagger.tagging.pipeline import CPU
+from hashtagger.tagging.provenance import check_resumable
 from hashtagger.tagging.records import TagSummary, is_tagged
 from hashtagger.tagging.sidecars import POLICIES, write_sidecar
 from hashtagger.tagging.tagger import Tagger
@@ -66,8 +67,11 @@ def tag(
         )
         options = replace(options, threads=cores)
     inputs = run_inputs(input, options)
+    table = table_posts(input, options)
+    if table is not None:  # the images a CSV or Parquet file names are the run's input as much as the file
+        inputs += [post.image for post in table]
     with claim_output(output, resume, overwrite, inputs=inputs) as claim:  # before any work: not at the run's end
-        return _tag_into(claim, input, fmt, options, resume, console, sidecars)
+        return _tag_into(claim, input if table is None else table, fmt, options, resume, console, sidecars)
 
 
 def _tag_into(
@@ -83,7 +87,7 @@ def _tag_into(
     output = claim.path
     posts = load_posts(input, options.columns) if isinstance(input, (str, Path)) else list(input)
     if not posts:
-        raise DataError(f"no posts in {input} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)")
+        raise DataError(NO_POSTS.format(input))
     tagger = Tagger(options)
     bundle, runner = tagger.bundle, tagger.runner
     if runner.candidates is not None:
@@ -107,6 +111,7 @@ def _tag_into(
     )
     todo = posts
     if resume and output is not None and claim.had_content:
+        check_resumable(output, fmt, tagger.provenance())
         positions = remaining([p.id for p in posts], done_ids(output, fmt))
         todo = [posts[i] for i in positions]
         summary.resumed = len(posts) - len(todo)
@@ -165,6 +170,22 @@ def check_extras(input: str | Path | Sequence[Post], fmt: str) -> None:
         require("parquet", "writing Parquet (--output *.parquet or --format parquet)")
     if isinstance(input, (str, Path)) and Path(input).suffix.lower() == ".parquet":
         require("parquet", f"reading {input}")
+
+
+NO_POSTS = "no posts in {} (images: jpg, jpeg, png, webp, bmp, gif; CSV: one row per post)"
+
+
+def table_posts(input: str | Path | Sequence[Post], options: TagOptions) -> list[Post] | None:
+    """A CSV or Parquet file's posts, read before the output is claimed, since the images they name must not be
+    written either; None for any other input (run_inputs lists what a folder or given Posts read)."""
+    if not isinstance(input, (str, Path)) or Path(input).suffix.lower() not in (".csv", ".parquet"):
+        return None
+    if not Path(input).is_file():
+        return None  # load_posts says what is wrong with it, after the output's checks
+    posts = load_posts(input, options.columns)
+    if not posts:
+        raise DataError(NO_POSTS.format(input))
+    return posts
 
 
 def run_inputs(input: str | Path | Sequence[Post], options: TagOptions) -> list[Path | Reads | None]:
