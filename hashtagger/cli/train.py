@@ -24,8 +24,8 @@ def train(
     ),
     preset: str | None = typer.Option(
         None,
-        help=f"cpu: the default model's recipe, offline on a CPU, in one flag ({preset_flags('cpu')}); "
-        "options given explicitly win over it.",
+        help=f"cpu: the default model's recipe, offline on a CPU, in one flag ({preset_flags('cpu')}; the "
+        "default adds --joint-wide); options given explicitly win over it.",
     ),
     arch: str = typer.Option(DEFAULT_ARCH, help=arch_help()),
     output: Path = typer.Option(Path("runs"), help="Folder that holds training runs."),
