@@ -182,6 +182,50 @@ def test_candidates_are_scored_as_the_name_head_scores_its_own():
     assert got[0, 0] > got[1, 0] and got[1, 1] > got[0, 1]  # the caption's words raise their hashtags
 
 
+def test_new_match_raises_only_new_hashtags_the_caption_names():
+    """HeadInfo.new_match adds to the match weight of tag-time candidates: a candidate named in the caption moves
+    up by exactly new_match * its match, one the caption does not name stays where it was."""
+    from hashtagger.bundle.runtime import Candidates
+    from hashtagger.data.tagnames import caption_match, name_pieces
+    from hashtagger.data.text import encode
+
+    tokenizer = _toy_tokenizer()
+    tags = ["hurricanesandy", "dog"]
+    ids = encode(tokenizer, ["the hurricane hit"], 16)["input_ids"]
+    pieces = name_pieces(tokenizer, tags)
+    embeddings = np.eye(2, 4, dtype=np.float32)
+    projected = np.full((1, 4), 0.5, np.float32)
+    plain = Candidates(tags, embeddings, pieces, 2.0, -3.0, 1.5)
+    boosted = Candidates(tags, embeddings, pieces, 2.0, -3.0, 1.5, new_match=4.0)
+
+    def logit(p):
+        return np.log(p) - np.log1p(-p)
+
+    match = caption_match(ids, pieces)
+    assert match[0, 0] == pytest.approx(0.5) and match[0, 1] == 0.0
+    moved = logit(boosted.probabilities(projected, ids).astype(np.float64)) - logit(
+        plain.probabilities(projected, ids).astype(np.float64)
+    )
+    assert moved[0] == pytest.approx([4.0 * 0.5, 0.0], abs=1e-4)
+
+
+def test_bundle_new_match_reaches_the_candidates(held_out_bundle, tmp_path):
+    from hashtagger.bundle.format import read_bundle
+    from hashtagger.bundle.runtime import Runner
+
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(held_out_bundle, bundle_dir)
+    runner = Runner.load(read_bundle(bundle_dir), "cpu", "model")
+    runner.add_candidates(read_bundle(bundle_dir), ["greenunicorn"])
+    assert runner.candidates.new_match == 0.0  # bundles without it: as before
+    info = json.loads((bundle_dir / "bundle.json").read_text())
+    info["head"]["new_match"] = 3.5
+    (bundle_dir / "bundle.json").write_text(json.dumps(info))
+    write_manifest(bundle_dir)
+    runner.add_candidates(read_bundle(bundle_dir), ["greenunicorn"])
+    assert runner.candidates.new_match == 3.5
+
+
 def test_match_weight_starts_at_the_log_odds_ratio_of_a_named_hashtag():
     import torch
 
@@ -260,6 +304,34 @@ def test_evaluate_unseen_on_the_validation_split(held_out_bundle, posts_dir):
     assert set(split["val"]).isdisjoint(split["test"]) and val.held_out == test.held_out == len(held)
     with pytest.raises(DataError, match="unknown split 'train'"):
         evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("train", (1,), "cpu"), quiet)
+
+
+def test_evaluate_unseen_rows_per_new_match_weight(held_out_bundle, posts_dir):
+    """--new-match W: a row per weight, the bundle's own (0) scoring exactly as the model row, and each model row's
+    MRR against the text match's, paired over the same pairs."""
+    from hashtagger.evaluation.unseen import UNSEEN_SYSTEMS, evaluate_unseen
+
+    quiet = Console(file=io.StringIO())
+    report = evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("test", (1, 2), "cpu"), quiet, (0.0, 50.0))
+    model, text = report.systems[UNSEEN_SYSTEMS[0]], report.systems[UNSEEN_SYSTEMS[1]]
+    assert report.systems["model, new-match 0"] == model
+    assert report.systems["model, new-match 50"] != model  # the captions name the animal: half of each name
+    assert set(report.mrr_minus_text_match) == {UNSEEN_SYSTEMS[0], "model, new-match 0", "model, new-match 50"}
+    for name, (value, low, high) in report.mrr_minus_text_match.items():
+        assert value == pytest.approx(report.systems[name]["mrr"][0] - text["mrr"][0])
+        assert low <= value <= high
+
+
+def test_new_match_option_errors_are_one_line(held_out_bundle, tiny_run, posts_dir, tmp_path):
+    runner = CliRunner()
+    wrong = runner.invoke(app, ["evaluate", str(posts_dir), "--model", str(held_out_bundle), "--new-match", "2"])
+    assert wrong.exit_code == 1 and "--new-match goes with --unseen" in wrong.output
+    bad = ["evaluate", str(posts_dir), "--model", str(held_out_bundle), "--unseen", "--new-match", "2,x"]
+    garbled = runner.invoke(app, bad)
+    assert garbled.exit_code == 1 and "not '2,x'" in garbled.output
+    linear = runner.invoke(app, ["export", str(tiny_run), "--output", str(tmp_path / "b"), "--new-match", "2"])
+    assert linear.exit_code == 1 and "this model has none" in linear.output
+    assert not (tmp_path / "b").exists()
 
 
 def test_tag_with_candidates_marks_seen_and_embeds_once(held_out_bundle, posts_dir, tmp_path, monkeypatch):

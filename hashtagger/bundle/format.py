@@ -70,6 +70,9 @@ class HeadInfo:
     scale: float = 1.0  # a name head's constants, for `tag --candidates`
     unseen_bias: float = 0.0
     match: float = 0.0  # the caption-match weight (0 in bundles from before it)
+    # Added to `match` for hashtags never seen in training (export --new-match, chosen on validation with
+    # evaluate --unseen --new-match); 0: they are matched as the seen ones are.
+    new_match: float = 0.0
     name_tokens: int = 32
 
 

@@ -267,7 +267,8 @@ def _shapes(args) -> dict[str, list]:
 @dataclass
 class Candidates:
     """Hashtags added at tag time, scored by a name head:
-    sigmoid(scale * projected . embedding + unseen_bias + match * caption_match), as NameHead scores its own."""
+    sigmoid(scale * projected . embedding + unseen_bias + (match + new_match) * caption_match): as NameHead scores
+    its own, with the bundle's extra weight on the caption match of hashtags it never saw."""
 
     tags: list[str]  # not in the vocabulary
     embeddings: np.ndarray  # [tags, dim], unit vectors from the bundle's names graph
@@ -275,13 +276,14 @@ class Candidates:
     scale: float
     bias: float
     match: float
+    new_match: float = 0.0
 
     def probabilities(self, projected: np.ndarray, input_ids: np.ndarray) -> np.ndarray:
         if not self.tags:
             return np.zeros((len(projected), 0), projected.dtype)
         logits = self.scale * projected @ self.embeddings.T + self.bias
-        if self.match:
-            logits = logits + self.match * caption_match(input_ids, self.pieces)
+        if self.match + self.new_match:
+            logits = logits + (self.match + self.new_match) * caption_match(input_ids, self.pieces)
         return 1.0 / (1.0 + np.exp(-logits))
 
 
@@ -418,6 +420,6 @@ class Runner:
             names = {i.name for i in sess.get_inputs()}
             embeddings = sess.run(["embedding"], {k: v for k, v in text.items() if k in names})[0]
         self.candidates = Candidates(
-            new, embeddings, pieces, float(head.scale), float(head.unseen_bias), float(head.match)
+            new, embeddings, pieces, float(head.scale), float(head.unseen_bias), float(head.match), head.new_match
         )
         return [t for t in tags if t in known]

@@ -68,6 +68,12 @@ def evaluate(
         help="For a model trained with --hold-out-tags: recall@k and MRR of the held-out hashtags offered as "
         "candidates, on the --split posts that carry them, against random and text-match rankings.",
     ),
+    new_match: str | None = typer.Option(
+        None,
+        "--new-match",
+        help="With --unseen: also rank with each of these extra caption-match weights for new hashtags (e.g. "
+        "0,2,4), a row each; choose on --split val, then export --new-match W.",
+    ),
 ) -> None:
     """Precision, recall, F1 and accuracy at top-k: the model, text-only, image-only, TF-IDF and the frequency prior;
     bootstrap intervals for their F1 differences; the F1 of the bundle's thresholded output."""
@@ -77,6 +83,9 @@ def evaluate(
         need("explain", "evaluate --plot")  # matplotlib only; before the evaluation, not after it
     if unseen and (checkpoint is not None or plot is not None):
         fail("--unseen evaluates an exported bundle (--model) and writes no plot")
+    if new_match is not None and not unseen:
+        fail("--new-match goes with --unseen")
+    weights = _weights(new_match) if new_match is not None else ()
     if compare and (model or checkpoint):
         fail("give --compare alone, or --model / --checkpoint, not both")
     from hashtagger.bundle.locate import find_model
@@ -99,19 +108,28 @@ def evaluate(
         # the outputs claimed before the evaluation: a run must not fail at its end
         with claim_outputs(report, plot, overwrite, data, models, columns) as outputs:
             if unseen:
-                _unseen(data, model, options, outputs)
+                _unseen(data, model, options, outputs, weights)
             else:
                 _evaluate(data, model, checkpoint, compare, options, outputs)
     except HashtaggerError as e:
         fail(str(e))
 
 
-def _unseen(data: Path | None, model: Path | None, options: EvaluateOptions, outputs: Outputs) -> None:
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError:
+        fail(f"--new-match takes numbers separated by commas (0,2,4), not '{text}'")
+
+
+def _unseen(
+    data: Path | None, model: Path | None, options: EvaluateOptions, outputs: Outputs, weights: tuple[float, ...]
+) -> None:
     from rich.console import Console as StdoutConsole
 
     from hashtagger.evaluation.unseen import evaluate_unseen, unseen_table
 
-    result = evaluate_unseen(data, model, options, err)
+    result = evaluate_unseen(data, model, options, err, weights)
     StdoutConsole().print(unseen_table(result))
     _write(outputs, result)
 

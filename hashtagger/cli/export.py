@@ -36,6 +36,11 @@ def export(
         help="Also fit a wide part (TF-IDF + logistic regression over the caption, on the training split) and blend "
         "it with the model, its weight chosen on the validation split.",
     ),
+    new_match: float = typer.Option(
+        0.0,
+        help="Name-head models: extra weight on the caption match of hashtags never seen in training, for "
+        "tag --candidates (choose it on validation: evaluate --unseen --split val --new-match 0,2,4).",
+    ),
     data: Path | None = typer.Option(
         None, help="Where the checkpoint's training data now lives (for the parity posts)."
     ),
@@ -63,6 +68,7 @@ def export(
                 force=force,
                 description=description,
                 wide=wide,
+                new_match=new_match,
             ),
             err,
         )

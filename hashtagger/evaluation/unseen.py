@@ -41,12 +41,16 @@ class UnseenReport:
     vocabulary: int  # hashtags seen in training
     held_out: int  # hashtags offered as new candidates
     systems: dict[str, dict]  # system -> {"recall@k": {k: [value, low, high]}, "mrr": [value, low, high]}
+    # model row -> its MRR minus the text match's on the same pairs, [value, low, high] (paired bootstrap)
+    mrr_minus_text_match: dict[str, list[float]] = field(default_factory=dict)
     definitions: dict[str, str] = field(
         default_factory=lambda: {
             "recall@k": "share of (post, held-out hashtag) pairs whose hashtag ranks in the top k of all candidates "
             "(vocabulary + held-out), ties broken at random in expectation",
             "mrr": "mean over those pairs of 1 / the hashtag's rank",
             "interval": "95% bootstrap interval, resampling posts",
+            "new-match W": "the model with W added to its caption-match weight for the held-out hashtags only "
+            "(export --new-match W)",
         }
     )
 
@@ -59,9 +63,11 @@ def evaluate_unseen(
     model: str | Path | None = None,
     options: EvaluateOptions | None = None,
     console: Console | None = None,
+    new_match: tuple[float, ...] = (),
 ) -> UnseenReport:
     """Rank the vocabulary and the held-out hashtags together for each post of `split` carrying a held-out one
-    (validation, to choose between models; test, to report)."""
+    (validation, to choose between models; test, to report). `new_match`: also the model with each of these
+    weights in place of its bundle's new-hashtag match weight (HeadInfo.new_match), a row each."""
     console = console or Console(stderr=True)
     options = (options or EvaluateOptions()).checked()
     split, ks, device, batch_size = options.split, options.ks, options.device, options.batch_size
@@ -72,6 +78,7 @@ def evaluate_unseen(
         raise DataError(f"{m.path}: the model was trained without --hold-out-tags: no hashtag was kept from it")
     runner = Runner.load(bundle, device, "model")  # fp32 on a GPU too: the reference
     runner.add_candidates(bundle, held)
+    assert runner.candidates is not None  # a bundle that cannot rank candidates raised above
     # Prepared with the held-out hashtags back in the vocabulary, so that posts keep them as labels.
     posts = select_posts(replace(m, vocab=m.vocab + held), data, split, options.columns)
     candidates = runner.labels(bundle.vocab)
@@ -86,17 +93,24 @@ def evaluate_unseen(
         if not rows:
             raise DataError(f"no {split} post carries a held-out hashtag (and a readable image)")
         samples = [Sample(e.text, [], d) for e, d, _ in rows]
+        models = {UNSEEN_SYSTEMS[0]: runner.candidates} | {
+            f"model, new-match {w:g}": replace(runner.candidates, new_match=w) for w in new_match
+        }
+        scores = {}
         with console.status(f"scoring {len(samples)} posts against {len(candidates)} candidates"):
-            scores = predict(
-                onnx_scorer(runner), samples, bundle.tokenizer, FeatureStore(cache), 0, bundle.max_length, batch_size
-            )
+            for name, scored in models.items():
+                runner.candidates = scored
+                features = FeatureStore(cache)
+                scores[name] = predict(
+                    onnx_scorer(runner), samples, bundle.tokenizer, features, 0, bundle.max_length, batch_size
+                )
     targets = [[column[t] for t in sorted(truth)] for _, _, truth in rows]
     texts = [e.text for e, _, _ in rows]
-    systems = {
-        UNSEEN_SYSTEMS[0]: scores,
+    systems = scores | {
         UNSEEN_SYSTEMS[1]: ranking.text_match_scores(texts, [tag_words(t) for t in candidates], candidates),
         UNSEEN_SYSTEMS[2]: ranking.random_scores(len(rows), len(candidates)),
     }
+    found = {name: ranking.hits(s, targets, ks) for name, s in systems.items()}
     return UnseenReport(
         data=str(data if data is not None else m.args.get("data")),
         model=str(m.path),
@@ -106,7 +120,8 @@ def evaluate_unseen(
         pairs=sum(len(t) for t in targets),
         vocabulary=len(bundle.vocab),
         held_out=len(held),
-        systems={name: ranking.summary(ranking.hits(s, targets, ks), ks) for name, s in systems.items()},
+        systems={name: ranking.summary(h, ks) for name, h in found.items()},
+        mrr_minus_text_match={name: ranking.mrr_difference(found[name], found[UNSEEN_SYSTEMS[1]]) for name in scores},
     )
 
 
@@ -123,7 +138,9 @@ def unseen_table(report: UnseenReport) -> Table:
     for name, result in report.systems.items():
         cells = [result["recall@k"][k] for k in report.ks] + [result["mrr"]]
         table.add_row(name, *(f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in cells))
-    table.caption = "in brackets: 95% bootstrap interval over posts"
+    for name, (v, lo, hi) in report.mrr_minus_text_match.items():
+        table.add_row(f"{name} - text match", *([""] * len(report.ks)), f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    table.caption = "in brackets: 95% bootstrap interval over posts (paired for the differences)"
     return table
 
 

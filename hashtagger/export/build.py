@@ -26,7 +26,7 @@ from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, wri
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
 from hashtagger.data.posts import CsvColumns, posts_input
 from hashtagger.data.regions import REGIONS
-from hashtagger.errors import ParityError
+from hashtagger.errors import DataError, ParityError
 from hashtagger.evaluation import metrics
 from hashtagger.evaluation.wide import fit_wide_part, write_wide
 from hashtagger.export.graphs import NAME_TOKENS, export_extractor_graph, export_model_graph, export_names_graph
@@ -68,6 +68,7 @@ class ExportOptions:
     force: bool = False  # replace options.output even when it is not a bundle or an empty folder
     description: str | None = None  # what the vocabulary was learnt from (bundle.json's scope); default: the data
     wide: bool = False  # also fit the wide part (evaluation/wide.py) on the training split, w chosen on validation
+    new_match: float = 0.0  # name heads: extra caption-match weight for never-seen hashtags (HeadInfo.new_match)
     report: dict = field(default_factory=dict)  # filled in: ExportReport.record() (parity, fusions, variants)
 
 
@@ -82,6 +83,8 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
     inputs = [Reads(source), posts_input(options.data) if options.data else None]
     with claim_folder(output, options.force, ours=is_bundle, inputs=inputs, force="--force"):
         ckpt = load_checkpoint(source)
+        if options.new_match and not isinstance(ckpt.model.head, NameHead):
+            raise DataError(f"{source}: --new-match weights a name head's match of new hashtags; this model has none")
         share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
         if collapsed := scope.collapse_warning(share, f"the checkpoint {ckpt.path}"):
             say(console, collapsed, "warning")
@@ -261,7 +264,7 @@ def _compact_agreement(job: _Job, full_precision: np.ndarray, onnx_probs: np.nda
     return result
 
 
-def _head_info(ckpt: Checkpoint) -> dict[str, Any]:
+def _head_info(ckpt: Checkpoint, new_match: float) -> dict[str, Any]:
     """bundle.json's "head": a linear head, or a name head's constants."""
     head = ckpt.model.head
     if not isinstance(head, NameHead):
@@ -271,6 +274,7 @@ def _head_info(ckpt: Checkpoint) -> dict[str, Any]:
         "scale": float(head.log_scale.detach().exp()),
         "unseen_bias": head.unseen_bias(),
         "match": float(head.match.detach()),  # its weight; candidates' pieces are made at tag time
+        "new_match": new_match,
         "name_tokens": NAME_TOKENS,
     }
 
@@ -296,7 +300,7 @@ def _bundle_info(job: _Job, report: ExportReport, onnx_probs: np.ndarray, backgr
             "values": tune_per_hashtag(onnx_probs, ckpt.vocab, labels, threshold),
         },
         "background": background,  # region features of reference images: what `explain` puts for an absent image
-        "head": _head_info(ckpt),
+        "head": _head_info(ckpt, options.new_match),
         "model": {"base_model": ckpt.spec.base_model} | ckpt.model.describe() | {"hashtags": len(ckpt.vocab)},
         "source_checkpoint": str(ckpt.path),
         # With split.json, what `evaluate --model` needs to find the training data's test posts.
