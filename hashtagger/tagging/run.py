@@ -95,7 +95,13 @@ def _tag_into(
         say(
             console,
             f"candidates: {len(runner.candidates.tags)} new hashtags ranked beside the {len(bundle.vocab)} of the "
-            f"vocabulary" + (f" ({len(known)} more already in it)" if known else ""),
+            f"vocabulary"
+            + (f" ({len(known)} more already in it)" if known else "")
+            + (
+                f", their caption match weighted +{runner.candidates.new_match:g}"
+                if runner.candidates.new_match
+                else ""
+            ),
         )
     say(console, f"tagging {len(posts)} posts with {bundle.path} ({runner.variant}) on {runner.provider}")
     if warning := fallback_warning(options.device, runner.provider, runner.fallback):
