@@ -329,6 +329,8 @@ def test_new_match_option_errors_are_one_line(held_out_bundle, tiny_run, posts_d
     bad = ["evaluate", str(posts_dir), "--model", str(held_out_bundle), "--unseen", "--new-match", "2,x"]
     garbled = runner.invoke(app, bad)
     assert garbled.exit_code == 1 and "not '2,x'" in garbled.output
+    endless = runner.invoke(app, [*bad[:-1], "0,inf"])
+    assert endless.exit_code == 1 and "not '0,inf'" in endless.output
     linear = runner.invoke(app, ["export", str(tiny_run), "--output", str(tmp_path / "b"), "--new-match", "2"])
     assert linear.exit_code == 1 and "this model has none" in linear.output
     assert not (tmp_path / "b").exists()

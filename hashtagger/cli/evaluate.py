@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -117,9 +118,12 @@ def evaluate(
 
 def _weights(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(w) for w in text.split(","))
+        weights = tuple(float(w) for w in text.split(","))
     except ValueError:
+        weights = (math.nan,)
+    if not all(math.isfinite(w) for w in weights):
         fail(f"--new-match takes numbers separated by commas (0,2,4), not '{text}'")
+    return weights
 
 
 def _unseen(

@@ -10,6 +10,7 @@ text-only / image-only ablations of `evaluate` feed LXMERT blanked features with
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,6 +84,8 @@ def export(checkpoint: str | Path, options: ExportOptions | None = None, console
     inputs = [Reads(source), posts_input(options.data) if options.data else None]
     with claim_folder(output, options.force, ours=is_bundle, inputs=inputs, force="--force"):
         ckpt = load_checkpoint(source)
+        if not math.isfinite(options.new_match):
+            raise DataError(f"--new-match must be a number, not {options.new_match}")
         if options.new_match and not isinstance(ckpt.model.head, NameHead):
             raise DataError(f"{source}: --new-match weights a name head's match of new hashtags; this model has none")
         share = scope.collapse_share(ckpt.meta.top2_same_as_prior, ckpt.meta.history)
