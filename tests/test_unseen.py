@@ -315,6 +315,8 @@ def test_evaluate_unseen_rows_per_new_match_weight(held_out_bundle, posts_dir):
     report = evaluate_unseen(posts_dir, held_out_bundle, EvaluateOptions("test", (1, 2), "cpu"), quiet, (0.0, 50.0))
     model, text = report.systems[UNSEEN_SYSTEMS[0]], report.systems[UNSEEN_SYSTEMS[1]]
     assert report.systems["model, new-match 0"] == model
+    assert report.every["model, new-match 0"] == report.every[UNSEEN_SYSTEMS[0]]
+    assert report.every_posts >= report.posts and report.every_pairs > report.pairs
     assert report.systems["model, new-match 50"] != model  # the captions name the animal: half of each name
     assert set(report.mrr_minus_text_match) == {UNSEEN_SYSTEMS[0], "model, new-match 0", "model, new-match 50"}
     for name, (value, low, high) in report.mrr_minus_text_match.items():

@@ -41,6 +41,11 @@ class UnseenReport:
     vocabulary: int  # hashtags seen in training
     held_out: int  # hashtags offered as new candidates
     systems: dict[str, dict]  # system -> {"recall@k": {k: [value, low, high]}, "mrr": [value, low, high]}
+    # model row -> recall@k of every hashtag (seen or held out) of every post of the split, all candidates offered:
+    # what a user of tag --candidates gets, posts without a new hashtag included; --new-match is chosen by it
+    every: dict[str, dict] = field(default_factory=dict)
+    every_posts: int = 0
+    every_pairs: int = 0
     # model row -> its MRR minus the text match's on the same pairs, [value, low, high] (paired bootstrap)
     mrr_minus_text_match: dict[str, list[float]] = field(default_factory=dict)
     definitions: dict[str, str] = field(
@@ -51,6 +56,9 @@ class UnseenReport:
             "interval": "95% bootstrap interval, resampling posts",
             "new-match W": "the model with W added to its caption-match weight for the held-out hashtags only "
             "(export --new-match W)",
+            "every": "recall@k of all (post, hashtag) pairs, seen or held out, of every post of the split with a "
+            "hashtag, all candidates offered: what ranking new hashtags costs or gains overall; --new-match is chosen "
+            "by recall@2 of it on validation",
         }
     )
 
@@ -84,13 +92,13 @@ def evaluate_unseen(
     candidates = runner.labels(bundle.vocab)
     column = {t: i for i, t in enumerate(candidates)}
     held_set = set(held)
-    rows = [(e, d, truth & held_set) for e, d, truth in posts.rows if d is not None and truth & held_set]
+    rows = [(e, d, truth) for e, d, truth in posts.rows if d is not None and truth]
     with ExitStack() as stack:
         root = options.cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="hashtagger-eval-"))
         cache = FeatureCache(Path(root), m.cache_id)
         errors = fill_cache({d: e.image for e, d, _ in rows}, m.encoder, m.extractor_spec, cache)
         rows = [r for r in rows if r[1] not in errors]
-        if not rows:
+        if not any(truth & held_set for _, _, truth in rows):
             raise DataError(f"no {split} post carries a held-out hashtag (and a readable image)")
         samples = [Sample(e.text, [], d) for e, d, _ in rows]
         models = {UNSEEN_SYSTEMS[0]: runner.candidates} | {
@@ -104,7 +112,8 @@ def evaluate_unseen(
                 scores[name] = predict(
                     onnx_scorer(runner), samples, bundle.tokenizer, features, 0, bundle.max_length, batch_size
                 )
-    targets = [[column[t] for t in sorted(truth)] for _, _, truth in rows]
+    targets = [[column[t] for t in sorted(truth & held_set)] for _, _, truth in rows]
+    every = [[column[t] for t in sorted(truth)] for _, _, truth in rows]
     texts = [e.text for e, _, _ in rows]
     systems = scores | {
         UNSEEN_SYSTEMS[1]: ranking.text_match_scores(texts, [tag_words(t) for t in candidates], candidates),
@@ -116,11 +125,14 @@ def evaluate_unseen(
         model=str(m.path),
         split=split,
         ks=list(ks),
-        posts=len(rows),
+        posts=sum(1 for t in targets if t),
         pairs=sum(len(t) for t in targets),
+        every_posts=len(rows),
+        every_pairs=sum(len(t) for t in every),
         vocabulary=len(bundle.vocab),
         held_out=len(held),
         systems={name: ranking.summary(h, ks) for name, h in found.items()},
+        every={name: ranking.summary(ranking.hits(s, every, ks), ks)["recall@k"] for name, s in scores.items()},
         mrr_minus_text_match={name: ranking.mrr_difference(found[name], found[UNSEEN_SYSTEMS[1]]) for name in scores},
     )
 
@@ -138,6 +150,9 @@ def unseen_table(report: UnseenReport) -> Table:
     for name, result in report.systems.items():
         cells = [result["recall@k"][k] for k in report.ks] + [result["mrr"]]
         table.add_row(name, *(f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in cells))
+    for name, recall in report.every.items():
+        every = (f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in recall.values())
+        table.add_row(f"{name}: every hashtag of the {report.every_posts} posts", *every, "")
     for name, (v, lo, hi) in report.mrr_minus_text_match.items():
         table.add_row(f"{name} - text match", *([""] * len(report.ks)), f"{v:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     table.caption = "in brackets: 95% bootstrap interval over posts (paired for the differences)"

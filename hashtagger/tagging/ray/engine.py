@@ -48,6 +48,9 @@ from hashtagger.tagging.writers import format_names, shard_formats
 
 PROBE_SECONDS = 3.0  # an address that does not answer in this long is reported, not waited on for minutes
 STORE_SHARE, STORE_MIN, STORE_MAX = 0.2, 128 << 20, 8 << 30  # a local Ray's object store (store_bytes)
+# Ray Data restarts a dead actor forever by default: a run whose Tagger is OOM-killed each time it loads would loop
+# without a message. A few restarts survive a lost node; more end the run (shards written are kept, to resume).
+ACTOR_RESTARTS = 3
 
 
 @dataclass
@@ -298,6 +301,8 @@ def _run(
             compute=ray.data.ActorPoolStrategy(size=plan.actors),
             num_cpus=plan.actor_cpus,
             num_gpus=plan.gpu_share,
+            max_restarts=ACTOR_RESTARTS,
+            max_task_retries=ACTOR_RESTARTS,
         )
     )
     share = f"{plan.gpu_share:g} GPU each" if plan.gpu_share else f"{plan.threads} thread(s) each"
@@ -311,22 +316,41 @@ def _run(
     start = time.perf_counter()
     with progress_bar(console, PostsPerSecond()) as progress:
         task = progress.add_task("tagging", total=sum(counts.values()))
-        for row in ds.iter_rows():
-            if not summary.startup_s:
-                summary.startup_s = time.perf_counter() - start
-            shard = int(row["shard"])
-            records = pending.setdefault(shard, {})
-            records[int(row["pos"])] = json.loads(row["record"])
-            if len(records) == counts[shard]:
-                ordered = [records[i] for i in range(counts[shard])]
-                folder.write(shard, ordered)
-                del pending[shard]
-                for record in ordered:
-                    summary.count(record)
-                count(progress, task, counts[shard])
+        try:
+            for row in ds.iter_rows():
+                if not summary.startup_s:
+                    summary.startup_s = time.perf_counter() - start
+                shard = int(row["shard"])
+                records = pending.setdefault(shard, {})
+                records[int(row["pos"])] = json.loads(row["record"])
+                if len(records) == counts[shard]:
+                    ordered = [records[i] for i in range(counts[shard])]
+                    folder.write(shard, ordered)
+                    del pending[shard]
+                    for record in ordered:
+                        summary.count(record)
+                    count(progress, task, counts[shard])
+        except ray.exceptions.RayError as e:
+            raise ClusterError(died_message(e, summary.processed, memory_limit())) from None
     summary.seconds = time.perf_counter() - start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
     summary.provider = f"Ray ({plan.actors} actor{'s' if plan.actors > 1 else ''})"
+
+
+def died_message(error: Exception, written: int, limit: int) -> str:
+    """One line for a run Ray gave up on (a worker that kept dying, a task that kept failing), with the likely cause
+    when this process is under a memory limit: the OOM killer, which kills without a message of its own."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+    cause = (
+        f"; if a worker was killed for memory (the OOM killer leaves no message; the Tagger actor needs about 1.7 GB "
+        f"with the default model), give the run more than its {limit >> 20} MB"
+        if limit
+        else ""
+    )
+    return (
+        f"Ray stopped the run after {ACTOR_RESTARTS} restarts ({type(error).__name__}: {first}){cause}; the "
+        f"{written} posts written are kept: the same command resumes"
+    )
 
 
 def _load_shard(
