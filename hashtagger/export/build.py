@@ -35,7 +35,6 @@ from hashtagger.export.optimise import (
     fuse_transformer,
     offline_optimize,
     quantize_extractor,
-    quiet_root_logger,
     round_weights_to_fp16,
     store_weights_fp16,
 )
@@ -48,7 +47,7 @@ from hashtagger.export.parity import (
     torch_probabilities,
 )
 from hashtagger.io.claims import Reads, claim_folder
-from hashtagger.io.console import say
+from hashtagger.io.console import quiet_logger, say
 from hashtagger.io.files import atomic_folder
 from hashtagger.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from hashtagger.models.lxmert import HashtagModel, NameHead
@@ -191,7 +190,7 @@ def _write_int8(job: _Job, full_precision: np.ndarray, graphs: dict[str, str]) -
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     work, extractor, vocab = job.work, job.extractor, job.ckpt.vocab
-    with quiet_root_logger():
+    with quiet_logger():  # ONNX Runtime's quantisation advice on the root logger
         quantize_dynamic(
             str(work / "model.onnx"),
             str(work / "model.int8.onnx"),

@@ -3,9 +3,6 @@ the file, fp16-stored weights (`--compact`), and the int8 extractor's static qua
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +10,8 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from hashtagger.io.console import quiet_logger
 
 
 def fuse_transformer(path: Path, num_heads: int, hidden_size: int) -> dict[str, int]:
@@ -92,7 +91,9 @@ def quantize_extractor(extractor: Path, output: Path, pixels: np.ndarray) -> Non
             start = next(self.starts, None)
             return None if start is None else {"pixel_values": images[start : start + CALIBRATION_BATCH]}
 
-    with quiet_root_logger():
+    # ONNX Runtime's quantisation logs advice on the root logger ("consider pre-processing before quantization")
+    # about graphs this export has already optimised: a stray line in the user's terminal.
+    with quiet_logger():
         quantize_static(
             str(extractor),
             str(output),
@@ -102,16 +103,3 @@ def quantize_extractor(extractor: Path, output: Path, pixels: np.ndarray) -> Non
             weight_type=QuantType.QInt8,
             per_channel=True,
         )
-
-
-@contextmanager
-def quiet_root_logger() -> Iterator[None]:
-    """ONNX Runtime's quantisation logs advice on the root logger ("consider pre-processing before
-    quantization"): about graphs this export has already optimised, and a stray line in the user's terminal."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)

@@ -3,6 +3,10 @@ every command uses, and the data-preparation table. No torch."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -76,3 +80,16 @@ def preparation_table(rows: list[tuple[str, int]]) -> Table:
         table.add_row(f"dropped: {rule}", str(dropped))
     table.add_row("[bold]remaining", f"[bold]{remaining}")
     return table
+
+
+@contextmanager
+def quiet_logger(name: str = "", level: int = logging.ERROR) -> Iterator[None]:
+    """Records of the logger `name` (default: the root logger) below `level` left out for the block: a library's
+    advice or tracebacks that would be stray lines beside this package's own message."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

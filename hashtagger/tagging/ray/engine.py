@@ -17,6 +17,7 @@ import logging
 import pickle
 import socket
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -33,7 +34,7 @@ from hashtagger.bundle.format import read_bundle
 from hashtagger.bundle.locate import find_model
 from hashtagger.data.images import ImageSettings
 from hashtagger.errors import ClusterError, DataError, OutputError
-from hashtagger.io.console import PostsPerSecond, count, progress_bar, say
+from hashtagger.io.console import PostsPerSecond, count, progress_bar, quiet_logger, say
 from hashtagger.io.extras import require
 from hashtagger.io.memory import memory_limit
 from hashtagger.tagging.options import TagOptions, resolve_threshold
@@ -122,7 +123,12 @@ def tag_on_ray(
         started = connect(ray_options.address)
         try:
             check_workers(ray_options.startup_s)
-            _run(source, todo, folder, image_settings(bundle, options), options, ray_options, summary, console)
+            # Ray Data logs a failed run's tracebacks itself, and notes on its progress: this run's own messages say
+            # what happened, in one line. (It sets its loggers' levels when first imported: imported before.)
+            import ray.data
+
+            with quiet_logger("ray.data", logging.CRITICAL):
+                _run(source, todo, folder, image_settings(bundle, options), options, ray_options, summary, console)
         finally:
             if started:
                 import ray
@@ -291,20 +297,24 @@ def _run(
     actor_options = replace(options, threads=plan.threads, device=device, batch_size=batch)
     counts = {s.index: s.count for s in todo}
     items = [{"shard": s.index, "spec": pickle.dumps(s)} for s in todo]
-    ds = (
-        ray.data.from_items(items, override_num_blocks=len(items))  # a block per shard: each read task is one shard
-        .flat_map(partial(_load_shard, source=source, options=options, settings=settings), num_cpus=plan.load_cpus)
-        .map_batches(
-            TagActor,
-            fn_constructor_kwargs={"options": actor_options},
-            batch_size=batch * max(1, options.length_window),
-            compute=ray.data.ActorPoolStrategy(size=plan.actors),
-            num_cpus=plan.actor_cpus,
-            num_gpus=plan.gpu_share,
-            max_restarts=ACTOR_RESTARTS,
-            max_task_retries=ACTOR_RESTARTS,
+    with warnings.catch_warnings():
+        # Ray 2.60 marks **ray_remote_args deprecated (removal announced for 2.64) and names no replacement for the
+        # restart limits; the [ray] extra stays below 2.64.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = (
+            ray.data.from_items(items, override_num_blocks=len(items))  # a block per shard: a read task per shard
+            .flat_map(partial(_load_shard, source=source, options=options, settings=settings), num_cpus=plan.load_cpus)
+            .map_batches(
+                TagActor,
+                fn_constructor_kwargs={"options": actor_options},
+                batch_size=batch * max(1, options.length_window),
+                compute=ray.data.ActorPoolStrategy(size=plan.actors),
+                num_cpus=plan.actor_cpus,
+                num_gpus=plan.gpu_share,
+                max_restarts=ACTOR_RESTARTS,
+                max_task_retries=ACTOR_RESTARTS,
+            )
         )
-    )
     share = f"{plan.gpu_share:g} GPU each" if plan.gpu_share else f"{plan.threads} thread(s) each"
     say(
         console,
