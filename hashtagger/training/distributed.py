@@ -126,6 +126,9 @@ def process_group(device: str):
     group = Group(dist.get_rank(), dist.get_world_size(), device)
     try:
         yield group
+        # Every rank past its last collective before the group goes: gloo's threads free a finished collective's
+        # tensors under the GIL, and the group's destructor joins them holding it (seen: a rank hung at exit).
+        dist.barrier()
     except Stop:
         if group.leader:
             raise

@@ -49,6 +49,9 @@ def train(cfg: TrainConfig, console: Console | None = None, resume: Path | None 
                 train_loss, rate = trainer.train_one_epoch(progress, task, stop)
                 trainer.end_epoch(train_loss, rate, progress.console)
         trainer.test()
+        # DDP holds the process group: dropped while the group is registered, so that the group is not destroyed
+        # wherever the trainer is freed (gloo's destructor, joining its threads with the GIL held, can hang a rank).
+        del trainer.loss
     say(console, f"best checkpoint: {trainer.run_dir / 'best'}")
     collapsed = collapse_warning(
         collapse_share(trainer.meta.top2_same_as_prior, trainer.meta.history), f"the run {trainer.run_dir}"
