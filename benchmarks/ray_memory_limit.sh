@@ -28,6 +28,7 @@ else  # v2
   echo "$LIMIT" > "$CG/memory.max"
   echo 0 > "$CG/memory.swap.max"
 fi
+trap 'kill "${SAMPLER:-}" 2>/dev/null; rmdir "$CG" 2>/dev/null || true' EXIT  # also when interrupted
 OUT="$WORK/out-$$"
 # The sampler stays outside the cgroup: its memory is not the run's.
 "$PYTHON" - "$CG" "$WORK/memory-$$.jsonl" <<'EOF' &
@@ -57,8 +58,6 @@ STATUS=$?
 set -e
 SECONDS_TAKEN=$(($(date +%s) - START))
 sleep 6
-kill "$SAMPLER" 2>/dev/null || true
-rmdir "$CG" 2>/dev/null || true
 RECORDS=$(cat "$OUT"/shard-*.jsonl 2>/dev/null | wc -l)
 LAST=$(tail -n 1 "$WORK/memory-$$.jsonl")
 RATE=$(awk -v n="$RECORDS" -v s="$SECONDS_TAKEN" 'BEGIN { printf "%.1f", n / (s > 0 ? s : 1) }')
