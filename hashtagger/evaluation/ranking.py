@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hashtagger.evaluation import intervals
+
 
 @dataclass
 class Hits:
@@ -55,17 +57,13 @@ def summary(h: Hits, ks: tuple[int, ...], resamples: int = 1000, seed: int = 0) 
 
 def mrr_difference(a: Hits, b: Hits, resamples: int = 1000, seed: int = 0) -> list[float]:
     """[value, low, high]: a's MRR minus b's over the same pairs, with a 95% interval from resampling posts
-    (paired: both rankings of a post move together)."""
-    diff = a.reciprocal - b.reciprocal
-    posts = np.unique(a.post)
-    by_post = [np.flatnonzero(a.post == p) for p in posts]
-    rng = np.random.default_rng(seed)
-    draws = [
-        diff[np.concatenate([by_post[i] for i in rng.integers(len(posts), size=len(posts))])].mean()
-        for _ in range(resamples)
-    ]
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return [float(diff.mean()), float(low), float(high)]
+    (intervals.resample_weights; paired: both rankings of a post move together)."""
+    _, posts = np.unique(a.post, return_inverse=True)
+    weights = intervals.resample_weights(posts, resamples, seed)  # [resamples, posts]
+    diff = np.bincount(posts, a.reciprocal - b.reciprocal)
+    pairs = np.bincount(posts).astype(float)
+    low, high = np.percentile((weights @ diff) / (weights @ pairs), [2.5, 97.5])
+    return [float(diff.sum() / pairs.sum()), float(low), float(high)]
 
 
 def random_scores(posts: int, candidates: int) -> np.ndarray:
