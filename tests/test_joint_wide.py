@@ -13,6 +13,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from hashtagger.bundle.format import read_bundle
+from hashtagger.bundle.token_wide import TokenWideTables
 from hashtagger.cli.main import app
 from hashtagger.data.batching import Sample
 from hashtagger.data.regions import ExtractorSpec
@@ -21,7 +22,7 @@ from hashtagger.errors import DataError
 from hashtagger.export.build import ExportOptions, export
 from hashtagger.models.checkpoint import load_checkpoint, save_checkpoint
 from hashtagger.models.lxmert import HashtagModel, ModelSpec
-from hashtagger.models.wide import TokenWide, build_wide
+from hashtagger.models.wide import PRIME, TokenWide, build_wide
 from hashtagger.training import setup
 from hashtagger.training.config import TrainConfig, check_config
 from hashtagger.training.train import train
@@ -63,6 +64,30 @@ def test_caption_tokens_move_the_wide_logits_and_a_caption_without_them_gives_ze
     assert torch.equal(wide(padding, padding), torch.zeros(1, 3))
     # Masked tokens are not the caption's, whatever their ids.
     assert torch.equal(wide(batch["input_ids"][:1], torch.zeros_like(batch["input_ids"][:1])), torch.zeros(1, 3))
+
+
+def test_the_bundle_tables_score_every_caption_as_the_graph_wide_part_does():
+    """bundle/token_wide.py (NumPy, for explain) against TokenWide: repeated tokens and pairs, tokens without a
+    row, and, with 3 buckets, pairs whose bucket came up before, at a position where the pair was absent."""
+    texts = ["red cat in the park", "red dog in the park", "a cat", "the red red cat cat"]
+    tokenizer = train_wordpiece(texts, 200)
+    rows = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.long)
+    rows[5:25] = torch.arange(1, 21)  # ids 5..24 have rows; others (specials, 0..4, 25..) none
+    wide = TokenWide(len(rows), 20, num_labels=4, buckets=3).eval()
+    wide.rows.copy_(rows)
+    torch.manual_seed(0)
+    for table in (wide.unigrams, wide.pairs):  # half-precision values: the tables are stored as float16
+        table.weight.data = torch.randn_like(table.weight).half().float()
+    wide.unigrams.weight.data[0] = 0
+    tables = TokenWideTables(
+        rows.numpy(), wide.unigrams.weight.detach().numpy(), wide.pairs.weight.detach().numpy(), PRIME
+    )
+    generator = torch.Generator().manual_seed(1)
+    for length in (0, 1, 2, 5, 12, 30):
+        for _ in range(20):
+            ids = torch.randint(0, 30, (1, length), generator=generator)
+            expected = wide(ids, torch.ones_like(ids))[0].detach().numpy()
+            assert abs(tables.logits(ids[0].numpy()) - expected).max() < 1e-5, ids
 
 
 def test_the_joint_wide_part_has_its_own_learning_rate_and_decays_as_other_matrices():
@@ -112,5 +137,31 @@ def test_a_joint_wide_run_round_trips_its_checkpoint_and_exports_with_parity(tmp
     options = ExportOptions(output=str(tmp_path / "bundle"), int8=True)
     export(run / "best", options, QUIET)  # raises ParityError unless ONNX Runtime agrees with PyTorch
     assert options.report["parity"]["max_abs_diff"] <= 1e-4
-    model = read_bundle(tmp_path / "bundle").info.raw["model"]
+    bundle = read_bundle(tmp_path / "bundle")
+    model = bundle.info.raw["model"]
     assert model["joint_wide"]["token_rows"] == wide.n_rows
+    assert model["joint_wide"]["tables_parity"]["max_abs_diff"] <= 2e-2  # float16 tables against PyTorch
+    assert bundle.token_wide is not None and bundle.token_wide.unigrams.shape == (wide.n_rows + 1, len(bundle.vocab))
+
+    # explain names the caption terms the wide part weighs most for each hashtag, as the tables score them.
+    image, caption = data / "post0000.png", (data / "post0000.txt").read_text().split(" #")[0]
+    result = CliRunner().invoke(
+        app,
+        [
+            "explain",
+            str(image),
+            "--caption",
+            caption,
+            "--model",
+            str(tmp_path / "bundle"),
+            "-o",
+            str(tmp_path / "w.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("#")]
+    assert lines and all("; wide part: " in line for line in lines), result.output
+    pieces = {t.lstrip("#") for t in bundle.tokenizer.encode(caption).tokens}
+    for line in lines:
+        for term in line.split("; wide part: ")[1].split(", "):
+            assert set(term.replace(" ", "").replace("##", "")) and any(p in term for p in pieces), term

@@ -13,6 +13,8 @@ exported/
     background.npz   region features of 16 validation images: the absent image of `explain`
     wide.npz         optional wide part (bundle/wide.py): TF-IDF n-grams, their idf and one logistic regression
                      per hashtag, blended with the model's probabilities by bundle.json's "wide.weight"
+    token_wide.npz   a `--joint-wide` model's wide part tables (token_wide.py), for `explain`; model.onnx holds
+                     its own copy
     names.onnx       name-head models: hashtag words -> unit vector (model.onnx then also outputs `projected`)
     model.int8.onnx / model.fp16.onnx   optional variants (graphs "int8", "fp16")
     extractor.int8.onnx                 optional static-int8 extractor (graph "extractor_int8"); export.variants
@@ -27,12 +29,14 @@ import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
 
 from hashtagger.bundle.thresholds import cutoff_vector
+from hashtagger.bundle.token_wide import TokenWideTables, read_token_wide
 from hashtagger.bundle.wide import FILE as WIDE_FILE
 from hashtagger.bundle.wide import WidePart, read_wide
 from hashtagger.data.images import ImageSettings
@@ -120,6 +124,7 @@ class BundleInfo:
     variants: dict[str, dict] = field(default_factory=dict)  # each variant's agreement with fp32 (export.variants)
     scope: ScopeInfo = field(default_factory=ScopeInfo)
     wide: WideInfo | None = None  # the wide part (wide.py); None: the deep model alone
+    token_wide: str | None = None  # the joint wide part's tables (token_wide.py); None: none, or not stored
     raw: dict = field(default_factory=dict)  # bundle.json as written: metrics, the export report, versions
 
     @classmethod
@@ -139,6 +144,7 @@ class BundleInfo:
             variants=info.get("export", {}).get("variants", {}),
             scope=from_dict(ScopeInfo, info.get("scope", {})),
             wide=None if wide is None else WideInfo(wide.get("file", WIDE_FILE), float(wide["weight"])),
+            token_wide=info.get("model", {}).get("joint_wide", {}).get("file"),
             raw=info,
         )
 
@@ -179,6 +185,13 @@ class Bundle:
         """The wide part blended with the model's scores (wide.py); None for a bundle without one."""
         wide = self.info.wide
         return None if wide is None else read_wide(self.path / wide.file, wide.weight, len(self.vocab))
+
+    @cached_property
+    def token_wide(self) -> TokenWideTables | None:
+        """The joint wide part's tables (token_wide.py), read once, when first explained; None for a bundle
+        without them."""
+        file = self.info.token_wide
+        return None if file is None else read_token_wide(self.path / file, len(self.vocab))
 
     def graph(self, name: str) -> Path:
         """Path of a graph by role: "extractor", "model", or a variant ("int8", "fp16", "extractor_int8")."""
@@ -244,6 +257,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except (TypeError, KeyError, ValueError) as e:  # an entry _check_info does not look into (hand-edited)
         raise BundleError(f"{path / 'bundle.json'}: unexpected content ({e})") from None
     wide = [typed.wide.file] if typed.wide is not None else []
+    wide += [typed.token_wide] if typed.token_wide is not None else []
     for name in [*list(typed.graphs.values()), "tokenizer.json", "hashtags.json", *wide]:
         if name not in manifest:
             raise BundleError(f"{path / name}: needed by bundle.json but not in the manifest")
@@ -289,6 +303,12 @@ def _check_info(info: dict, file: Path) -> None:
     need(
         isinstance(wide, dict) and number(wide.get("weight")) and 0 <= wide["weight"] <= 1,
         "'wide.weight' must be a number in 0..1",
+    )
+    model = info.get("model", {})
+    joint = model.get("joint_wide", {}) if isinstance(model, dict) else None
+    need(
+        isinstance(joint, dict) and isinstance(joint.get("file", ""), str),
+        "'model.joint_wide.file' must be a file name",
     )
     per_hashtag = info.get("hashtag_thresholds", {"values": {}})
     values = per_hashtag.get("values") if isinstance(per_hashtag, dict) else None

@@ -25,6 +25,8 @@ from rich.console import Console
 from hashtagger.bundle import scope
 from hashtagger.bundle.format import FORMAT_VERSION, is_bundle, read_bundle, write_manifest
 from hashtagger.bundle.thresholds import MIN_POSITIVES, tune_per_hashtag, tune_threshold
+from hashtagger.bundle.token_wide import FILE as TOKEN_WIDE_FILE
+from hashtagger.bundle.token_wide import read_token_wide, save_token_wide
 from hashtagger.data.posts import CsvColumns, posts_input
 from hashtagger.data.regions import REGIONS
 from hashtagger.errors import DataError, ParityError
@@ -51,6 +53,7 @@ from hashtagger.io.console import quiet_logger, say
 from hashtagger.io.files import atomic_folder
 from hashtagger.models.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from hashtagger.models.lxmert import HashtagModel, NameHead
+from hashtagger.models.wide import PRIME
 from hashtagger.tagging.attribution import write_background
 from hashtagger.version import __version__
 
@@ -334,6 +337,8 @@ def _write_bundle_files(job: _Job, report: ExportReport, onnx_probs: np.ndarray)
     ckpt, work = job.ckpt, job.work
     background = write_background(work, *_background_regions(ckpt, job.inputs))
     info = _bundle_info(job, report, onnx_probs, background)
+    if tables := _write_token_wide(job):
+        info["model"]["joint_wide"] |= tables
     (work / "bundle.json").write_text(json.dumps(info, indent=1))
     counts = ckpt.meta.label_counts
     (work / "hashtags.json").write_text(
@@ -350,6 +355,33 @@ def _write_bundle_files(job: _Job, report: ExportReport, onnx_probs: np.ndarray)
     )  # image digests of train / val / test, as in the checkpoint
     ckpt.tokenizer.save(str(work / "tokenizer.json"))
     write_manifest(work)
+
+
+# float16 tables move a parity post's wide logits by a few 1e-3 at most: they name terms in explanations, the
+# graph's own copy scores.
+TABLES_TOLERANCE = 2e-2
+
+
+def _write_token_wide(job: _Job) -> dict:
+    """A `--joint-wide` model's tables (bundle/token_wide.py, for `explain`), checked against PyTorch's wide
+    logits on the parity posts; what bundle.json's model.joint_wide gains ({} for a model without a wide part)."""
+    wide = getattr(job.ckpt.model, "wide", None)
+    if wide is None:
+        return {}
+    weights = (wide.unigrams.weight.detach().numpy(), wide.pairs.weight.detach().numpy())
+    save_token_wide(job.work / TOKEN_WIDE_FILE, wide.rows.numpy(), *weights, PRIME)
+    tables = read_token_wide(job.work / TOKEN_WIDE_FILE, len(job.ckpt.vocab))
+    ids, mask = job.inputs.text["input_ids"], job.inputs.text["attention_mask"]
+    with torch.inference_mode():
+        reference = wide(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    ours = np.stack([tables.logits(row[kept > 0]) for row, kept in zip(ids, mask, strict=True)])
+    diff = float(np.abs(reference - ours).max())
+    if diff > TABLES_TOLERANCE:
+        raise ParityError(
+            f"the wide part's tables differ from the model's by {diff:.2e} in logits on {len(ours)} posts "
+            f"(tolerance {TABLES_TOLERANCE:.0e}); nothing written"
+        )
+    return {"file": TOKEN_WIDE_FILE, "tables_parity": {"max_abs_diff": round(diff, 6), "posts": len(ours)}}
 
 
 def _background_regions(ckpt: Checkpoint, inputs: ParityInputs, images: int = 16) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ region. Bundles exported without a background fall back to zeroed features.
 
 It runs on an exported bundle's own graphs through ONNX Runtime: one forward pass per word and region, plus
 two per background image, batched. A bundle with a wide part (bundle/wide.py) is explained as it tags: every
-variant's score is the blend, and each hashtag also names the caption terms its wide part weighs most.
+variant's score is the blend, and each hashtag also names the caption terms its wide part weighs most; so does
+a `--joint-wide` model's (its tables, bundle/token_wide.py), whose wide part is inside the graph.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class Explanation:
     words: list[tuple[str, float]]  # the model's caption words in order, each with its erasure weight
     regions: np.ndarray  # [regions] erasure weight of each region
     boxes: np.ndarray  # [regions, 4] normalised (x1, y1, x2, y2)
-    # A bundle with a wide part: the caption's terms that raise its logit for the hashtag most (coef x tf-idf)
+    # A bundle with a wide part: the caption's terms that raise its logit for the hashtag most, largest first
+    # (fitted part: coef x tf-idf; joint part: the token or pair's row / sqrt(features))
     wide_terms: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -99,7 +101,7 @@ def explain(
     region_probs = probs[2 + 2 * k + len(words) :]
     if tags is None:
         tags = [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
-    labels, wide = runner.labels(bundle.vocab), runner.wide
+    labels = runner.labels(bundle.vocab)
     out = []
     for t in tags:
         out.append(
@@ -111,10 +113,22 @@ def explain(
                 words=[(w, float(full[t] - p)) for w, p in zip(words, word_probs[:, t], strict=True)],
                 regions=(full[t] - region_probs[:, t]).astype(np.float32),
                 boxes=np.asarray(boxes, np.float32),
-                wide_terms=wide.top_terms(text, t) if wide is not None and t < wide.hashtags else [],
+                wide_terms=_wide_terms(runner, bundle, text, t),
             )
         )
     return out
+
+
+def _wide_terms(runner: Runner, bundle: Bundle, text: str, hashtag: int, top: int = 3) -> list[tuple[str, float]]:
+    """The caption terms that raise the hashtag's logit most in the bundle's wide parts: the fitted one's
+    (wide.npz) and the joint one's (token_wide.npz), whichever it has (both: the `top` of the two lists)."""
+    wide, joint = runner.wide, bundle.token_wide
+    terms = wide.top_terms(text, hashtag, top) if wide is not None and hashtag < wide.hashtags else []
+    if joint is not None and hashtag < joint.unigrams.shape[1]:
+        ids = encode(bundle.tokenizer, [text], bundle.max_length)["input_ids"][0]
+        tokens = [bundle.tokenizer.id_to_token(int(i)) or "" for i in ids]
+        terms += joint.top_terms(ids, tokens, hashtag, top)
+    return sorted(terms, key=lambda term: -term[1])[:top]
 
 
 BACKGROUND_FILE = "background.npz"

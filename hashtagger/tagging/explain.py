@@ -172,7 +172,8 @@ def _heat(e: Explanation, cells: int = 120) -> np.ndarray:
 
 
 def _shaded_words(ax, e: Explanation) -> None:
-    """The caption's words left to right, wrapped, each on a background as dark as its weight."""
+    """The caption's words left to right, wrapped, each on a background as dark as its weight; below them the
+    terms the wide part weighs most, where the bundle has one."""
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -192,3 +193,6 @@ def _shaded_words(ax, e: Explanation) -> None:
             x, y = 0.0, y - line
             t.set_position((x, y))
         x += span
+    if e.wide_terms:  # the bundle's wide part: the caption terms it weighs most for this hashtag
+        terms = ", ".join(term for term, _ in e.wide_terms)
+        ax.text(0, y - 1.4 * line, f"wide part: {terms}", fontsize=8, va="top", style="italic")
