@@ -24,6 +24,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import hashtagger.tagging.pipeline as pipeline
+import hashtagger.tagging.run as run
 from hashtagger.bundle import gpu
 from hashtagger.bundle.format import read_bundle, write_manifest
 from hashtagger.bundle.runtime import DeviceError, Runner, choose_graphs
@@ -454,7 +455,7 @@ def test_an_image_forgotten_before_its_batch_is_loaded_again(tiny_bundle, tmp_pa
 
 
 def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_agreement_passes(
-    posts, tiny_bundle, tmp_path
+    posts, tiny_bundle, tmp_path, monkeypatch
 ):
     edited = tmp_path / "edited"
     shutil.copytree(tiny_bundle, edited)
@@ -488,12 +489,30 @@ def test_variant_auto_takes_the_int8_graphs_on_the_cpu_only_when_their_recorded_
     options = TagOptions(model=edited, device="cpu", variant="auto")
     summary = tag(posts, tmp_path / "out.jsonl", "jsonl", options, console=Console(file=log, width=300))
     assert summary.variant == "model int8, extractor fp32" and "model int8, extractor fp32" in log.getvalue()
-    # fp32 by default: int8 scores move with the batching, which --resume and --engine ray would expose
-    assert tag(
-        posts, tmp_path / "fp32.jsonl", "jsonl", TagOptions(model=edited, device="cpu"), console=quiet()
-    ).variant == ("model fp32, extractor fp32")
+    assert summary.faster is None  # auto ran: nothing to suggest
+    # fp32 by default: int8 scores move with the batching, which --resume and --engine ray would expose; a long
+    # run says what auto would run (HINT_POSTS lowered to these few posts)
+    monkeypatch.setattr(run, "HINT_POSTS", summary.processed)
+    log = io.StringIO()
+    fp32 = tag(
+        posts,
+        tmp_path / "fp32.jsonl",
+        "jsonl",
+        TagOptions(model=edited, device="cpu"),
+        console=Console(file=log, width=300),
+    )
+    assert fp32.variant == "model fp32, extractor fp32"
+    assert (
+        "faster on a CPU: --variant auto runs this model's int8 graphs (model int8, extractor fp32)" in log.getvalue()
+    )
+    monkeypatch.setattr(run, "HINT_POSTS", summary.processed + 1)
+    short = tag(posts, tmp_path / "short.jsonl", "jsonl", TagOptions(model=edited, device="cpu"), console=quiet())
+    assert short.faster is None
     for record in info["export"]["variants"].values():  # fp32 that gets nothing right agrees with anything
         record["f1@2_reference"] = record["f1@2"] = 0.0
     (edited / "bundle.json").write_text(json.dumps(info))
     write_manifest(edited)
     assert Runner.load(read_bundle(edited), "cpu", "auto").variant == "model fp32, extractor fp32"
+    monkeypatch.setattr(run, "HINT_POSTS", 1)  # no int8 graph agrees: no hint, however long the run
+    again = tag(posts, tmp_path / "none.jsonl", "jsonl", TagOptions(model=edited, device="cpu"), console=quiet())
+    assert again.faster is None

@@ -192,14 +192,15 @@ def choose_graphs(bundle: Bundle, variant: str, device: str) -> tuple[str, str |
         raise BundleError(f"unknown variant '{variant}' ({', '.join(VARIANTS)})")
     if variant in ("default", "auto"):
         if device == "cpu":
-            return (_int8_choice(bundle) if variant == "auto" else None) or ("model", extractor)
+            return (int8_choice(bundle) if variant == "auto" else None) or ("model", extractor)
         return ("fp16" if device == "cuda" else "model"), extractor
     if variant == "int8" and extractor is not None and "extractor_int8" in graphs:
         return "int8", "extractor_int8"
     return variant, extractor
 
 
-def _int8_choice(bundle: Bundle) -> tuple[str, str | None] | None:
+def int8_choice(bundle: Bundle) -> tuple[str, str | None] | None:
+    """The (model, extractor) int8 graph roles `--variant auto` runs on the CPU; None when none agrees with fp32."""
     graphs, recorded = bundle.info.graphs, bundle.info.variants
     for key, model, extractor in INT8_CHOICES:
         roles = (model, extractor) if "extractor" in graphs else (model,)

@@ -68,6 +68,7 @@ class TagSummary:
     prior: list[str] = field(default_factory=list)  # the frequency prior's top 2 (scope.prior)
     prior_like: int = 0  # tagged posts whose top 2 was the prior's (scope.prior_like)
     candidates_by: str | None = None  # "candidates scored by the names-head companion model (...)" (Tagger)
+    faster: str | None = None  # a long fp32 run on the CPU: the --variant auto that would have run int8 graphs
     sidecars: Counter = field(default_factory=Counter)  # tag --sidecars: what write_sidecar did -> posts
 
     @property

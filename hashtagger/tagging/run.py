@@ -16,6 +16,7 @@ from rich.table import Table
 
 from hashtagger.bundle import gpu, scope
 from hashtagger.bundle.locate import find_model
+from hashtagger.bundle.runtime import int8_choice, variant_label
 from hashtagger.data.posts import Post, load_posts, posts_input
 from hashtagger.errors import BundleError, DataError, OutputError
 from hashtagger.io.claims import Claim, Reads, claim_output
@@ -148,6 +149,7 @@ def _tag_into(
         writer.close()
     summary.seconds = time.perf_counter() - run_start
     summary.posts_per_s = summary.processed / summary.seconds if summary.seconds > 0 else 0.0
+    summary.faster = faster_hint(tagger, summary.processed)
     console.print(summary_table(summary, output))
     _say_scope(console, summary)
     return summary
@@ -158,6 +160,8 @@ def _say_scope(console: Console, summary: TagSummary) -> None:
     console.print(summary.model, markup=False, highlight=False, soft_wrap=True)
     if summary.candidates_by:
         console.print(summary.candidates_by, markup=False, highlight=False, soft_wrap=True)
+    if summary.faster:
+        console.print(summary.faster, markup=False, highlight=False, soft_wrap=True)
     if summary.tagged and summary.prior_like > scope.PRIOR_LIKE * summary.tagged:
         say(
             console,
@@ -167,6 +171,24 @@ def _say_scope(console: Console, summary: TagSummary) -> None:
             "train DATA --preset cpu)",
             "warning",
         )
+
+
+# Runs this long are worth a hint that int8 graphs would be faster; a few photos are not.
+HINT_POSTS = 500
+
+
+def faster_hint(tagger: Tagger, processed: int) -> str | None:
+    """For a long run of fp32 graphs on the CPU when the bundle holds int8 graphs that agree with fp32 (what
+    `--variant auto` runs): one line saying so; None otherwise."""
+    if processed < HINT_POSTS or tagger.options.variant != "default" or tagger.runner.provider != CPU:
+        return None
+    choice = int8_choice(tagger.bundle)
+    if choice is None:
+        return None
+    return (
+        f"faster on a CPU: --variant auto runs this model's int8 graphs ({variant_label(*choice)}), which agree with "
+        "its fp32 ones on the validation posts (docs/commands.md)"
+    )
 
 
 def check_extras(input: str | Path | Sequence[Post], fmt: str) -> None:
