@@ -102,8 +102,9 @@ def explain(
     if tags is None:
         tags = [int(i) for i in np.argsort(-full, kind="stable")[:top_k]]
     labels = runner.labels(bundle.vocab)
+    wide_terms = _wide_terms(runner, bundle, text, tags)
     out = []
-    for t in tags:
+    for t, terms in zip(tags, wide_terms, strict=True):
         out.append(
             Explanation(
                 tag=labels[t],
@@ -113,22 +114,29 @@ def explain(
                 words=[(w, float(full[t] - p)) for w, p in zip(words, word_probs[:, t], strict=True)],
                 regions=(full[t] - region_probs[:, t]).astype(np.float32),
                 boxes=np.asarray(boxes, np.float32),
-                wide_terms=_wide_terms(runner, bundle, text, t),
+                wide_terms=terms,
             )
         )
     return out
 
 
-def _wide_terms(runner: Runner, bundle: Bundle, text: str, hashtag: int, top: int = 3) -> list[tuple[str, float]]:
-    """The caption terms that raise the hashtag's logit most in the bundle's wide parts: the fitted one's
-    (wide.npz) and the joint one's (token_wide.npz), whichever it has (both: the `top` of the two lists)."""
+def _wide_terms(
+    runner: Runner, bundle: Bundle, text: str, tags: list[int], top: int = 3
+) -> list[list[tuple[str, float]]]:
+    """For each hashtag of `tags`, the caption terms that raise its logit most in the bundle's wide parts: the
+    fitted one's (wide.npz) and the joint one's (token_wide.npz), whichever it has (both: the `top` of the two
+    lists). The caption is tokenised once for all of them."""
     wide, joint = runner.wide, bundle.token_wide
-    terms = wide.top_terms(text, hashtag, top) if wide is not None and hashtag < wide.hashtags else []
-    if joint is not None and hashtag < joint.unigrams.shape[1]:
+    if joint is not None:
         ids = encode(bundle.tokenizer, [text], bundle.max_length)["input_ids"][0]
         tokens = [bundle.tokenizer.id_to_token(int(i)) or "" for i in ids]
-        terms += joint.top_terms(ids, tokens, hashtag, top)
-    return sorted(terms, key=lambda term: -term[1])[:top]
+    out = []
+    for t in tags:
+        terms = wide.top_terms(text, t, top) if wide is not None and t < wide.hashtags else []
+        if joint is not None and t < joint.unigrams.shape[1]:
+            terms += joint.top_terms(ids, tokens, t, top)
+        out.append(sorted(terms, key=lambda term: -term[1])[:top])
+    return out
 
 
 BACKGROUND_FILE = "background.npz"
